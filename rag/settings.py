@@ -1,0 +1,96 @@
+"""Every knob of rerank-rag in one typed object.
+
+Values come, highest priority first, from keyword arguments, environment variables (prefix ``RAG_``;
+the LLM also reads the conventional ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``) and
+``.streamlit/secrets.toml`` (top-level keys named like the fields, or ``OPENAI_API_KEY``).
+
+>>> Settings(top_k=10).top_k
+10
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SECRETS_FILE = Path(".streamlit/secrets.toml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", extra="ignore", populate_by_name=True, validate_assignment=True
+    )
+
+    # Where the knowledge base lives.
+    data_dir: Path = Field(Path("data/store"), description="Embedded Chroma store and models' scratch.")
+    collection: str = Field("default", description="Chroma collection to ingest into and query.")
+    chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded store.")
+    chroma_port: int = Field(8000, description="Chroma server port (with chroma_host).")
+
+    # Models. Names are hub ids, local folders, or the aliases in rag.models / rag.catalog.
+    embed_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers embedder.")
+    reranker: str = Field("none", description="Cross-encoder reranker; 'none' disables reranking.")
+    device: str = Field("cpu", description="torch device for the models.")
+    embed_batch_size: int = Field(32, ge=1, le=1024)
+
+    # Retrieval.
+    top_k: int = Field(20, ge=1, le=200, description="Candidates from the first retrieval.")
+    top_n: int = Field(5, ge=1, le=50, description="Chunks kept after rerank, given to the LLM.")
+    low_confidence_score: float = Field(
+        0.1, description="A best rerank score below this flags that the documents may not answer."
+    )
+
+    # Ingest. Chunk sizes count the embedder's own tokens: MiniLM reads only 256 of them, so a
+    # larger chunk would be embedded truncated.
+    chunk_size: int = Field(200, ge=32, le=8192)
+    chunk_overlap: int = Field(30, ge=0, le=2048)
+    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this fail with a reason.")
+
+    # LLM: any OpenAI-compatible chat-completions server (OpenAI, Ollama, vLLM, LM Studio).
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("RAG_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url")
+    )
+    llm_model: str = Field("gpt-4o-mini", description="Chat model name on that server.")
+    llm_timeout_s: float = Field(60.0, gt=0)
+    llm_max_retries: int = Field(1, ge=0, le=5, description="Retries on 429/5xx/connection errors.")
+    llm_temperature: float = Field(0.0, ge=0, le=2)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> "Settings":
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be below chunk_size ({self.chunk_size})")
+        return self
+
+    @property
+    def llm_configured(self) -> bool:
+        """An LLM is used when a key or a base URL (a local server needs no key) is set."""
+        return bool(self.openai_api_key and self.openai_api_key.get_secret_value()) or bool(self.openai_base_url)
+
+    @property
+    def uses_chroma_server(self) -> bool:
+        return bool(self.chroma_host)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=SECRETS_FILE),
+        )

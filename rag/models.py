@@ -107,8 +107,9 @@ class Embedder:
     def dimension(self) -> int:
         return int(self.model.get_embedding_dimension())
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer.tokenize(text))
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids without special tokens, for sizing chunks (silent on texts over the model's limit)."""
+        return self.model.tokenizer.encode(text, add_special_tokens=False, verbose=False)
 
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         with self._lock:

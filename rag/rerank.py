@@ -1,6 +1,13 @@
-"""The second retrieval: a cross-encoder reads (question, chunk) pairs and scores each.
+"""The second retrieval: a reranker reads (question, chunk) pairs and scores each.
 
->>> reranker = load_reranker("path/to/cross-encoder")
+Names resolve through :mod:`rag.catalog`: the shipped default ``rerank-minilm-l6`` (an int8 ONNX
+cross-encoder in ``models/``), public cross-encoders by hub id, and the LLM yes/no rerankers
+(``BAAI/bge-reranker-v2-gemma``, ``BAAI/bge-reranker-v2-minicpm-layerwise``) scored by the logit of
+"Yes". Anything else is treated as a sentence-transformers cross-encoder (hub id or local folder).
+A model that cannot be had raises :class:`rag.models.ModelUnavailableError` naming it and how to
+provide it: there is no silent fall-back to "no rerank".
+
+>>> reranker = load_reranker("rerank-minilm-l6")
 >>> reranker.score("Who founded Acme?", ["Acme was founded by Ada.", "The sky is blue."])
 [0.93, 0.01]
 """
@@ -10,21 +17,76 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
-from rag.models import resolve_model
+from rag import catalog
+from rag.models import ModelUnavailableError, resolve_model
 
 NO_RERANK = "none"
+# Preferred ONNX files inside a model folder, best first (int8 is what we ship).
+ONNX_FILES = ("onnx/model_qint8_avx512_vnni.onnx", "onnx/model_quint8_avx2.onnx", "onnx/model.onnx")
+
+
+def _resolve(name: str) -> tuple[str, catalog.RerankerInfo | None]:
+    info = catalog.lookup(name)
+    if info is not None and info.local_dir:
+        path = catalog.REPO_ROOT / info.local_dir
+        if not (path / "config.json").is_file():
+            raise ModelUnavailableError(
+                f"reranker '{name}' is not available: its folder {path} is missing or incomplete. It ships with the "
+                f"repository (git clone/pull restores it); to rebuild it run scripts/train_reranker.sh."
+            )
+        return str(path), info
+    return resolve_model(info.hub_id if info and info.hub_id else name, kind="reranker"), info
+
+
+def _onnx_file(path: str) -> str | None:
+    for rel in ONNX_FILES:
+        if (Path(path) / rel).is_file():
+            return rel
+    return None
+
+
+def minmax(xs: Sequence[float]) -> list[float]:
+    lo, hi = min(xs), max(xs)
+    return [0.5 if hi == lo else (x - lo) / (hi - lo) for x in xs]
+
+
+def interpolate(rerank_scores: Sequence[float], retrieval_scores: Sequence[float], alpha: float) -> list[float]:
+    """``alpha * rerank + (1 - alpha) * retrieval`` after min-max normalising each list per query."""
+    if len(rerank_scores) != len(retrieval_scores):
+        raise ValueError("rerank_scores and retrieval_scores differ in length")
+    if not rerank_scores:
+        return []
+    return [alpha * a + (1 - alpha) * b for a, b in zip(minmax(rerank_scores), minmax(retrieval_scores))]
 
 
 class Reranker:
-    """A sentence-transformers CrossEncoder behind a typed, thread-safe ``score``."""
+    """A sentence-transformers CrossEncoder behind a typed, thread-safe ``score``.
 
-    def __init__(self, name: str, *, device: str = "cpu", max_length: int | None = None) -> None:
+    ``backend``: "torch" or "onnx"; default: ONNX when the folder has an ONNX file (the shipped
+    default does: ``onnx/model_qint8_avx512_vnni.onnx``), torch otherwise.
+    """
+
+    kind = "cross-encoder"
+
+    def __init__(self, name: str, *, device: str = "cpu", max_length: int | None = None,
+                 backend: str | None = None, file_name: str | None = None, batch_size: int = 32) -> None:
         from sentence_transformers import CrossEncoder
 
         self.name = name
-        self.path = resolve_model(name, kind="reranker")
-        self.model = CrossEncoder(self.path, device=device, max_length=max_length)
+        self.path, self.info = _resolve(name)
+        onnx = file_name or _onnx_file(self.path)
+        self.backend = backend or ("onnx" if onnx else "torch")
+        kwargs: dict = {}
+        if self.backend == "onnx":
+            if onnx:
+                kwargs["model_kwargs"] = {"file_name": onnx, "provider": "CPUExecutionProvider"}
+            self.file_name = onnx
+        else:
+            self.file_name = None
+        self.model = CrossEncoder(self.path, device=device, max_length=max_length, backend=self.backend, **kwargs)
+        self.batch_size = batch_size
         self._lock = threading.Lock()
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
@@ -32,13 +94,104 @@ class Reranker:
         if not texts:
             return []
         with self._lock:
-            scores = self.model.predict([(query, text) for text in texts], show_progress_bar=False)
+            scores = self.model.predict([(query, text) for text in texts], batch_size=self.batch_size,
+                                        show_progress_bar=False)
         return [float(score) for score in scores]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, backend={self.backend!r})"
+
+
+class LLMYesNoReranker(Reranker):
+    """A causal LM asked whether the passage answers the query; score = logit of "Yes".
+
+    The prompt is the one BAAI trained ``bge-reranker-v2-gemma`` / ``-minicpm-layerwise`` with.
+    ``layerwise`` (MiniCPM): the model's remote code returns one score head per cut-off layer;
+    we take layer ``cutoff_layer`` (28 = BAAI's default).
+    """
+
+    kind = "llm-yes-no"
+    PROMPT = ("Given a query A and a passage B, determine whether the passage contains an answer to the query by "
+              "providing a prediction of either 'Yes' or 'No'.")
+
+    def __init__(self, name: str, *, path: str | None = None, device: str = "cpu", max_length: int = 512,
+                 layerwise: bool = False, cutoff_layer: int = 28, trust_remote_code: bool | None = None,
+                 gguf_file: str | None = None, batch_size: int = 4) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = name
+        if path is None:
+            self.path, self.info = _resolve(name)
+        else:
+            self.path, self.info = path, catalog.lookup(name)
+        trust = trust_remote_code if trust_remote_code is not None else bool(self.info and self.info.trust_remote_code)
+        kw = {"gguf_file": gguf_file} if gguf_file else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust, **kw)
+        self.model = AutoModelForCausalLM.from_pretrained(self.path, trust_remote_code=trust,
+                                                          dtype=torch.float32, **kw).to(device).eval()
+        self.device = device
+        self.backend = "torch"
+        self.file_name = gguf_file
+        self.layerwise = layerwise
+        self.cutoff_layer = cutoff_layer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.kind = "llm-yes-no-layerwise" if layerwise else "llm-yes-no"
+        self.yes_id = self.tokenizer("Yes", add_special_tokens=False)["input_ids"][0]
+        self._sep = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
+        self._prompt = self.tokenizer(self.PROMPT, add_special_tokens=False)["input_ids"]
+        self._lock = threading.Lock()
+
+    def _encode(self, query: str, text: str) -> list[int]:
+        tok = self.tokenizer
+        q = tok(f"A: {query}", add_special_tokens=False, truncation=True, max_length=self.max_length * 3 // 4)["input_ids"]
+        p = tok(f"B: {text}", add_special_tokens=False, truncation=True, max_length=self.max_length)["input_ids"]
+        room = max(8, self.max_length - len(q) - 2 * len(self._sep) - len(self._prompt) - 1)
+        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        return bos + q + self._sep + p[:room] + self._sep + self._prompt
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        import torch
+
+        if not texts:
+            return []
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id or 0
+        out: list[float] = []
+        with self._lock, torch.inference_mode():
+            for b in range(0, len(texts), self.batch_size):
+                seqs = [self._encode(query, t) for t in texts[b:b + self.batch_size]]
+                width = max(map(len, seqs))
+                # left padding: the last position is the one that predicts the answer token
+                ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+                mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+                if self.layerwise:
+                    res = self.model(input_ids=ids, attention_mask=mask, return_dict=True,
+                                     cutoff_layers=[self.cutoff_layer])
+                    scores = res[0][-1][:, -1].reshape(len(seqs), -1)[:, 0]
+                else:
+                    logits = self.model(input_ids=ids, attention_mask=mask).logits
+                    scores = logits[:, -1, self.yes_id]
+                out.extend(float(s) for s in scores.float().tolist())
+        return out
+
+
+def make_reranker(name: str, device: str = "cpu", **kwargs) -> Reranker:
+    """Build the reranker called ``name`` (not cached); see :func:`load_reranker`."""
+    info = catalog.lookup(name)
+    if info is not None and info.kind.startswith("llm-yes-no"):
+        return LLMYesNoReranker(name, device=device, layerwise=info.kind.endswith("layerwise"), **kwargs)
+    return Reranker(name, device=device, **kwargs)
 
 
 @functools.lru_cache(maxsize=4)
 def load_reranker(name: str, device: str = "cpu") -> Reranker | None:
-    """The reranker called ``name``, loaded once per process; ``None`` for ``"none"``."""
+    """The reranker called ``name``, loaded once per process; ``None`` for ``"none"``.
+
+    Raises :class:`ModelUnavailableError` when the model cannot be had (never falls back silently).
+    """
     if name.strip().lower() == NO_RERANK:
         return None
-    return Reranker(name, device=device)
+    return make_reranker(name.strip(), device=device)

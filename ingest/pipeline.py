@@ -1,0 +1,155 @@
+"""Files → pages → chunks → embeddings → a Chroma collection, one document at a time.
+
+Idempotency is a content-hash scheme rather than llama-index's ``IngestionPipeline`` with a docstore:
+that docstore is a local file beside the vector store, so it can disagree with a Chroma server that
+other machines write to, and it commits separately from the vectors. Here the document registry sits
+in Chroma itself (see :mod:`rag.store`): unchanged sha256 → skipped; changed → the new chunks replace
+the old ones; the registry record is written last, as the commit mark.
+
+>>> ingestor = Ingestor(Settings())
+>>> [r.line() for r in ingestor.ingest_paths(["data/sample"])]
+['handbook.md: ok 12 chunks', ...]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, PageText, load_document
+from rag.models import Embedder, load_embedder
+from rag.settings import Settings
+from rag.store import DocumentRecord, KnowledgeBase, doc_id_for
+
+Status = Literal["ok", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file to ingest: its display name (the document's identity) and where its bytes come from."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else self.path.stat().st_size  # type: ignore[union-attr]
+
+    def read(self) -> bytes:
+        return self.data if self.data is not None else self.path.read_bytes()  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    source: str
+    status: Status
+    chunks: int = 0
+    pages: int = 0
+    reason: str | None = None
+    doc_id: str | None = None
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        if self.status == "ok":
+            return f"{self.source}: ok {self.chunks} chunks"
+        if self.status == "skipped":
+            return f"{self.source}: skipped (unchanged)"
+        return f"{self.source}: failed: {self.reason}"
+
+
+def expand_paths(paths: Iterable[str | Path]) -> Iterator[SourceFile]:
+    """Files as given, and the supported files under folders (named relative to that folder)."""
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+                if child.suffix.lower() in SUPPORTED_SUFFIXES:
+                    yield SourceFile(child.relative_to(path).as_posix(), path=child)
+        else:
+            yield SourceFile(path.name, path=path)
+
+
+class Ingestor:
+    """Writes documents into one collection of the knowledge base."""
+
+    def __init__(self, settings: Settings, collection: str | None = None, *, embedder: Embedder | None = None) -> None:
+        from llama_index.core.node_parser import SentenceSplitter
+
+        self.settings = settings
+        self.embedder = embedder or load_embedder(settings.embed_model, settings.device, settings.embed_batch_size)
+        self.kb = KnowledgeBase(settings, collection, embed_model=self.embedder.name)
+        # Chunk sizes are counted in the embedder's own tokens, so no chunk is embedded truncated.
+        self.splitter = SentenceSplitter(
+            chunk_size=min(settings.chunk_size, self.embedder.max_tokens),
+            chunk_overlap=settings.chunk_overlap,
+            tokenizer=self.embedder.tokenize,
+        )
+        self.kb.repair()  # sweep what a killed ingest or delete left behind
+
+    def ingest_paths(self, paths: Iterable[str | Path], on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
+        return self.ingest(expand_paths(paths), on_result)
+
+    def ingest(self, files: Iterable[SourceFile], on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
+        """Ingest each file on its own: one failing never stops the others."""
+        results = []
+        for file in files:
+            result = self.ingest_one(file)
+            results.append(result)
+            if on_result:
+                on_result(result)
+        return results
+
+    def ingest_one(self, file: SourceFile) -> FileResult:
+        started = time.perf_counter()
+        max_bytes = int(self.settings.max_file_mb * 1_000_000)
+        try:
+            if not file.data and file.path is not None and not file.path.is_file():
+                raise IngestError("no such file")
+            if file.size() > max_bytes:
+                raise IngestError(
+                    f"too large: {file.size() / 1e6:.1f} MB, over the limit of {self.settings.max_file_mb:g} MB "
+                    "(RAG_MAX_FILE_MB)"
+                )
+            data = file.read()
+            content_sha256 = hashlib.sha256(data).hexdigest()
+            doc_id = doc_id_for(file.name)
+            existing = self.kb.document(doc_id)
+            if existing and existing.content_sha256 == content_sha256:
+                return FileResult(file.name, "skipped", existing.chunks, existing.pages, doc_id=doc_id,
+                                  seconds=time.perf_counter() - started)
+            pages = load_document(file.name, data, max_bytes=max_bytes)
+            chunks = self._write(file.name, doc_id, content_sha256, len(data), pages)
+        except IngestError as error:
+            return FileResult(file.name, "failed", reason=str(error), seconds=time.perf_counter() - started)
+        except OSError as error:
+            return FileResult(file.name, "failed", reason=f"cannot read the file: {error.strerror or error}",
+                              seconds=time.perf_counter() - started)
+        return FileResult(file.name, "ok", chunks, len(pages), doc_id=doc_id, seconds=time.perf_counter() - started)
+
+    def _write(self, source: str, doc_id: str, content_sha256: str, size: int, pages: list[PageText]) -> int:
+        texts: list[str] = []
+        metadatas: list[dict] = []
+        ingested_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for page in pages:
+            for text in self.splitter.split_text(page.text):
+                if not text.strip():
+                    continue
+                meta = {"doc_id": doc_id, "source": source, "content_sha256": content_sha256,
+                        "ingested_at": ingested_at, "chunk_index": len(texts)}
+                if page.number is not None:
+                    meta["page"] = page.number
+                texts.append(text)
+                metadatas.append(meta)
+        if not texts:
+            raise IngestError("no text found in the file")
+        embeddings = self.embedder.embed_documents(texts)
+        chunk_ids = [f"{doc_id}:{content_sha256[:12]}:{i:05d}" for i in range(len(texts))]
+        record = DocumentRecord(doc_id=doc_id, source=source, content_sha256=content_sha256, pages=len(pages),
+                                chunks=len(texts), ingested_at=ingested_at, size_bytes=size)
+        self.kb.write_document(record, chunk_ids, texts, embeddings, metadatas)
+        return len(texts)

@@ -1,0 +1,152 @@
+"""The rerankers rerank-rag knows by name: our shipped default and the public ones the field recommends.
+
+Data only (plus an availability check): hub id, languages, size, kind, notes. ``kind`` is
+``cross-encoder`` (sentence-transformers CrossEncoder, one relevance logit per pair),
+``llm-yes-no`` (a causal LM asked whether the passage answers the query, scored by the logit of
+"Yes") or ``llm-yes-no-layerwise`` (BGE's MiniCPM variant that scores from an intermediate layer).
+
+``rerank-rag rerankers`` lists them and says which can be loaded here (shipped in the repository,
+a local folder, or the Hugging Face cache); the hub is only tried when a reranker is actually loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "models"
+DEFAULT_RERANKER = "rerank-minilm-l6"
+
+
+@dataclass(frozen=True)
+class RerankerInfo:
+    name: str  # what settings / --reranker accept
+    hub_id: str | None  # None for models shipped in this repository
+    languages: str
+    params: str  # approximate size
+    kind: str  # cross-encoder | llm-yes-no | llm-yes-no-layerwise
+    license: str
+    notes: str
+    local_dir: str | None = None  # repository-relative folder for shipped models
+    trust_remote_code: bool = False
+
+
+CATALOG: tuple[RerankerInfo, ...] = (
+    RerankerInfo(
+        DEFAULT_RERANKER, None, "en (trained), zh (trained on CMRC 2018 dev)", "22M (int8 ONNX, 23 MB)",
+        "cross-encoder", "Apache-2.0 (weights); training data CC BY-SA 4.0",
+        "Default. Trained here from the packaged all-MiniLM-L6-v2 weights on SQuAD + CMRC 2018 with hard "
+        "negatives from the first-stage embedder; runs offline, fast on CPU. See models/rerank-minilm-l6/README.md.",
+        local_dir="models/rerank-minilm-l6",
+    ),
+    RerankerInfo("BAAI/bge-reranker-base", "BAAI/bge-reranker-base", "zh, en", "278M", "cross-encoder", "MIT",
+                 "XLM-RoBERTa base; the classic Chinese/English reranker."),
+    RerankerInfo("BAAI/bge-reranker-large", "BAAI/bge-reranker-large", "zh, en", "560M", "cross-encoder", "MIT",
+                 "XLM-RoBERTa large; stronger, ~3x slower than base."),
+    RerankerInfo("BAAI/bge-reranker-v2-m3", "BAAI/bge-reranker-v2-m3", "multilingual (100+)", "568M",
+                 "cross-encoder", "Apache-2.0",
+                 "bge-m3 backbone; the usual multilingual pick, long inputs (up to 8k tokens)."),
+    RerankerInfo("maidalun1020/bce-reranker-base_v1", "maidalun1020/bce-reranker-base_v1",
+                 "zh, en, ja, ko", "278M", "cross-encoder", "Apache-2.0",
+                 "NetEase Youdao BCE; scores are meant to be read as absolute relevance (0.35-0.4 threshold)."),
+    RerankerInfo("mixedbread-ai/mxbai-rerank-base-v1", "mixedbread-ai/mxbai-rerank-base-v1", "en", "184M",
+                 "cross-encoder", "Apache-2.0", "DeBERTa-v3 base; strong English reranker."),
+    RerankerInfo("mixedbread-ai/mxbai-rerank-large-v1", "mixedbread-ai/mxbai-rerank-large-v1", "en", "435M",
+                 "cross-encoder", "Apache-2.0", "DeBERTa-v3 large; best English quality of the v1 family, slow on CPU."),
+    RerankerInfo("hotchpotch/japanese-reranker-cross-encoder-xsmall-v1",
+                 "hotchpotch/japanese-reranker-cross-encoder-xsmall-v1", "ja", "107M", "cross-encoder", "MIT",
+                 "Small Japanese reranker; fast on CPU."),
+    RerankerInfo("amberoad/bert-multilingual-passage-reranking-msmarco",
+                 "amberoad/bert-multilingual-passage-reranking-msmarco", "multilingual (100+)", "178M",
+                 "cross-encoder", "Apache-2.0",
+                 "mBERT fine-tuned on MS MARCO; two-logit head (relevant / not)."),
+    RerankerInfo("cross-encoder/ms-marco-MiniLM-L-6-v2", "cross-encoder/ms-marco-MiniLM-L-6-v2", "en", "22.7M",
+                 "cross-encoder", "Apache-2.0", "The standard small English baseline; same size as our default."),
+    RerankerInfo("BAAI/bge-reranker-v2-minicpm-layerwise", "BAAI/bge-reranker-v2-minicpm-layerwise",
+                 "multilingual (zh, en strong)", "2.7B", "llm-yes-no-layerwise", "Apache-2.0 (MiniCPM terms apply)",
+                 "MiniCPM-2B LLM reranker; scores from layer 28 by default (earlier layers are faster); "
+                 "needs trust_remote_code and a GPU to be practical.",
+                 trust_remote_code=True),
+    RerankerInfo("BAAI/bge-reranker-v2-gemma", "BAAI/bge-reranker-v2-gemma", "multilingual", "2.5B",
+                 "llm-yes-no", "Apache-2.0 (Gemma terms apply)",
+                 "Gemma-2B LLM reranker scored by the logit of 'Yes'; strongest of the list, needs a GPU in practice."),
+)
+
+_BY_NAME = {i.name.lower(): i for i in CATALOG}
+_BY_NAME.update({i.hub_id.lower(): i for i in CATALOG if i.hub_id})
+
+
+def lookup(name: str) -> RerankerInfo | None:
+    """The catalog entry for a name or hub id (case-insensitive), or None for anything else."""
+    return _BY_NAME.get(name.strip().lower())
+
+
+def shipped_path(info: RerankerInfo) -> Path | None:
+    return REPO_ROOT / info.local_dir if info.local_dir else None
+
+
+def availability(info: RerankerInfo) -> tuple[bool, str]:
+    """(available offline here, where from / why not). Never touches the network."""
+    if info.local_dir:
+        p = REPO_ROOT / info.local_dir
+        if (p / "config.json").is_file():
+            return True, f"shipped: {info.local_dir}"
+        return False, f"missing from this checkout: {info.local_dir} (re-clone, or rebuild with scripts/train_reranker.sh)"
+    assert info.hub_id
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(info.hub_id, local_files_only=True)
+        return True, f"HF cache: {path}"
+    except Exception:  # noqa: BLE001 - any failure means "not in the cache"
+        pass
+    return False, (f"not in the HF cache: run `huggingface-cli download {info.hub_id}` online, or copy the model "
+                   f"folder here and set reranker to its path")
+
+
+def rows() -> list[dict]:
+    out = []
+    for info in CATALOG:
+        ok, where = availability(info)
+        d = asdict(info)
+        d.update(available=ok, where=where, default=info.name == DEFAULT_RERANKER)
+        out.append(d)
+    return out
+
+
+def format_table(items: list[dict]) -> str:
+    lines = []
+    w = max(len(r["name"]) for r in items)
+    lines.append(f"{'':2}{'name':<{w}}  {'kind':<20}  {'size':<24}  {'languages':<30}  available")
+    for r in items:
+        mark = "* " if r["default"] else "  "
+        lines.append(f"{mark}{r['name']:<{w}}  {r['kind']:<20}  {r['params']:<24}  {r['languages']:<30}  "
+                     f"{'yes' if r['available'] else 'no'} ({r['where']})")
+    lines.append("")
+    lines.append("* = default. Any other sentence-transformers cross-encoder works too, by hub id or local path; "
+                 "'none' disables reranking.")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        lines.append("HF_HUB_OFFLINE is set: models not shown as available cannot be loaded in this session.")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    items = rows()
+    if getattr(args, "json", False):
+        print(json.dumps(items, indent=2, ensure_ascii=False))
+    else:
+        print(format_table(items))
+    return 0
+
+
+def register(subparsers, parent_parser=None) -> None:
+    """CLI contract: ``rerank-rag rerankers [--json]``."""
+    parents = [parent_parser] if parent_parser is not None else []
+    p = subparsers.add_parser("rerankers", help="list the reranker catalog and what is available here",
+                              parents=parents)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_run, handler=_run)

@@ -1,0 +1,180 @@
+"""The ``rerank-rag`` command line.
+
+    rerank-rag ingest docs/ handbook.pdf
+    rerank-rag ask "What is the refund policy?" --json
+    rerank-rag docs | delete SOURCE_OR_DOC_ID | collections
+
+Feature modules add their own subcommands: each module in ``COMMAND_MODULES`` exposes
+``register(subparsers, parent)``, where ``parent`` carries the global options, and sets
+``func(args, settings) -> int`` on its parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from rag.settings import Settings
+
+COMMAND_MODULES: list[str] = []
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from env/secrets, overridden by the options this command line gave."""
+    overrides = {
+        field: getattr(args, field)
+        for field in ("data_dir", "collection", "top_k", "top_n", "reranker", "embed_model")
+        if getattr(args, field, None) is not None
+    }
+    return Settings(**overrides)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.pipeline import Ingestor
+
+    ingestor = Ingestor(settings)
+    results = ingestor.ingest_paths(args.paths, on_result=lambda result: print(result.line(), flush=True))
+    if not results:
+        print("error: no supported files found in the given paths", file=sys.stderr)
+        return 1
+    return 1 if any(result.status == "failed" for result in results) else 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.pipeline import RagPipeline
+
+    pipeline = RagPipeline(settings)
+    stream = None if args.json else (lambda piece: print(piece, end="", flush=True))
+    result = pipeline.ask(args.question, rerank=not args.no_rerank, on_token=stream)
+    if args.json:
+        payload = result.model_dump(include={"question", "answer", "answer_mode", "reranked", "chunks", "candidates",
+                                             "timings_ms", "collection", "embedder", "reranker", "error",
+                                             "low_confidence"})
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return 0
+    if result.answer_mode == "llm":
+        print()
+    else:
+        if result.error:
+            print(f"LLM failed: {result.error}", file=sys.stderr)
+        print(f"(extractive answer) {result.answer}")
+    print()
+    for n, chunk in enumerate(result.chunks, 1):
+        moved = "" if chunk.rank_change is None else f", was #{chunk.retrieval_rank}"
+        rerank = "" if chunk.rerank_score is None else f" rerank {chunk.rerank_score:.3f}"
+        print(f"[{n}] {chunk.citation} (retrieval {chunk.retrieval_score:.3f}{rerank}{moved})")
+    t = result.timings_ms
+    print(f"\nms: embed {t.embed:.0f}, search {t.search:.0f}, rerank {t.rerank:.0f}, "
+          f"generate {t.generate:.0f}, total {t.total:.0f}")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.store import KnowledgeBase
+
+    records = KnowledgeBase(settings).documents()
+    if args.json:
+        print(json.dumps([record.__dict__ for record in records], ensure_ascii=False, indent=2))
+        return 0
+    if not records:
+        print(f"no documents in collection '{settings.collection}'")
+    for record in records:
+        print(f"{record.source}\t{record.doc_id}\t{record.pages} pages\t{record.chunks} chunks\t{record.ingested_at}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.store import KnowledgeBase
+
+    kb = KnowledgeBase(settings)
+    record = kb.find(args.document)
+    if record is None:
+        print(f"error: no document '{args.document}' in collection '{kb.name}'", file=sys.stderr)
+        return 1
+    removed = kb.delete_document(record.doc_id)
+    print(f"deleted {record.source} ({removed} chunks)")
+    return 0
+
+
+def cmd_collections(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.store import collection_names
+
+    for name in collection_names(settings):
+        print(name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="store folder (env RAG_DATA_DIR; default data/store)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    with_collection = argparse.ArgumentParser(add_help=False, parents=[common])
+    with_collection.add_argument("--collection", "-c", help="Chroma collection (default: 'default')")
+
+    parser = argparse.ArgumentParser(prog="rerank-rag", parents=[common], description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", parents=[with_collection], help="add files or folders to a collection")
+    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.set_defaults(func=cmd_ingest)
+
+    ask = commands.add_parser("ask", parents=[with_collection], help="answer a question from a collection")
+    ask.add_argument("question")
+    ask.add_argument("--top-k", type=int, help="first-retrieval candidates (default 20)")
+    ask.add_argument("--top-n", type=int, help="chunks kept after rerank (default 5)")
+    ask.add_argument("--reranker", help="reranker name or path, or 'none'")
+    ask.add_argument("--no-rerank", action="store_true", help="keep the first retrieval's order")
+    ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    ask.set_defaults(func=cmd_ask)
+
+    docs = commands.add_parser("docs", parents=[with_collection], help="list a collection's documents")
+    docs.add_argument("--json", action="store_true")
+    docs.set_defaults(func=cmd_docs)
+
+    delete = commands.add_parser("delete", parents=[with_collection], help="remove a document and its chunks")
+    delete.add_argument("document", metavar="SOURCE_OR_DOC_ID")
+    delete.set_defaults(func=cmd_delete)
+
+    collections = commands.add_parser("collections", parents=[common], help="list collections")
+    collections.set_defaults(func=cmd_collections)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands, with_collection)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.debug:
+        # Libraries' progress bars and warnings would drown the one line per file users read.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        logging.disable(logging.WARNING)
+    try:
+        return args.func(args, settings_from(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except ValidationError as error:
+        if args.debug:
+            raise
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - one line for users; --debug shows the traceback
+        if args.debug:
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

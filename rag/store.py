@@ -1,0 +1,226 @@
+"""The knowledge base: Chroma collections of chunks, and a registry of the documents in them.
+
+Chroma has no multi-record transactions, so a document's chunks cannot be written as one unit. The
+registry record of a document is its commit mark instead: ingest writes all chunks first, then the
+record; delete removes the record first, then the chunks. Chunks that no record vouches for (a
+killed ingest or delete) are swept by :meth:`KnowledgeBase.repair`, which ingest runs before it
+writes, so a crash never leaves a half-written document behind for long. Chunk ids embed the content
+hash, so re-running a killed ingest of the same file rewrites the same ids.
+
+The registry is a Chroma collection too (not a local file) so that it lives wherever the chunks do,
+an embedded store or a Chroma server shared by several machines.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import chromadb
+from chromadb.api import ClientAPI
+
+from rag.settings import Settings
+
+REGISTRY = "rerank-rag-registry"
+_PAGE = 1000  # rows per read when scanning metadata
+
+
+class StoreError(RuntimeError):
+    """The store cannot serve this request; the message says why in plain words."""
+
+
+@functools.lru_cache(maxsize=8)
+def _client(data_dir: str | None, host: str | None, port: int) -> ClientAPI:
+    telemetry = chromadb.config.Settings(anonymized_telemetry=False)
+    if host:
+        try:
+            client = chromadb.HttpClient(host=host, port=port, settings=telemetry)
+            client.heartbeat()
+        except Exception as error:  # noqa: BLE001 - connection errors come in many types
+            raise StoreError(f"cannot reach the Chroma server at {host}:{port} ({type(error).__name__})") from error
+        return client
+    assert data_dir is not None
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=data_dir, settings=telemetry)
+
+
+def open_client(settings: Settings) -> ClientAPI:
+    """Chroma server when ``chroma_host`` is set, else the embedded store under ``data_dir``."""
+    if settings.chroma_host:
+        return _client(None, settings.chroma_host, settings.chroma_port)
+    return _client(str(Path(settings.data_dir).expanduser().resolve() / "chroma"), None, 0)
+
+
+def doc_id_for(source: str) -> str:
+    """A document is identified by its source name: re-ingesting ``handbook.pdf`` replaces it."""
+    return hashlib.sha1(source.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    doc_id: str
+    source: str
+    content_sha256: str
+    pages: int
+    chunks: int
+    ingested_at: str
+    size_bytes: int
+
+    def as_metadata(self, collection: str) -> dict:
+        return {"collection": collection, **self.__dict__}
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    chunk_id: str
+    doc_id: str
+    source: str
+    page: int | None
+    text: str
+    score: float  # cosine similarity to the query
+
+
+def collection_names(settings: Settings) -> list[str]:
+    return sorted(c.name for c in open_client(settings).list_collections() if c.name != REGISTRY)
+
+
+class KnowledgeBase:
+    """One named collection of chunks: write, read, list, delete, repair."""
+
+    def __init__(self, settings: Settings, name: str | None = None, *, embed_model: str | None = None) -> None:
+        self.name = name or settings.collection
+        self.client = open_client(settings)
+        self.embed_model = embed_model or settings.embed_model
+        try:
+            self.chunks = self.client.get_or_create_collection(
+                self.name,
+                metadata={"hnsw:space": "cosine", "embed_model": self.embed_model},
+                embedding_function=None,
+            )
+        except ValueError as error:
+            raise StoreError(f"invalid collection name '{self.name}': {error}") from error
+        except Exception as error:  # chromadb's InvalidArgumentError does not subclass ValueError
+            if "name" in str(error).lower():
+                raise StoreError(
+                    f"invalid collection name '{self.name}': use 3-512 letters, digits, '.', '_' or '-', "
+                    "starting and ending with a letter or digit"
+                ) from error
+            raise
+        built_with = (self.chunks.metadata or {}).get("embed_model")
+        if built_with and built_with != self.embed_model:
+            raise StoreError(
+                f"collection '{self.name}' was built with the embedder '{built_with}', not "
+                f"'{self.embed_model}': query it with that embedder, or ingest into another collection"
+            )
+        self.registry = self.client.get_or_create_collection(REGISTRY, embedding_function=None)
+
+    # ---- reading -------------------------------------------------------------------------------
+    def count(self) -> int:
+        return self.chunks.count()
+
+    def search(self, query_embedding: Sequence[float], top_k: int, where: dict | None = None) -> list[StoredChunk]:
+        """The ``top_k`` nearest chunks, most similar first."""
+        if top_k < 1 or self.chunks.count() == 0:
+            return []
+        found = self.chunks.query(
+            query_embeddings=[list(map(float, query_embedding))],
+            n_results=top_k,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            StoredChunk(
+                chunk_id=chunk_id,
+                doc_id=str(meta.get("doc_id", "")),
+                source=str(meta.get("source", "")),
+                page=meta.get("page"),
+                text=text or "",
+                score=1.0 - float(distance),  # Chroma's cosine distance is 1 - cosine similarity
+            )
+            for chunk_id, text, meta, distance in zip(
+                found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True
+            )
+        ]
+
+    def documents(self) -> list[DocumentRecord]:
+        rows = self.registry.get(where={"collection": self.name}, include=["metadatas"])
+        fields = DocumentRecord.__dataclass_fields__
+        records = [DocumentRecord(**{k: v for k, v in meta.items() if k in fields}) for meta in rows["metadatas"]]
+        return sorted(records, key=lambda record: record.source.lower())
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        return next((record for record in self.documents() if record.doc_id == doc_id), None)
+
+    def find(self, source_or_doc_id: str) -> DocumentRecord | None:
+        return next(
+            (r for r in self.documents() if source_or_doc_id in (r.doc_id, r.source)),
+            None,
+        )
+
+    def _chunk_metadata(self) -> Iterator[tuple[str, dict]]:
+        offset = 0
+        while True:
+            page = self.chunks.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            if not page["ids"]:
+                return
+            yield from zip(page["ids"], page["metadatas"], strict=True)
+            offset += len(page["ids"])
+
+    # ---- writing -------------------------------------------------------------------------------
+    def _registry_id(self, doc_id: str) -> str:
+        return f"{self.name}::{doc_id}"
+
+    def write_document(
+        self,
+        record: DocumentRecord,
+        chunk_ids: list[str],
+        texts: list[str],
+        embeddings: Sequence[Sequence[float]],
+        metadatas: list[dict],
+    ) -> None:
+        """Write all chunks, then commit the record, then drop the chunks of the replaced version."""
+        batch = self.client.get_max_batch_size()
+        for start in range(0, len(chunk_ids), batch):
+            end = start + batch
+            self.chunks.upsert(
+                ids=chunk_ids[start:end],
+                documents=texts[start:end],
+                embeddings=[list(map(float, e)) for e in embeddings[start:end]],
+                metadatas=metadatas[start:end],
+            )
+        # A 1-d placeholder vector: the registry is only ever read by id and metadata.
+        self.registry.upsert(
+            ids=[self._registry_id(record.doc_id)],
+            embeddings=[[1.0]],
+            metadatas=[record.as_metadata(self.name)],
+        )
+        self.chunks.delete(
+            where={"$and": [{"doc_id": record.doc_id}, {"content_sha256": {"$ne": record.content_sha256}}]}
+        )
+
+    def delete_document(self, doc_id: str) -> int:
+        """Remove a document and all its chunks; returns how many chunks went."""
+        chunk_count = len(self.chunks.get(where={"doc_id": doc_id}, include=[])["ids"])
+        self.registry.delete(ids=[self._registry_id(doc_id)])
+        self.chunks.delete(where={"doc_id": doc_id})
+        return chunk_count
+
+    def repair(self) -> int:
+        """Delete chunks that no committed document record vouches for; returns how many."""
+        committed = {record.doc_id: record.content_sha256 for record in self.documents()}
+        orphans = [
+            chunk_id
+            for chunk_id, meta in self._chunk_metadata()
+            if committed.get(str(meta.get("doc_id"))) != meta.get("content_sha256")
+        ]
+        for start in range(0, len(orphans), self.client.get_max_batch_size()):
+            self.chunks.delete(ids=orphans[start : start + self.client.get_max_batch_size()])
+        return len(orphans)
+
+    def drop(self) -> None:
+        """Delete the whole collection and its registry records."""
+        self.registry.delete(where={"collection": self.name})
+        self.client.delete_collection(self.name)

@@ -1,0 +1,76 @@
+"""The typed result that travels from the pipeline to the CLI and the UI.
+
+Everything a page shows is here, computed once by the pipeline: every stage's ranks, scores and
+timings. ``AskResult.model_dump_json()`` is the CLI's ``--json`` output.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+AnswerMode = Literal["llm", "extractive"]
+
+
+class ChunkHit(BaseModel):
+    """One chunk as the query saw it: where it came from and where each stage ranked it (1-based)."""
+
+    chunk_id: str
+    doc_id: str
+    source: str
+    page: int | None = None
+    text: str
+    retrieval_rank: int
+    retrieval_score: float = Field(description="Cosine similarity of question and chunk embeddings.")
+    rerank_rank: int | None = None
+    rerank_score: float | None = Field(None, description="Cross-encoder relevance; null when not reranked.")
+
+    @property
+    def final_rank(self) -> int:
+        return self.rerank_rank if self.rerank_rank is not None else self.retrieval_rank
+
+    @property
+    def rank_change(self) -> int | None:
+        """Places gained by reranking (positive = moved up); None when not reranked."""
+        return None if self.rerank_rank is None else self.retrieval_rank - self.rerank_rank
+
+    @property
+    def citation(self) -> str:
+        return f"{self.source}, p. {self.page}" if self.page is not None else self.source
+
+
+class StageTimings(BaseModel):
+    """Milliseconds spent in each stage of one query."""
+
+    embed: float = 0.0
+    search: float = 0.0
+    rerank: float = 0.0
+    generate: float = 0.0
+    total: float = 0.0
+
+
+class AskResult(BaseModel):
+    """One question answered: the answer, the chunks behind it, and how they were chosen.
+
+    ``chunks`` are the top-n given to the answer, in final order, cited as [1], [2], ...;
+    ``candidates`` are all top-k from the first retrieval, in retrieval order, with both ranks.
+    """
+
+    question: str
+    answer: str
+    answer_mode: AnswerMode
+    reranked: bool
+    chunks: list[ChunkHit]
+    candidates: list[ChunkHit]
+    timings_ms: StageTimings
+    collection: str
+    embedder: str
+    reranker: str | None = None
+    llm_model: str | None = None
+    error: str | None = Field(None, description="Why the LLM answer failed; the answer is then extractive.")
+    low_confidence: bool = Field(False, description="The best rerank score is below the settings' threshold.")
+
+    @property
+    def rerank_cost_ms(self) -> float:
+        return self.timings_ms.rerank

@@ -1,0 +1,27 @@
+# Two commands on a fresh machine: `make run` (set up, then serve the app) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup run test browser
+
+setup: $(VENV)/.installed
+
+# torch first, pinned: its CPU wheel lies on these machines' disk, while an unpinned torch (asked for
+# by sentence-transformers) would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Debian's Chromium drives the end-to-end browser test (Playwright never downloads a browser here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+run: setup
+	$(VENV)/bin/streamlit run app.py
+
+test: setup browser
+	$(PY) -m pytest

@@ -73,13 +73,25 @@ def _load_text(data: bytes) -> list[PageText]:
     return [PageText(None, _decode_text(data).strip())]
 
 
+_HTML_BLOCKS = ["p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote",
+                "section", "article", "header", "footer", "dd", "dt", "title", "caption"]
+
+
+_BREAK = "\u2029"  # paragraph separator: marks block ends while source newlines collapse to spaces
+
+
 def _load_html(data: bytes) -> list[PageText]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(_decode_text(data), "html.parser")
     for invisible in soup(["script", "style", "noscript", "template", "head", "svg"]):
         invisible.decompose()
-    lines = (line.strip() for line in soup.get_text("\n").splitlines())
+    # Line breaks after block elements only, so inline markup (<b>, <a>) stays inside its sentence.
+    for block in soup(_HTML_BLOCKS):
+        block.append(_BREAK)
+    for line_break in soup("br"):
+        line_break.replace_with(_BREAK)
+    lines = (" ".join(line.split()) for line in soup.get_text().split(_BREAK))
     return [PageText(None, "\n".join(line for line in lines if line))]
 
 

@@ -24,7 +24,8 @@ from rag.models import ModelUnavailableError, resolve_model
 
 NO_RERANK = "none"
 # Preferred ONNX files inside a model folder, best first (int8 is what we ship).
-ONNX_FILES = ("onnx/model_qint8_avx512_vnni.onnx", "onnx/model_quint8_avx2.onnx", "onnx/model.onnx")
+ONNX_FILES = ("onnx/model_qint8.onnx", "onnx/model_qint8_avx512_vnni.onnx", "onnx/model_quint8_avx2.onnx",
+              "onnx/model.onnx")
 
 
 def _resolve(name: str) -> tuple[str, catalog.RerankerInfo | None]:
@@ -62,38 +63,86 @@ def interpolate(rerank_scores: Sequence[float], retrieval_scores: Sequence[float
 
 
 class Reranker:
-    """A sentence-transformers CrossEncoder behind a typed, thread-safe ``score``.
+    """A cross-encoder behind a typed, thread-safe ``score``.
 
-    ``backend``: "torch" or "onnx"; default: ONNX when the folder has an ONNX file (the shipped
-    default does: ``onnx/model_qint8_avx512_vnni.onnx``), torch otherwise.
+    ``backend``: "onnx" (ONNX Runtime on the folder's ``onnx/*.onnx`` file; the shipped default is
+    int8, ``onnx/model_qint8.onnx``) or "torch" (sentence-transformers ``CrossEncoder``). Default:
+    ONNX when the folder has an ONNX file, torch otherwise. Scores are sigmoid(logit) for one-logit
+    models in both backends, so they rank identically.
     """
 
     kind = "cross-encoder"
 
     def __init__(self, name: str, *, device: str = "cpu", max_length: int | None = None,
-                 backend: str | None = None, file_name: str | None = None, batch_size: int = 32) -> None:
-        from sentence_transformers import CrossEncoder
-
+                 backend: str | None = None, file_name: str | None = None, batch_size: int = 32,
+                 threads: int | None = None) -> None:
         self.name = name
         self.path, self.info = _resolve(name)
         onnx = file_name or _onnx_file(self.path)
         self.backend = backend or ("onnx" if onnx else "torch")
-        kwargs: dict = {}
-        if self.backend == "onnx":
-            if onnx:
-                kwargs["model_kwargs"] = {"file_name": onnx, "provider": "CPUExecutionProvider"}
-            self.file_name = onnx
-        else:
-            self.file_name = None
-        self.model = CrossEncoder(self.path, device=device, max_length=max_length, backend=self.backend, **kwargs)
         self.batch_size = batch_size
         self._lock = threading.Lock()
+        if self.backend == "onnx":
+            if not onnx:
+                raise ModelUnavailableError(
+                    f"reranker '{name}': no ONNX file in {self.path} (looked for {', '.join(ONNX_FILES)}); "
+                    f"export one with `rerank-rag reranker export` or use backend='torch'.")
+            self._init_onnx(onnx, max_length, threads)
+        else:
+            from sentence_transformers import CrossEncoder
+
+            if not any((Path(self.path) / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+                raise ModelUnavailableError(
+                    f"reranker '{name}': {self.path} has no torch weights (model.safetensors); "
+                    f"it ships as ONNX only, load it with backend='onnx'.")
+            self.file_name = None
+            self.model = CrossEncoder(self.path, device=device, max_length=max_length)
+
+    def _init_onnx(self, file_name: str, max_length: int | None, threads: int | None) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        self.file_name = file_name
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        model_max = int(getattr(self.tokenizer, "model_max_length", 512) or 512)
+        self.max_length = max_length or min(model_max, 512)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(Path(self.path) / file_name), opts,
+                                            providers=["CPUExecutionProvider"])
+        self._inputs = [i.name for i in self.session.get_inputs()]
+        self.model = None
+
+    def _score_onnx(self, query: str, texts: Sequence[str]) -> list[float]:
+        import numpy as np
+
+        enc = self.tokenizer([query] * len(texts), list(texts), truncation="only_second",
+                             max_length=self.max_length)
+        lengths = [len(ids) for ids in enc["input_ids"]]
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])  # length-sorted batches pad less
+        out = [0.0] * len(texts)
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b:b + self.batch_size]
+            width = max(lengths[i] for i in idx)
+            feed = {}
+            for name in self._inputs:
+                pad = self.tokenizer.pad_token_id if name == "input_ids" else 0
+                feed[name] = np.array([enc[name][i] + [pad] * (width - lengths[i]) for i in idx], dtype=np.int64)
+            logits = self.session.run(None, feed)[0]
+            col = logits[:, 0] if logits.shape[1] == 1 else logits[:, -1] - logits[:, 0]
+            for i, v in zip(idx, 1.0 / (1.0 + np.exp(-col))):
+                out[i] = float(v)
+        return out
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
         """One relevance score per text, higher is more relevant, in the order given."""
         if not texts:
             return []
         with self._lock:
+            if self.backend == "onnx":
+                return self._score_onnx(query, texts)
             scores = self.model.predict([(query, text) for text in texts], batch_size=self.batch_size,
                                         show_progress_bar=False)
         return [float(score) for score in scores]

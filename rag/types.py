@@ -36,6 +36,14 @@ class ChunkHit(BaseModel):
         return None if self.rerank_rank is None else self.retrieval_rank - self.rerank_rank
 
     @property
+    def movement(self) -> str:
+        """Rank change as shown in tables: "▲3" (moved up 3), "▼2", "=" (kept its place), "" when not reranked."""
+        change = self.rank_change
+        if change is None:
+            return ""
+        return "=" if change == 0 else (f"▲{change}" if change > 0 else f"▼{-change}")
+
+    @property
     def citation(self) -> str:
         return f"{self.source}, p. {self.page}" if self.page is not None else self.source
 
@@ -74,3 +82,13 @@ class AskResult(BaseModel):
     @property
     def rerank_cost_ms(self) -> float:
         return self.timings_ms.rerank
+
+    @property
+    def best_rerank_score(self) -> float | None:
+        """The highest rerank score among the returned chunks (what ``low_confidence`` compares)."""
+        return max((c.rerank_score for c in self.chunks if c.rerank_score is not None), default=None)
+
+    @property
+    def promoted(self) -> int:
+        """How many returned chunks the first retrieval alone would have left out of the top-n."""
+        return sum(1 for c in self.chunks if c.retrieval_rank > len(self.chunks))

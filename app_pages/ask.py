@@ -1,0 +1,82 @@
+"""Ask: a chat over the current collection; each answer streams in, cites [n], and shows its chunks."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from app_pages import _common as ui
+from rag.models import ModelUnavailableError
+from rag.store import StoreError
+
+CHAT = "chat"  # session_state key: this browser session's questions and results
+
+st.title("Ask your documents")
+st.caption("Each answer cites the chunks it used as [n]; the table under it shows how the reranker "
+           "reordered the first retrieval.")
+
+problem = ui.settings_errors()
+if problem:
+    st.error(f"The settings are invalid: {problem}")
+    st.stop()
+settings = ui.session_settings()
+history: list[dict] = st.session_state.setdefault(CHAT, [])
+question = st.chat_input("Ask a question about your documents")
+
+try:
+    rerank_error = ui.prepare(settings)
+except ModelUnavailableError as error:
+    st.error(f"The embedding model could not be loaded: {error}")
+    st.stop()
+if rerank_error:
+    st.error(f"The reranker could not be loaded, so answers below are NOT reranked (retrieval order only). "
+             f"Fix it on the Settings page. Reason: {rerank_error}", icon=":material/error:")
+
+
+def show(turn: dict) -> None:
+    result = turn["result"]
+    with st.chat_message("user"):
+        st.text(result.question)
+    with st.chat_message("assistant"):
+        show_answer(result, turn["settings"])
+
+
+def show_answer(result, settings) -> None:
+    st.markdown(ui.badges(result))
+    st.markdown(ui.answer_markdown(result.answer))
+    ui.answer_notices(result, settings)
+    if result.chunks:
+        st.caption("Sources")
+        st.markdown(ui.sources_line(result.chunks))
+        ui.chunk_table(result)
+    ui.timings(result)
+
+
+for turn in history:
+    show(turn)
+
+if question and question.strip():
+    with st.chat_message("user"):
+        st.text(question)
+    with st.chat_message("assistant"):
+        placeholder = st.empty()
+        placeholder.caption("Searching…")
+        streamed: list[str] = []
+        last_paint = [0.0]
+
+        def on_token(piece: str) -> None:
+            streamed.append(piece)
+            if time.perf_counter() - last_paint[0] > 0.05:  # repaint at most 20 times a second
+                placeholder.markdown(ui.answer_markdown("".join(streamed)) + " ▌")
+                last_paint[0] = time.perf_counter()
+
+        try:
+            result = ui.pipeline(settings).ask(question, rerank=rerank_error is None, on_token=on_token)
+        except (StoreError, ModelUnavailableError, ValueError) as error:
+            placeholder.empty()
+            st.error(f"The question could not be answered: {error}")
+        else:
+            placeholder.empty()
+            show_answer(result, settings)
+            history.append({"result": result, "settings": settings})

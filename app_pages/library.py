@@ -1,0 +1,158 @@
+"""Library: pick or create a collection, upload many files at once and ingest them, list and delete documents."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import _common as ui
+from ingest.loaders import SUPPORTED_SUFFIXES
+from ingest.pipeline import FileResult, Ingestor, SourceFile
+from rag.models import ModelUnavailableError
+from rag.store import StoreError, collection_names
+
+LAST_INGEST = "last_ingest"  # session_state key: the per-file results of this session's last ingest
+NOTICE = "library_notice"  # session_state key: (kind, message) of the last collection change
+DELETED = "library_deleted"  # session_state key: (kind, message) of the last delete
+
+st.title("Library")
+
+problem = ui.settings_errors()
+if problem:
+    st.error(f"The settings are invalid: {problem}")
+    st.stop()
+settings = ui.session_settings()
+try:
+    ui.prepare(settings)
+except ModelUnavailableError as error:
+    st.error(f"The embedding model could not be loaded: {error}")
+    st.stop()
+
+
+def show_line(result: FileResult) -> None:
+    text = ui.escape_md(result.line())
+    if result.status == "ok":
+        st.success(text, icon=":material/check_circle:")
+    elif result.status == "skipped":
+        st.info(text, icon=":material/skip_next:")
+    else:
+        st.error(text, icon=":material/error:")
+
+
+# ---- collections ---------------------------------------------------------------------------------
+def create_collection() -> None:
+    name = st.session_state.get("new_collection", "").strip()
+    if not name:
+        return
+    try:
+        ui.knowledge_base(ui.session_settings(), name)
+    except StoreError as error:
+        st.session_state[NOTICE] = ("error", f"Could not create the collection: {error}")
+        return
+    st.session_state[ui.COLLECTION] = name
+    st.session_state["new_collection"] = ""
+    st.session_state[NOTICE] = ("success", f"Created the collection '{name}'; new documents go there.")
+
+
+try:
+    names = collection_names(settings)
+except StoreError as error:
+    st.error(f"The store cannot be reached: {error}")
+    st.stop()
+current = settings.collection
+if current not in names:
+    names = sorted([*names, current])
+
+pick, create = st.columns([2, 1], vertical_alignment="bottom")
+with pick:
+    chosen = st.selectbox("Collection", names, index=names.index(current),
+                          help="The collection this browser session asks and ingests into")
+    if chosen != current:
+        st.session_state[ui.COLLECTION] = chosen
+        st.rerun()
+with create:
+    with st.form("create_collection", clear_on_submit=False, border=False):
+        st.text_input("New collection", key="new_collection", placeholder="e.g. contracts")
+        st.form_submit_button("Create", on_click=create_collection)
+
+notice = st.session_state.pop(NOTICE, None)
+if notice:
+    getattr(st, notice[0])(ui.escape_md(notice[1]))
+
+# ---- upload and ingest ---------------------------------------------------------------------------
+st.subheader(f"Add documents to '{current}'")
+uploads = st.file_uploader(
+    "PDF, Word, HTML, Markdown or text files", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES],
+    accept_multiple_files=True, key="uploader",
+    help=f"Each file up to {settings.max_file_mb:g} MB. Re-uploading an unchanged file skips it; a changed one "
+         "replaces the old version.",
+)
+if st.button(f"Ingest {len(uploads)} file{'s' if len(uploads) != 1 else ''}" if uploads else "Ingest",
+             type="primary", disabled=not uploads):
+    files = [SourceFile(upload.name, data=upload.getvalue()) for upload in uploads]
+    results: list[FileResult] = []
+    lock = ui.ingest_lock()
+    if not lock.acquire(blocking=False):
+        with st.spinner("Another session is ingesting; waiting for it to finish…"):
+            lock.acquire()
+    try:
+        progress = st.progress(0.0, text="Preparing…")
+        ingestor = Ingestor(settings, current, embedder=ui.embedder(settings))
+        for i, file in enumerate(files):
+            progress.progress(i / len(files), text=f"Ingesting {file.name} ({i + 1} of {len(files)})…")
+            result = ingestor.ingest_one(file)
+            results.append(result)
+            show_line(result)
+        failed = sum(r.status == "failed" for r in results)
+        progress.progress(1.0, text=f"Done: {len(results) - failed} of {len(results)} files ingested or unchanged"
+                                    + (f", {failed} failed" if failed else ""))
+    except StoreError as error:
+        st.error(f"The ingest stopped: {error}")
+    finally:
+        lock.release()
+    st.session_state[LAST_INGEST] = results
+elif st.session_state.get(LAST_INGEST):
+    st.caption("Last ingest in this session")
+    for result in st.session_state[LAST_INGEST]:
+        show_line(result)
+
+# ---- documents -----------------------------------------------------------------------------------
+st.subheader(f"Documents in '{current}'")
+try:
+    documents = ui.knowledge_base(settings).documents()
+except StoreError as error:
+    st.error(f"Could not list the documents: {error}")
+    st.stop()
+
+
+def delete_document(doc_id: str, source: str) -> None:
+    try:
+        gone = ui.knowledge_base(ui.session_settings()).delete_document(doc_id)
+    except StoreError as error:
+        st.session_state[DELETED] = ("error", f"Could not delete {source}: {error}")
+        return
+    st.session_state[DELETED] = ("success", f"Deleted {source} ({gone} chunks).")
+
+
+deleted = st.session_state.pop(DELETED, None)
+if deleted:
+    getattr(st, deleted[0])(ui.escape_md(deleted[1]))
+
+
+if not documents:
+    st.info("No documents yet: upload some above.", icon=":material/info:")
+else:
+    st.dataframe(
+        pd.DataFrame([{"source": d.source, "pages": d.pages, "chunks": d.chunks, "ingested at": d.ingested_at,
+                       "size (KB)": round(d.size_bytes / 1024, 1)} for d in documents]),
+        hide_index=True, width="stretch",
+        column_config={"source": st.column_config.TextColumn("source", width="large")},
+    )
+    st.caption(f"{len(documents)} documents, {sum(d.chunks for d in documents)} chunks")
+    by_source = {d.source: d for d in documents}
+    doomed, button = st.columns([2, 1], vertical_alignment="bottom")
+    with doomed:
+        target = st.selectbox("Delete a document", list(by_source), index=None, placeholder="Choose a document")
+    with button:
+        st.button("Delete", disabled=target is None, icon=":material/delete:",
+                  on_click=(lambda: delete_document(by_source[target].doc_id, target)) if target else None)

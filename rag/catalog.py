@@ -37,7 +37,7 @@ class RerankerInfo:
 
 CATALOG: tuple[RerankerInfo, ...] = (
     RerankerInfo(
-        DEFAULT_RERANKER, None, "en (trained), zh (trained on CMRC 2018 dev)", "22M (int8 ONNX, 23 MB)",
+        DEFAULT_RERANKER, None, "en, zh", "22.7M (int8 ONNX, 23 MB)",
         "cross-encoder", "Apache-2.0 (weights); training data CC BY-SA 4.0",
         "Default. Trained here from the packaged all-MiniLM-L6-v2 weights on SQuAD + CMRC 2018 with hard "
         "negatives from the first-stage embedder; runs offline, fast on CPU. See models/rerank-minilm-l6/README.md.",
@@ -118,7 +118,7 @@ def rows() -> list[dict]:
     return out
 
 
-def format_table(items: list[dict]) -> str:
+def format_table(items: list[dict], selected: str | None = None) -> str:
     lines = []
     w = max(len(r["name"]) for r in items)
     lines.append(f"{'':2}{'name':<{w}}  {'kind':<20}  {'size':<24}  {'languages':<30}  available")
@@ -127,6 +127,8 @@ def format_table(items: list[dict]) -> str:
         lines.append(f"{mark}{r['name']:<{w}}  {r['kind']:<20}  {r['params']:<24}  {r['languages']:<30}  "
                      f"{'yes' if r['available'] else 'no'} ({r['where']})")
     lines.append("")
+    if selected:
+        lines.append(f"selected by the settings: {selected}")
     lines.append("* = default. Any other sentence-transformers cross-encoder works too, by hub id or local path; "
                  "'none' disables reranking.")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
@@ -134,19 +136,19 @@ def format_table(items: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, settings=None) -> int:
     items = rows()
     if getattr(args, "json", False):
         print(json.dumps(items, indent=2, ensure_ascii=False))
     else:
-        print(format_table(items))
+        print(format_table(items, selected=getattr(settings, "reranker", None)))
     return 0
 
 
 def register(subparsers, parent_parser=None) -> None:
-    """CLI contract: ``rerank-rag rerankers [--json]``."""
+    """CLI contract (rag.cli COMMAND_MODULES): ``rerank-rag rerankers [--json]``; ``func(args, settings)``."""
     parents = [parent_parser] if parent_parser is not None else []
     p = subparsers.add_parser("rerankers", help="list the reranker catalog and what is available here",
                               parents=parents)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_run, handler=_run)
+    p.set_defaults(func=_run)

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from rag.settings import Settings
 
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["rag.evaluate", "rag.training", "rag.catalog"]
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -113,10 +113,12 @@ def cmd_collections(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="store folder (env RAG_DATA_DIR; default data/store)")
-    common.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    # SUPPRESS defaults: these options are accepted before and after the subcommand, and a
+    # subparser's default would otherwise overwrite the value given before it.
+    common.add_argument("--data-dir", default=argparse.SUPPRESS, help="store folder (env RAG_DATA_DIR; default data/store)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and library logs")
     with_collection = argparse.ArgumentParser(add_help=False, parents=[common])
-    with_collection.add_argument("--collection", "-c", help="Chroma collection (default: 'default')")
+    with_collection.add_argument("--collection", "-c", default=argparse.SUPPRESS, help="Chroma collection (default: 'default')")
 
     parser = argparse.ArgumentParser(prog="rerank-rag", parents=[common], description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -152,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.debug = getattr(args, "debug", False)
     if not args.debug:
         # Libraries' progress bars and warnings would drown the one line per file users read.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -392,9 +392,11 @@ def evaluate_rerank(ds: RetrievalDataset, embedder: Embedder, scorer: Callable[[
                     alphas: Sequence[float] = ()) -> dict:
     """First stage (embedder top-``first_k``) vs reranked top-``k``: hit@k and MRR@k.
 
-    ``alphas``: also report score interpolation ``a*z(rerank) + (1-a)*z(first stage)``
-    (z = per-query standardisation) for each ``a``."""
+    ``alphas``: also report score interpolation ``a*rerank + (1-a)*first stage`` after per-query
+    min-max normalisation (:func:`rag.rerank.interpolate`) for each ``a``."""
     import torch
+
+    from rag.rerank import interpolate
 
     qs = ds.queries_with_qrels(limit)
     doc_ids = list(ds.corpus)
@@ -415,7 +417,7 @@ def evaluate_rerank(ds: RetrievalDataset, embedder: Embedder, scorer: Callable[[
             order = sorted(range(len(ids)), key=lambda i: -rs[i])
             reranked.append((rel, [ids[i] for i in order]))
             for a in alphas:
-                comb = [a * x + (1 - a) * y for x, y in zip(_z(rs), _z(fs))]
+                comb = interpolate(rs, fs, a)
                 o = sorted(range(len(ids)), key=lambda i: -comb[i])
                 inter[a].append((rel, [ids[i] for i in o]))
     res = {"dataset": ds.name, "queries": len(qs), "first_k": first_k, "k": k}
@@ -430,16 +432,6 @@ def evaluate_rerank(ds: RetrievalDataset, embedder: Embedder, scorer: Callable[[
             res[f"interp{a}_hit@{k}"] = round(s.hit, 4)
             res[f"interp{a}_mrr@{k}"] = round(s.mrr, 4)
     return res
-
-
-def _z(xs: Sequence[float]) -> list[float]:
-    n = len(xs)
-    if n == 0:
-        return []
-    m = sum(xs) / n
-    sd = (sum((x - m) ** 2 for x in xs) / n) ** 0.5 or 1.0
-    return [(x - m) / sd for x in xs]
-
 
 
 # --------------------------------------------------------------------------- export
@@ -653,7 +645,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     )
 
 
-def _run_train(a: argparse.Namespace) -> int:
+def _run_train(a: argparse.Namespace, settings=None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -666,23 +658,24 @@ def _run_train(a: argparse.Namespace) -> int:
 
 
 def register(subparsers, parent_parser=None) -> None:
-    """CLI contract: ``rerank-rag reranker train ...``."""
+    """CLI contract (rag.cli COMMAND_MODULES): ``rerank-rag reranker train|export ...``;
+    handlers are ``func(args, settings) -> int``."""
     parents = [parent_parser] if parent_parser is not None else []
     p = subparsers.add_parser("reranker", help="reranker tools (train)", parents=parents)
     sub = p.add_subparsers(dest="reranker_command", required=True)
     t = sub.add_parser("train", help="fine-tune a cross-encoder reranker", parents=parents)
     add_train_arguments(t)
-    t.set_defaults(func=_run_train, handler=_run_train)
+    t.set_defaults(func=_run_train)
     e = sub.add_parser("export", help="export a trained reranker to (int8) ONNX for fast CPU inference",
                        parents=parents)
     e.add_argument("src", help="trained model folder (output of `reranker train`)")
     e.add_argument("dst", help="folder to write (config, tokenizer, onnx/)")
     e.add_argument("--fp32", action="store_true", help="export fp32 ONNX without int8 quantisation")
     e.add_argument("--keep-fp32", action="store_true", help="keep onnx/model.onnx next to the int8 file")
-    e.set_defaults(func=_run_export, handler=_run_export)
+    e.set_defaults(func=_run_export)
 
 
-def _run_export(a: argparse.Namespace) -> int:
+def _run_export(a: argparse.Namespace, settings=None) -> int:
     path = export_onnx(a.src, a.dst, quantize=not a.fp32, keep_fp32=a.keep_fp32)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from rag.settings import Settings
 
-COMMAND_MODULES: list[str] = ["rag.evaluate", "rag.training", "rag.catalog"]
+COMMAND_MODULES: list[str] = ["rag.evaluate", "rag.bench", "rag.training", "rag.catalog"]
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -153,13 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.debug = getattr(args, "debug", False)
-    if not args.debug:
-        # Libraries' progress bars and warnings would drown the one line per file users read.
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--debug" not in argv:
+        # Libraries' progress bars and warnings would drown the one line per file users read. Set
+        # before the command modules import them: tqdm reads its environment at import.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TQDM_DISABLE", "1")
         logging.disable(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    args.debug = getattr(args, "debug", False)
     try:
         return args.func(args, settings_from(args))
     except KeyboardInterrupt:

@@ -1,0 +1,241 @@
+"""The Streamlit pages, run in-process by AppTest against a real temporary store and real models.
+
+Each test starts the app on an empty data dir: the first run ingests the sample documents
+(data/sample), as `make run` does for a new user. The rerank plumbing uses ``plumbing_reranker``
+(a random head): these tests assert behaviour, never ranking quality.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TIMEOUT = 180  # models load on the first run of the test process; the machine may be busy
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty store for the app (AppTest runs the script in this process, so env vars reach it)."""
+    store = tmp_path / "store"
+    monkeypatch.setenv("RAG_DATA_DIR", str(store))
+    return store
+
+
+@pytest.fixture
+def reranked(data_dir: Path, plumbing_reranker: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("RAG_RERANKER", plumbing_reranker)
+    return plumbing_reranker
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def raw(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def texts(elements) -> list[str]:
+    """Element values with markdown's backslash escapes removed: what the user reads."""
+    return [re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements]
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert_clean(at)
+    return at
+
+
+# ---- Ask -------------------------------------------------------------------------------------------
+def test_ask_answers_with_citations_and_chunk_table(reranked: str) -> None:
+    at = start()
+    # first start: the sample documents went into the empty default collection
+    assert any("sample documents" in s.label for s in at.status), [s.label for s in at.status]
+    ask(at, "How long do I have to return a bike for a refund?")
+
+    markdown = " ".join(texts(at.markdown))
+    assert "Extractive answer" in markdown and "reranked by" in markdown
+    assert "**[1]**" in markdown  # citations in the answer and in the sources line
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["cite", "rank", "before rerank", "moved", "rerank score", "retrieval score",
+                                   "source", "page", "text"]
+    assert len(table) == 5 and table["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert table["cite"].tolist() == ["[1]", "[2]", "[3]", "[4]", "[5]"]
+    assert set(table["moved"]) <= {"="} | {f"▲{i}" for i in range(1, 20)} | {f"▼{i}" for i in range(1, 20)}
+    assert any("full text" in e.label for e in at.expander)
+    assert any("rerank" in c and "generate" in c and "total" in c for c in texts(at.caption))
+
+    # the history stays in this session, and the next question adds to it
+    ask(at, "How many days of paid holiday do employees get?")
+    assert len(at.session_state["chat"]) == 2
+    assert len(at.dataframe) == 2
+
+
+def test_ask_streams_the_llm_answer(reranked: str, openai_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("RAG_LLM_MODEL", "test-model")
+    at = ask(start(), "How long is the refund window?")
+    markdown = " ".join(texts(at.markdown))
+    assert "LLM answer · test-model" in markdown
+    assert "The refund window is 30 days **[1]**" in markdown
+    assert openai_server.requests[-1]["stream"] is True
+    assert not at.error
+
+
+def test_llm_failure_is_explained_and_retrieval_still_shows(
+    reranked: str, openai_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("RAG_LLM_MODEL", "fail-401")
+    at = ask(start(), "How long is the refund window?")
+    errors = " ".join(texts(at.error))
+    assert "LLM could not answer" in errors and "401" in errors
+    assert "Extractive answer" in " ".join(texts(at.markdown))
+    assert len(at.dataframe[0].value) == 5
+
+
+def test_document_text_is_rendered_as_text(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "tricky.md").write_text(
+        "The refund window is thirty days. <img src=x onerror=alert(1)> [click](javascript:alert(1)) "
+        "![pic](http://example.com/x.png) $x^2$ and *stars* stay literal."
+    )
+    monkeypatch.setenv("RAG_SAMPLE_DIR", str(samples))
+    at = ask(start(), "What is the refund window?")
+    assert not at.get("html")
+    answer = next(m for m in raw(at.markdown) if "refund window" in m)
+    assert "\\<img" in answer and "\\[click\\]\\(javascript" in answer and "\\!\\[pic\\]" in answer
+    assert "\\$x^2\\$" in answer or "\\$x" in answer
+
+
+def test_broken_reranker_is_reported_not_silently_dropped(data_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_RERANKER", str(tmp_path / "no-such-reranker"))
+    at = ask(start(), "How long is the refund window?")
+    assert any("reranker could not be loaded" in e and "NOT reranked" in e for e in texts(at.error))
+    assert "not reranked" in " ".join(texts(at.markdown))
+    assert "before rerank" not in at.dataframe[0].value.columns  # retrieval results still show
+
+
+# ---- Compare ---------------------------------------------------------------------------------------
+def compare(at: AppTest, question: str) -> AppTest:
+    at.text_input[0].input(question)
+    at.button[0].click().run()
+    assert_clean(at)
+    return at
+
+
+def test_compare_shows_both_sides_and_the_slope_chart(reranked: str) -> None:
+    at = compare(start("compare"), "What does express shipping cost?")
+    assert [s.value for s in at.subheader][:2] == ["Without rerank", "With rerank"]
+    left, right = at.columns[0], at.columns[1]
+    assert "not reranked" in " ".join(texts(left.markdown))
+    assert "reranked by" in " ".join(texts(right.markdown))
+    assert "before rerank" not in left.dataframe[0].value.columns
+    assert "moved" in right.dataframe[0].value.columns
+    assert any(m.label == "Rerank cost" and m.value.endswith("ms") for m in at.metric)
+    charts = at.get("vega_lite_chart")  # the Altair slope chart
+    assert len(charts) == 1 and "rerank" in charts[0].proto.spec
+
+
+def test_compare_with_rerank_off_still_works(data_dir: Path) -> None:
+    at = compare(start("compare"), "What does express shipping cost?")
+    assert any("Reranking is off" in i for i in texts(at.info))
+    assert [s.value for s in at.subheader][:2] == ["Without rerank", "With rerank"]
+    assert len(at.columns[0].dataframe[0].value) == 5
+    assert not at.get("vega_lite_chart")
+
+
+# ---- Library ---------------------------------------------------------------------------------------
+def test_library_upload_reports_each_file_and_a_broken_pdf_fails_alone(data_dir: Path) -> None:
+    at = start("library")
+    at.file_uploader[0].set_value([
+        ("notes.md", b"# Notes\nThe workshop in Leeds opens at 8:00 on Saturdays.", "text/markdown"),
+        ("broken.pdf", b"%PDF-1.7\nthis is not really a PDF", "application/pdf"),
+        ("policy.txt", b"Bikes are serviced free of charge during the first year.", "text/plain"),
+    ]).run()
+    ingest = next(b for b in at.button if b.label.startswith("Ingest"))
+    assert ingest.label == "Ingest 3 files"
+    ingest.click().run()
+    assert_clean(at)
+    assert any(s.startswith("notes.md: ok ") and "chunks" in s for s in texts(at.success))
+    assert any(s.startswith("policy.txt: ok ") for s in texts(at.success))
+    assert any(s.startswith("broken.pdf: failed: ") for s in texts(at.error))
+    sources = at.dataframe[0].value["source"].tolist()
+    assert "notes.md" in sources and "policy.txt" in sources and "broken.pdf" not in sources
+
+    # the same files again: unchanged ones are skipped
+    next(b for b in at.button if b.label.startswith("Ingest")).click().run()
+    assert any("notes.md: skipped" in s for s in texts(at.info))
+
+
+def test_library_delete_removes_the_document(data_dir: Path) -> None:
+    at = start("library")
+    sources = at.dataframe[0].value["source"].tolist()
+    assert "employee-handbook.md" in sources  # a sample document
+    delete = next(s for s in at.selectbox if s.label == "Delete a document")
+    delete.select("employee-handbook.md").run()
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert_clean(at)
+    assert any(s.startswith("Deleted employee-handbook.md") for s in texts(at.success))
+    assert "employee-handbook.md" not in at.dataframe[0].value["source"].tolist()
+
+
+def test_library_creates_and_switches_collection(data_dir: Path) -> None:
+    at = start("library")
+    at.text_input(key="new_collection").input("contracts")
+    at.button[0].click().run()  # the form's Create button comes first
+    assert_clean(at)
+    assert at.session_state["collection"] == "contracts"
+    assert at.selectbox[0].value == "contracts"
+    assert any("No documents yet" in i for i in texts(at.info))
+    at.switch_page("app_pages/ask.py").run()
+    ask(at, "Anything?")
+    assert any("no documents yet" in i for i in texts(at.info))
+
+
+# ---- Settings --------------------------------------------------------------------------------------
+def test_settings_apply_to_the_next_question(reranked: str) -> None:
+    at = start("settings")
+    assert any("No API key is set" in c for c in texts(at.caption))
+    at.number_input[1].set_value(2)  # top_n
+    at.number_input[0].set_value(3)  # top_k
+    at.button(key="FormSubmitter:settings-Apply").click().run()
+    assert_clean(at)
+    assert any("Applied" in s and "top_n 2" in s for s in texts(at.success))
+    loaded = at.dataframe[0].value
+    assert set(loaded["role"]) == {"embedder", "reranker"} and (loaded["load time (s)"] >= 0).all()
+
+    at.switch_page("app_pages/ask.py").run()
+    ask(at, "How long is the refund window?")
+    assert len(at.dataframe[0].value) == 2
+    assert any("3 candidates" in c for c in texts(at.caption))
+
+
+def test_settings_reject_invalid_values_in_plain_words(data_dir: Path) -> None:
+    at = start("settings")
+    at.number_input[3].set_value(100)  # chunk size
+    at.number_input[4].set_value(200)  # overlap above size
+    at.button(key="FormSubmitter:settings-Apply").click().run()
+    assert any("Not applied" in e and "chunk_overlap" in e for e in texts(at.error))
+
+
+def test_settings_never_show_the_key(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
+    at = start("settings")
+    assert any("An API key is set" in c for c in texts(at.caption))
+    shown = texts(at.markdown) + texts(at.caption) + texts(at.text_input) + texts(at.text) + texts(at.code)
+    assert shown and not any("sk-test-secret-value" in s for s in shown)

@@ -80,6 +80,12 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self._json(status, {"error": {"message": message, "type": kind, "code": kind}})
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            try:
+                self._serve()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (its timeout): nothing to answer
+
+        def _serve(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             body["_authorization"] = self.headers.get("Authorization", "")
             state.requests.append(body)

@@ -163,24 +163,59 @@ def bench_query(settings: Settings, dataset_dir: Path, n: int, progress=None) ->
 
 
 # ---- stock llama-index ---------------------------------------------------------------------------------
-def _stock_models(settings: Settings):
+def _has_torch_weights(path: str | Path) -> bool:
+    return any((Path(path) / f).is_file() for f in ("model.safetensors", "pytorch_model.bin"))
+
+
+def stock_reranker_path(settings: Settings, workdir: Path, explicit: str | None = None) -> tuple[str, str]:
+    """(folder, note) of the torch cross-encoder the stock ``SentenceTransformerRerank`` loads.
+
+    ``SentenceTransformerRerank`` runs a torch checkpoint. The reranker's own folder is used when it has
+    torch weights. Our shipped default is an int8 ONNX folder without them, so the stock side then gets a
+    torch cross-encoder of the same architecture and size built from the packaged all-MiniLM-L6-v2 weights
+    (the default reranker's starting point) with a fresh one-logit head: its scores mean nothing, its
+    compute is the same as the trained fp32 checkpoint's, which is all a speed comparison needs.
+    """
+    from rag.models import resolve_model
+    from rag.rerank import _resolve
+
+    if explicit:
+        return explicit, f"torch ({explicit})"
+    path, _info = _resolve(settings.reranker)
+    if _has_torch_weights(path):
+        return path, "torch (the reranker's own checkpoint)"
+    import json as _json
+
+    base = resolve_model("all-MiniLM-L6-v2")
+    ours = _json.loads((Path(path) / "config.json").read_text())
+    theirs = _json.loads((Path(base) / "config.json").read_text())
+    same = all(ours.get(k) == theirs.get(k) for k in ("num_hidden_layers", "hidden_size", "intermediate_size",
+                                                       "num_attention_heads", "vocab_size"))
+    if not same:
+        raise RuntimeError(f"reranker '{settings.reranker}' has no torch weights for the stock pipeline's "
+                           "SentenceTransformerRerank: pass --stock-reranker PATH (a torch checkpoint of it)")
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(0)
+    folder = workdir / "stock-reranker"
+    CrossEncoder(base, num_labels=1, max_length=int(ours.get("max_position_embeddings", 512))).save_pretrained(str(folder))
+    return str(folder), ("torch fp32, same architecture (MiniLM-L6 H384) as the ONNX-only default, built from the "
+                         "packaged all-MiniLM-L6-v2 weights")
+
+
+def _stock_models(settings: Settings, workdir: Path, explicit: str | None = None):
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from llama_index.postprocessor.sbert_rerank import SentenceTransformerRerank
 
     from rag.models import resolve_model
-    from rag.rerank import load_reranker
 
     embed = HuggingFaceEmbedding(model_name=resolve_model(settings.embed_model), device=settings.device,
                                  embed_batch_size=settings.embed_batch_size)
-    ours = load_reranker(settings.reranker, settings.device)
     rerank, note = None, None
-    if ours is not None:
-        # Stock: the sentence-transformers default (torch) unless the folder only holds ONNX weights.
-        has_torch = any((Path(ours.path) / f).is_file() for f in ("model.safetensors", "pytorch_model.bin"))
-        kwargs = {} if has_torch else {"backend": "onnx", "model_kwargs": {"file_name": ours.file_name}}
-        rerank = SentenceTransformerRerank(model=ours.path, top_n=settings.top_n, device=settings.device,
-                                           cross_encoder_kwargs=kwargs or None)
-        note = "torch" if has_torch else f"onnx ({ours.file_name})"
+    if settings.reranker.strip().lower() != "none":
+        path, note = stock_reranker_path(settings, workdir, explicit)
+        rerank = SentenceTransformerRerank(model=path, top_n=settings.top_n, device=settings.device)
     return embed, rerank, note
 
 
@@ -215,7 +250,8 @@ def _stock_read(files: list[Path]):
     return docs
 
 
-def stock(settings: Settings, files: list[Path], dataset_dir: Path, n: int, workdir: Path) -> dict:
+def stock(settings: Settings, files: list[Path], dataset_dir: Path, n: int, workdir: Path,
+          stock_reranker: str | None = None) -> dict:
     """The stock pipeline's ingest and queries (run in its own process by :func:`run_bench`)."""
     import chromadb
     from llama_index.core import StorageContext, VectorStoreIndex
@@ -225,7 +261,7 @@ def stock(settings: Settings, files: list[Path], dataset_dir: Path, n: int, work
     from rag.datasets import load_dataset
     from rag.evaluate import index_key
 
-    embed, rerank, backend_note = _stock_models(settings)
+    embed, rerank, backend_note = _stock_models(settings, workdir, stock_reranker)
     embed.get_text_embedding_batch(["warm-up"])
     splitter = _splitter(settings)
     client = chromadb.PersistentClient(path=str(workdir / "stock"),
@@ -299,6 +335,7 @@ def run_bench(
     queries: int = 100,
     max_docs: int | None = None,
     baseline: bool = True,
+    stock_reranker: str | None = None,
     progress=None,
 ) -> dict:
     """The whole benchmark as the ``--json`` dict (see the module docstring)."""
@@ -309,6 +346,8 @@ def run_bench(
         header = machine()
         if progress:
             progress(f"ingest: {len(files)} files from {docs}")
+        if baseline and progress:
+            progress("(the stock llama-index pipeline runs afterwards, in its own process)")
         ingest = bench_ingest(settings, files, workdir)
         if progress:
             progress(f"ingest: {ingest['chunks']} chunks in {ingest['wall_s']} s; queries: {queries} from {dataset}")
@@ -318,7 +357,7 @@ def run_bench(
         if baseline:
             if progress:
                 progress("stock llama-index pipeline (separate process)")
-            report["baseline"] = _stock_subprocess(settings, files, dataset, queries, workdir)
+            report["baseline"] = _stock_subprocess(settings, files, dataset, queries, workdir, stock_reranker)
             base = report["baseline"]
             report["ratios"] = {
                 "query_p50_stock_over_ours": _ratio(base["query"]["p50_ms"], query["wall_p50_ms"]),
@@ -360,9 +399,10 @@ def _scratch(settings: Settings) -> Path:
     return path
 
 
-def _stock_subprocess(settings: Settings, files: list[Path], dataset: Path, queries: int, workdir: Path) -> dict:
+def _stock_subprocess(settings: Settings, files: list[Path], dataset: Path, queries: int, workdir: Path,
+                      stock_reranker: str | None) -> dict:
     spec = {"settings": settings.model_dump(mode="json", exclude={"openai_api_key"}), "files": [str(f) for f in files],
-            "dataset": str(dataset), "queries": queries, "workdir": str(workdir)}
+            "dataset": str(dataset), "queries": queries, "workdir": str(workdir), "stock_reranker": stock_reranker}
     spec_path = workdir / "stock.json"
     spec_path.write_text(json.dumps(spec))
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}
@@ -380,7 +420,7 @@ def _stock_main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     settings = Settings(**spec["settings"])
     result = stock(settings, [Path(f) for f in spec["files"]], Path(spec["dataset"]), spec["queries"],
-                   Path(spec["workdir"]))
+                   Path(spec["workdir"]), spec.get("stock_reranker"))
     print(json.dumps(result))
     return 0
 
@@ -421,7 +461,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
         settings = settings.model_copy(update={"reranker": default_rerankers(settings)[0]})
     report = run_bench(settings, docs=Path(args.docs), dataset=Path(args.dataset), queries=args.queries,
-                       max_docs=args.max_docs, baseline=not args.no_baseline,
+                       max_docs=args.max_docs, baseline=not args.no_baseline, stock_reranker=args.stock_reranker,
                        progress=None if args.quiet else _stderr)
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else summary(report))
     return 0
@@ -435,6 +475,9 @@ def register(subparsers, parent) -> None:
     p.add_argument("--dataset", default=str(DEFAULT_DATASET), help="BEIR folder for the queries (default squad11_dev)")
     p.add_argument("--queries", type=int, default=100, help="questions to time (default 100)")
     p.add_argument("--reranker", dest="reranker_name", help="reranker (default: the configured one, else the shipped default)")
+    p.add_argument("--stock-reranker", metavar="PATH",
+                   help="torch checkpoint for the stock SentenceTransformerRerank (default: the reranker's own "
+                        "torch weights, else a same-architecture MiniLM-L6 cross-encoder; see rag.bench)")
     p.add_argument("--no-baseline", action="store_true", help="skip the stock llama-index pipeline")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -114,8 +114,8 @@ def speed_section(bench: dict) -> list[str]:
     for key, v in bench["targets"].items():
         lines.append(f"| {names.get(key, key)} | {v['value']} | {'yes' if v['met'] else 'no'} |")
     if b:
-        lines += ["", f"Stock pipeline: {b['pipeline']}; its reranker ran on the {b['reranker_backend']} backend, "
-                      "as SentenceTransformerRerank loads the model folder by default."]
+        lines += ["", f"Stock pipeline: {b['pipeline']}, same embedder, chunking and top-k/top-n; its "
+                      f"SentenceTransformerRerank ran {b['reranker_backend']} (it loads torch checkpoints only)."]
     return lines + [""]
 
 

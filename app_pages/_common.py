@@ -320,5 +320,5 @@ def timings_line(result: AskResult) -> str:
 
 
 def timings(result: AskResult) -> None:
-    st.caption(f"⏱ {timings_line(result)} — {len(result.candidates)} candidates from '{result.collection}', "
+    st.caption(f":material/timer: {timings_line(result)} — {len(result.candidates)} candidates from '{result.collection}', "
                f"embedder {result.embedder}")

@@ -60,9 +60,9 @@ with st.form("settings"):
                             placeholder="empty = api.openai.com; e.g. http://localhost:11434/v1 for Ollama")
     llm_model = b.text_input("Model", settings.llm_model)
     if settings.openai_api_key and settings.openai_api_key.get_secret_value():
-        st.caption("🔑 An API key is set (from OPENAI_API_KEY or .streamlit/secrets.toml); it is never shown here.")
+        st.caption(":material/key: An API key is set (from OPENAI_API_KEY or .streamlit/secrets.toml); it is never shown here.")
     else:
-        st.caption("🔑 No API key is set: set OPENAI_API_KEY in the environment or .streamlit/secrets.toml. "
+        st.caption(":material/key: No API key is set: set OPENAI_API_KEY in the environment or .streamlit/secrets.toml. "
                    "Without a key or a base URL, answers are extractive.")
     applied = st.form_submit_button("Apply", type="primary")
 

@@ -220,6 +220,14 @@ def answer_markdown(answer: str) -> str:
     return _CITATION.sub(r"**[\1]**", escape_md(answer))
 
 
+def model_label(name: str | None) -> str:
+    """A model name for display: a local folder by its last part, hub ids and catalog names as they are."""
+    if not name:
+        return ""
+    path = Path(name).expanduser()
+    return path.name if path.is_absolute() or name.startswith((".", "~")) else name
+
+
 def badges(result: AskResult) -> str:
     """Markdown badges: the answer mode (LLM / extractive) and whether the chunks were reranked."""
     if result.answer_mode == "llm":
@@ -227,7 +235,7 @@ def badges(result: AskResult) -> str:
     else:
         mode = ":gray-badge[:material/format_quote: Extractive answer · quoted from the passages]"
     if result.reranked:
-        rerank = f":green-badge[:material/swap_vert: reranked by {escape_md(result.reranker or '')}]"
+        rerank = f":green-badge[:material/swap_vert: reranked by {escape_md(model_label(result.reranker))}]"
     else:
         rerank = ":orange-badge[:material/horizontal_rule: not reranked]"
     return f"{mode} {rerank}"
@@ -264,7 +272,7 @@ def chunk_frame(chunks: list[ChunkHit]) -> pd.DataFrame:
             "text": c.text,
         }
         for n, c in enumerate(chunks, 1)
-    ])
+    ]).astype({"page": "Int64"})  # documents without pages show an empty cell, not "None"
 
 
 def _score_range(values: list[float | None], default: tuple[float, float]) -> tuple[float, float]:
@@ -275,7 +283,7 @@ def _score_range(values: list[float | None], default: tuple[float, float]) -> tu
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
-def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, key: str | None = None,
+def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, compact: bool = False,
                 expandable: bool = True) -> None:
     """The chunks behind the answer: final rank, rank before rerank and its movement, both scores as bars,
     source and page; each text expandable below."""
@@ -306,7 +314,13 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, key:
         frame = frame.drop(columns=["before rerank", "moved", "rerank score"])
         for name in ("before rerank", "moved", "rerank score"):
             columns.pop(name)
-    st.dataframe(frame, column_config=columns, hide_index=True, width="stretch", key=key)
+    if compact:  # a narrow column: source and page in one cell, no second score
+        frame["source"] = [c.citation for c in chunks]
+        frame = frame.drop(columns=["page", "retrieval score"] if result.reranked else ["page"])
+        columns.pop("page")
+        if result.reranked:
+            columns.pop("retrieval score")
+    st.dataframe(frame, column_config=columns, hide_index=True, width="stretch")
     if expandable:
         for n, chunk in enumerate(chunks, 1):
             with st.expander(f"[{n}] {chunk.citation} — full text"):

@@ -60,7 +60,7 @@ def side(result: AskResult, title: str, caption: str) -> None:
     st.markdown(ui.badges(result))
     st.markdown(ui.answer_markdown(result.answer))
     ui.answer_notices(result, settings)
-    ui.chunk_table(result, expandable=False)
+    ui.chunk_table(result, compact=True, expandable=False)
     ui.timings(result)
 
 
@@ -91,7 +91,7 @@ def slope_chart(result: AskResult) -> alt.Chart:
         strokeWidth=alt.condition(alt.datum.returned == "dropped", alt.value(1.2), alt.value(3)),
         order="stage:N",
     )
-    return lines.properties(height=max(260, 18 * len(result.candidates)))
+    return lines.properties(height=max(320, 24 * len(result.candidates)))
 
 
 stored = st.session_state.get(RESULT)
@@ -107,7 +107,7 @@ if stored:
             st.info("Reranking is off or unavailable (see above), so this side is empty.")
         else:
             side(on, "With rerank", f"top-{len(on.chunks)} of {len(on.candidates)} candidates, reordered by "
-                                    f"{on.reranker}")
+                                    f"{ui.model_label(on.reranker)}")
     if on is not None and on.candidates:
         st.divider()
         a, b, c = st.columns(3)

@@ -86,8 +86,9 @@ def note(figures: dict, key: str, since: float) -> None:
     print(f"  {key}: {figures[key]} s", flush=True)
 
 
-def shoot(page, name: str, tmp_path: Path) -> None:
-    page.wait_for_timeout(800)  # let the data grid and the chart finish drawing
+def shoot(page, name: str, tmp_path: Path, height: int) -> None:
+    page.set_viewport_size({"width": 1400, "height": height})
+    page.wait_for_timeout(1000)  # let the data grid and the chart finish drawing
     target = tmp_path / "screenshots" / name
     target.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
@@ -160,7 +161,7 @@ def test_new_user_flow_in_a_real_browser(app_server, tmp_path: Path) -> None:
             idle(page)
             note(figures, "pdf_ingest_visible_after_start_s", started)
             expect(page.get_by_test_id("stDataFrame").last).to_contain_text(PDF.name)
-            shoot(page, "library.png", tmp_path)
+            shoot(page, "library.png", tmp_path, 1150)
 
             # Ask about the PDF
             go(page, "Ask", "Ask your documents")
@@ -170,8 +171,9 @@ def test_new_user_flow_in_a_real_browser(app_server, tmp_path: Path) -> None:
             expect(answer).to_contain_text("[1]")
             expect(answer.get_by_test_id("stDataFrame")).to_be_visible()
             expect(answer).to_contain_text("rerank")
-            answer.scroll_into_view_if_needed()
-            shoot(page, "ask.png", tmp_path)
+            page.set_viewport_size({"width": 1400, "height": 1300})
+            page.get_by_test_id("stChatMessage").nth(2).evaluate("e => e.scrollIntoView({block: 'start'})")
+            shoot(page, "ask.png", tmp_path, 1300)
 
             # Compare: both columns and the slope chart
             go(page, "Compare", "Rerank off vs on")
@@ -186,10 +188,10 @@ def test_new_user_flow_in_a_real_browser(app_server, tmp_path: Path) -> None:
             expect(page.get_by_text("Rerank cost")).to_be_visible()
             expect(page.get_by_test_id("stVegaLiteChart")).to_be_visible()
             idle(page)
-            shoot(page, "compare.png", tmp_path)
+            shoot(page, "compare.png", tmp_path, 1800)
 
             go(page, "Settings", "Loaded models")
-            shoot(page, "settings.png", tmp_path)
+            shoot(page, "settings.png", tmp_path, 1300)
             assert not page.get_by_test_id("stException").count()
         finally:
             browser.close()

@@ -239,3 +239,33 @@ def test_settings_never_show_the_key(data_dir: Path, monkeypatch: pytest.MonkeyP
     assert any("An API key is set" in c for c in texts(at.caption))
     shown = texts(at.markdown) + texts(at.caption) + texts(at.text_input) + texts(at.text) + texts(at.code)
     assert shown and not any("sk-test-secret-value" in s for s in shown)
+
+
+# ---- Evaluate --------------------------------------------------------------------------------------
+def test_evaluate_scores_the_collection_without_and_with_rerank(reranked: str) -> None:
+    pytest.importorskip("rag.evaluate")
+    import json
+
+    at = start("evaluate")
+    at.radio[0].set_value(at.radio[0].options[1]).run()  # this collection with a questions file
+    questions = [
+        {"question": "How long do I have to return a bike?", "expected_source": "returns-and-service.pdf"},
+        {"question": "How many days of paid holiday do employees get?", "expected_source": "employee-handbook.md"},
+    ]
+    at.file_uploader[0].set_value(("questions.jsonl", "\n".join(map(json.dumps, questions)).encode(),
+                                   "application/json")).run()
+    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    assert_clean(at)
+    assert not at.error, texts(at.error)
+    table = at.dataframe[0].value
+    assert table["run"].tolist()[0] == "dense" and table["run"].tolist()[1].startswith("rerank:")
+    assert table["hit@5"].between(0, 1).all() and table["MRR@5"].between(0, 1).all()
+    assert len(at.get("vega_lite_chart")) == 1
+
+
+def test_evaluate_explains_a_missing_questions_file(data_dir: Path) -> None:
+    pytest.importorskip("rag.evaluate")
+    at = start("evaluate")
+    at.radio[0].set_value(at.radio[0].options[1]).run()
+    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    assert any("upload a questions file" in e for e in texts(at.error))

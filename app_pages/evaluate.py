@@ -1,0 +1,102 @@
+"""Evaluate: hit rate and MRR at top-n, without and with rerank, on a public dataset folder (BEIR format)
+or on the current collection with a questions file. The numbers come from rag.evaluate."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import _common as ui
+from rag import evaluate
+from rag.datasets import DatasetFormatError
+from rag.models import ModelUnavailableError
+from rag.store import StoreError
+
+REPORT = "eval_report"  # session_state key: the last report of this session
+DATASETS = ui.REPO_ROOT.parent / "shared" / "datasets"
+
+st.title("Evaluate")
+st.caption("Does the reranker help on your kind of documents? Hit rate and MRR at top-n for the first retrieval "
+           "alone and after rerank, through the same pipeline the Ask page uses (no LLM).")
+
+problem = ui.settings_errors()
+if problem:
+    st.error(f"The settings are invalid: {problem}")
+    st.stop()
+settings = ui.session_settings()
+
+
+def dataset_folders() -> list[str]:
+    if not DATASETS.is_dir():
+        return []
+    return sorted(str(p.parent) for p in DATASETS.glob("**/corpus.jsonl") if (p.parent / "qrels.tsv").is_file())
+
+
+rerankers = evaluate.default_rerankers(settings)
+st.info(f"Compares the first retrieval with rerank by {', '.join(ui.model_label(r) for r in rerankers)} "
+        f"(top_k {settings.top_k} → top_n {settings.top_n}; change them on the Settings page).",
+        icon=":material/info:")
+
+mode = st.radio("Questions from", ["A dataset folder (BEIR format)", f"This collection ('{settings.collection}') "
+                                   "with a questions file"], horizontal=True)
+by_dataset = mode.startswith("A dataset")
+with st.container(border=True):
+    if by_dataset:
+        folders = dataset_folders()
+        folder = st.selectbox("Dataset", folders, index=0 if folders else None,
+                              placeholder="No dataset folder found under ../shared/datasets", accept_new_options=True,
+                              help="A folder with corpus.jsonl, queries.jsonl and qrels.tsv; type a path for another")
+        a, b = st.columns(2)
+        queries = a.number_input("Queries (the first N with judgements)", 1, 20000, 50)
+        chunk = b.checkbox("Split long documents into chunks, as ingest does", value=False)
+    else:
+        upload = st.file_uploader("Questions file (.jsonl)", type=["jsonl", "json"],
+                                  help='One {"question": ..., "expected_source": "file.pdf"} (or "expected_chunk_id") '
+                                       "per line")
+        queries = st.number_input("At most this many questions", 1, 20000, 200)
+    run = st.button("Run the evaluation", type="primary")
+
+if run:
+    try:
+        with st.status("Evaluating…", expanded=True) as status:
+            ui.load_models(settings)
+            say = st.empty()
+
+            def progress(message: str) -> None:
+                say.text(message)
+
+            if by_dataset:
+                if not folder:
+                    raise evaluate.EvalError("choose a dataset folder")
+                report = evaluate.evaluate_dataset(settings, folder, queries=int(queries), chunk=chunk,
+                                                   progress=progress)
+            else:
+                if upload is None:
+                    raise evaluate.EvalError("upload a questions file first")
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / upload.name
+                    path.write_bytes(upload.getvalue())
+                    report = evaluate.evaluate_questions(settings, path, limit=int(queries), progress=progress)
+            status.update(label=f"Evaluated {report.queries} questions", state="complete", expanded=False)
+        st.session_state[REPORT] = report
+    except (evaluate.EvalError, DatasetFormatError, StoreError, ModelUnavailableError, OSError) as error:
+        st.error(f"The evaluation could not run: {error}")
+
+report = st.session_state.get(REPORT)
+if report:
+    st.subheader(report.dataset)
+    st.caption(f"{report.queries} questions · top-{report.top_k} → top-{report.top_n} · embedder {report.embedder}")
+    frame = pd.DataFrame([{
+        "run": r.name, f"hit@{report.top_n}": r.hit_rate, f"MRR@{report.top_n}": r.mrr,
+        "p50 ms": r.latency_ms.p50, "p95 ms": r.latency_ms.p95,
+        "rerank p50 ms": r.stages_ms["rerank"].p50 if r.reranker and "rerank" in r.stages_ms else None,
+    } for r in report.runs])
+    st.dataframe(frame, hide_index=True, width="stretch", column_config={
+        f"hit@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
+        f"MRR@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
+    })
+    st.altair_chart(evaluate.chart(report), width="stretch")
+    st.caption(report.metrics)

@@ -114,7 +114,21 @@ class LlmAnswerer:
 
 
 _MAX_SENTENCES = 64  # bounds the embedding work on table-heavy chunks, which split into many lines
+_MAX_SENTENCE_CHARS = 400
+# PDF text wraps sentences over lines: a line that goes on in lowercase continues the sentence above;
+# any other break (a heading, a table row, a new sentence) ends it.
+_WRAPPED_LINE = re.compile(r"\n(?=[a-z])")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences and table rows of a chunk, wrapped lines rejoined, long ones cut."""
+    pieces = (" ".join(piece.split()) for piece in _SENTENCE_END.split(_WRAPPED_LINE.sub(" ", text)))
+    return [
+        piece if len(piece) <= _MAX_SENTENCE_CHARS else piece[:_MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " …"
+        for piece in pieces
+        if len(piece) >= 20
+    ]
 
 
 def extractive_answer(question: str, chunks: Sequence[ChunkHit], embedder: Embedder, max_sentences: int = 3) -> str:
@@ -125,10 +139,7 @@ def extractive_answer(question: str, chunks: Sequence[ChunkHit], embedder: Embed
     if not chunks:
         return "The documents contain nothing that matches this question."
     sentences = [
-        (n, sentence.strip())
-        for n, chunk in enumerate(chunks, 1)
-        for sentence in _SENTENCE_END.split(chunk.text)
-        if len(sentence.strip()) >= 20
+        (n, sentence) for n, chunk in enumerate(chunks, 1) for sentence in split_sentences(chunk.text)
     ][:_MAX_SENTENCES] or [(n, chunk.text.strip()) for n, chunk in enumerate(chunks, 1)]
     similarity = embedder.embed_documents([s for _, s in sentences]) @ embedder.embed_queries([question])[0]
     best = sorted(np.argsort(-similarity)[:max_sentences])  # keep document order for readability

@@ -82,3 +82,16 @@ def test_low_confidence_flag_follows_the_threshold(sample_store: Path, plumbing_
         "warranty claim", generate=False).low_confidence
     assert not RagPipeline(base.model_copy(update={"low_confidence_score": best - 1})).ask(
         "warranty claim", generate=False).low_confidence
+
+
+def test_sentences_rejoin_wrapped_lines_and_keep_table_rows() -> None:
+    from rag.answer import split_sentences
+
+    text = ("Net sales of the 10-\ninch model fell sharply in the quarter. Services grew.\n"
+            "Total net sales $ 82,959 $ 81,434\nOverview\nThe Company designs bicycles for cities.\n" + "x" * 500)
+    assert split_sentences(text) == [
+        "Net sales of the 10- inch model fell sharply in the quarter.",
+        "Total net sales $ 82,959 $ 81,434",
+        "The Company designs bicycles for cities.",
+        "x" * 400 + " …",
+    ]

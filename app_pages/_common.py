@@ -201,7 +201,7 @@ def prepare(settings: Settings) -> str | None:
     try:
         ingest_samples_on_first_start(settings)
     except StoreError as error:
-        st.error(f"Could not add the sample documents: {error}")
+        st.error(f"Could not add the sample documents: {escape_md(str(error))}")
     return rerank_error
 
 
@@ -245,7 +245,7 @@ def answer_notices(result: AskResult, settings: Settings) -> None:
     """The LLM's failure and the low-confidence warning, next to the answer where the user looks."""
     if result.error:
         st.error(f"The LLM could not answer, so this is an extractive answer from the passages instead. "
-                 f"Reason: {result.error}", icon=":material/error:")
+                 f"Reason: {escape_md(result.error)}", icon=":material/error:")
     if result.low_confidence:
         best = result.best_rerank_score
         st.warning(f"The documents may not contain the answer: the best rerank score is {best:.3f}, below "
@@ -323,7 +323,7 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
     st.dataframe(frame, column_config=columns, hide_index=True, width="stretch")
     if expandable:
         for n, chunk in enumerate(chunks, 1):
-            with st.expander(f"[{n}] {chunk.citation} — full text"):
+            with st.expander(escape_md(f"[{n}] {chunk.citation} — full text")):
                 st.text(chunk.text)
 
 
@@ -334,5 +334,5 @@ def timings_line(result: AskResult) -> str:
 
 
 def timings(result: AskResult) -> None:
-    st.caption(f":material/timer: {timings_line(result)} — {len(result.candidates)} candidates from '{result.collection}', "
-               f"embedder {result.embedder}")
+    st.caption(f":material/timer: {timings_line(result)} — {len(result.candidates)} candidates from "
+               f"'{escape_md(result.collection)}', embedder {escape_md(model_label(result.embedder))}")

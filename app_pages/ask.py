@@ -18,7 +18,7 @@ st.caption("Each answer cites the chunks it used as [n]; the table under it show
 
 problem = ui.settings_errors()
 if problem:
-    st.error(f"The settings are invalid: {problem}")
+    st.error(f"The settings are invalid: {ui.escape_md(str(problem))}")
     st.stop()
 settings = ui.session_settings()
 history: list[dict] = st.session_state.setdefault(CHAT, [])
@@ -27,11 +27,11 @@ question = st.chat_input("Ask a question about your documents")
 try:
     rerank_error = ui.prepare(settings)
 except ModelUnavailableError as error:
-    st.error(f"The embedding model could not be loaded: {error}")
+    st.error(f"The embedding model could not be loaded: {ui.escape_md(str(error))}")
     st.stop()
 if rerank_error:
     st.error(f"The reranker could not be loaded, so answers below are NOT reranked (retrieval order only). "
-             f"Fix it on the Settings page. Reason: {rerank_error}", icon=":material/error:")
+             f"Fix it on the Settings page. Reason: {ui.escape_md(str(rerank_error))}", icon=":material/error:")
 
 
 def show(turn: dict) -> None:
@@ -75,7 +75,7 @@ if question and question.strip():
             result = ui.pipeline(settings).ask(question, rerank=rerank_error is None, on_token=on_token)
         except (StoreError, ModelUnavailableError, ValueError) as error:
             placeholder.empty()
-            st.error(f"The question could not be answered: {error}")
+            st.error(f"The question could not be answered: {ui.escape_md(str(error))}")
         else:
             placeholder.empty()
             show_answer(result, settings)

@@ -20,7 +20,7 @@ st.caption("The same question twice: the top-n chunks straight from the vector s
 
 problem = ui.settings_errors()
 if problem:
-    st.error(f"The settings are invalid: {problem}")
+    st.error(f"The settings are invalid: {ui.escape_md(str(problem))}")
     st.stop()
 settings = ui.session_settings()
 
@@ -31,7 +31,7 @@ with st.form("compare"):
 try:
     rerank_error = ui.prepare(settings)
 except ModelUnavailableError as error:
-    st.error(f"The embedding model could not be loaded: {error}")
+    st.error(f"The embedding model could not be loaded: {ui.escape_md(str(error))}")
     st.stop()
 
 rerank_on = ui.rerank_enabled(settings)
@@ -39,8 +39,8 @@ if not rerank_on:
     st.info("Reranking is off (reranker = 'none'), so there is only the retrieval side to show. Choose a reranker "
             "on the Settings page to see what it changes.", icon=":material/info:")
 elif rerank_error:
-    st.error(f"The reranker '{settings.reranker}' could not be loaded, so there is no 'with rerank' side. "
-             f"Reason: {rerank_error}", icon=":material/error:")
+    st.error(f"The reranker '{ui.escape_md(settings.reranker)}' could not be loaded, so there is no 'with rerank' side. "
+             f"Reason: {ui.escape_md(str(rerank_error))}", icon=":material/error:")
 
 if submitted and question.strip():
     try:
@@ -50,7 +50,7 @@ if submitted and question.strip():
             on = rag.ask(question, rerank=True) if rerank_on and not rerank_error else None
         st.session_state[RESULT] = (off, on)
     except (StoreError, ModelUnavailableError, ValueError) as error:
-        st.error(f"The question could not be answered: {error}")
+        st.error(f"The question could not be answered: {ui.escape_md(str(error))}")
         st.session_state.pop(RESULT, None)
 
 

@@ -24,7 +24,7 @@ st.caption("Does the reranker help on your kind of documents? Hit rate and MRR a
 
 problem = ui.settings_errors()
 if problem:
-    st.error(f"The settings are invalid: {problem}")
+    st.error(f"The settings are invalid: {ui.escape_md(str(problem))}")
     st.stop()
 settings = ui.session_settings()
 
@@ -36,7 +36,7 @@ def dataset_folders() -> list[str]:
 
 
 rerankers = evaluate.default_rerankers(settings)
-st.info(f"Compares the first retrieval with rerank by {', '.join(ui.model_label(r) for r in rerankers)} "
+st.info(f"Compares the first retrieval with rerank by {ui.escape_md(', '.join(ui.model_label(r) for r in rerankers))} "
         f"(top_k {settings.top_k} → top_n {settings.top_n}; change them on the Settings page).",
         icon=":material/info:")
 
@@ -83,12 +83,12 @@ if run:
             status.update(label=f"Evaluated {report.queries} questions", state="complete", expanded=False)
         st.session_state[REPORT] = report
     except (evaluate.EvalError, DatasetFormatError, StoreError, ModelUnavailableError, OSError) as error:
-        st.error(f"The evaluation could not run: {error}")
+        st.error(f"The evaluation could not run: {ui.escape_md(str(error))}")
 
 report = st.session_state.get(REPORT)
 if report:
     st.subheader(report.dataset)
-    st.caption(f"{report.queries} questions · top-{report.top_k} → top-{report.top_n} · embedder {report.embedder}")
+    st.caption(f"{report.queries} questions · top-{report.top_k} → top-{report.top_n} · embedder {ui.escape_md(report.embedder)}")
     frame = pd.DataFrame([{
         "run": r.name, f"hit@{report.top_n}": r.hit_rate, f"MRR@{report.top_n}": r.mrr,
         "p50 ms": r.latency_ms.p50, "p95 ms": r.latency_ms.p95,

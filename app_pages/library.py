@@ -19,13 +19,13 @@ st.title("Library")
 
 problem = ui.settings_errors()
 if problem:
-    st.error(f"The settings are invalid: {problem}")
+    st.error(f"The settings are invalid: {ui.escape_md(str(problem))}")
     st.stop()
 settings = ui.session_settings()
 try:
     ui.prepare(settings)
 except ModelUnavailableError as error:
-    st.error(f"The embedding model could not be loaded: {error}")
+    st.error(f"The embedding model could not be loaded: {ui.escape_md(str(error))}")
     st.stop()
 
 
@@ -47,7 +47,7 @@ def create_collection() -> None:
     try:
         ui.knowledge_base(ui.session_settings(), name)
     except StoreError as error:
-        st.session_state[NOTICE] = ("error", f"Could not create the collection: {error}")
+        st.session_state[NOTICE] = ("error", f"Could not create the collection: {ui.escape_md(str(error))}")
         return
     st.session_state[ui.COLLECTION] = name
     st.session_state["new_collection"] = ""
@@ -57,7 +57,7 @@ def create_collection() -> None:
 try:
     names = collection_names(settings)
 except StoreError as error:
-    st.error(f"The store cannot be reached: {error}")
+    st.error(f"The store cannot be reached: {ui.escape_md(str(error))}")
     st.stop()
 current = settings.collection
 if current not in names:
@@ -80,7 +80,7 @@ if notice:
     getattr(st, notice[0])(ui.escape_md(notice[1]))
 
 # ---- upload and ingest ---------------------------------------------------------------------------
-st.subheader(f"Add documents to '{current}'")
+st.subheader(f"Add documents to '{ui.escape_md(current)}'")
 uploads = st.file_uploader(
     "PDF, Word, HTML, Markdown or text files", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES],
     accept_multiple_files=True, key="uploader",
@@ -107,7 +107,7 @@ if st.button(f"Ingest {len(uploads)} file{'s' if len(uploads) != 1 else ''}" if 
         progress.progress(1.0, text=f"Done: {len(results) - failed} of {len(results)} files ingested or unchanged"
                                     + (f", {failed} failed" if failed else ""))
     except StoreError as error:
-        st.error(f"The ingest stopped: {error}")
+        st.error(f"The ingest stopped: {ui.escape_md(str(error))}")
     finally:
         lock.release()
     st.session_state[LAST_INGEST] = results
@@ -117,11 +117,11 @@ elif st.session_state.get(LAST_INGEST):
         show_line(result)
 
 # ---- documents -----------------------------------------------------------------------------------
-st.subheader(f"Documents in '{current}'")
+st.subheader(f"Documents in '{ui.escape_md(current)}'")
 try:
     documents = ui.knowledge_base(settings).documents()
 except StoreError as error:
-    st.error(f"Could not list the documents: {error}")
+    st.error(f"Could not list the documents: {ui.escape_md(str(error))}")
     st.stop()
 
 
@@ -129,7 +129,7 @@ def delete_document(doc_id: str, source: str) -> None:
     try:
         gone = ui.knowledge_base(ui.session_settings()).delete_document(doc_id)
     except StoreError as error:
-        st.session_state[DELETED] = ("error", f"Could not delete {source}: {error}")
+        st.session_state[DELETED] = ("error", f"Could not delete {source}: {ui.escape_md(str(error))}")
         return
     st.session_state[DELETED] = ("success", f"Deleted {source} ({gone} chunks).")
 

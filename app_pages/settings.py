@@ -16,7 +16,7 @@ st.caption("Changes apply to this browser session's next question or ingest. The
 
 problem = ui.settings_errors()
 if problem:
-    st.error(f"The settings from the environment are invalid: {problem}")
+    st.error(f"The settings from the environment are invalid: {ui.escape_md(str(problem))}")
     st.stop()
 settings = ui.session_settings()
 OTHER = "another model (folder or hub id)…"
@@ -76,7 +76,7 @@ if applied:
             "llm_model": llm_model.strip(),
         })
     except ValidationError as error:
-        st.error(f"Not applied: {ui.plain_validation_error(error)}")
+        st.error(f"Not applied: {ui.escape_md(ui.plain_validation_error(error))}")
     else:
         error = None
         try:
@@ -84,9 +84,9 @@ if applied:
         except Exception as failure:  # noqa: BLE001 - any embedder failure is reported in words
             error = f"embedding model '{new.embed_model}': {failure}"
         if error:
-            st.error(f"Applied, but a model cannot be loaded, so questions will fail to rerank: {error}")
+            st.error(f"Applied, but a model cannot be loaded, so questions will fail to rerank: {ui.escape_md(str(error))}")
         else:
-            st.success(f"Applied: reranker {new.reranker}, top_k {new.top_k}, top_n {new.top_n}, "
+            st.success(f"Applied: reranker {ui.escape_md(ui.model_label(new.reranker))}, top_k {new.top_k}, top_n {new.top_n}, "
                        f"LLM {'on' if new.llm_configured else 'off (extractive answers)'}.")
         settings = new
 

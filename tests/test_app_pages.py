@@ -106,6 +106,14 @@ def test_llm_failure_is_explained_and_retrieval_still_shows(
     assert len(at.dataframe[0].value) == 5
 
 
+def test_low_confidence_warns_that_the_documents_may_not_answer(reranked: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_LOW_CONFIDENCE_SCORE", "1000")  # no score reaches it
+    at = ask(start(), "What is the airspeed velocity of an unladen swallow?")
+    assert any("may not contain the answer" in w for w in texts(at.warning))
+    assert len(at.dataframe[0].value) == 5  # the chunks still show
+
+
 def test_document_text_is_rendered_as_text(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     samples = tmp_path / "samples"
     samples.mkdir()

@@ -97,8 +97,9 @@ if st.button("Reset to the server's defaults"):
 st.subheader("Loaded models")
 loaded = ui.loaded_models()
 if loaded:
-    st.dataframe(pd.DataFrame([{"role": m.role, "name": m.name, "loaded from": m.path, "backend": m.backend,
-                                "load time (s)": m.seconds, "loaded at": m.loaded_at} for m in loaded]),
+    st.dataframe(pd.DataFrame([{"role": m.role, "name": ui.model_label(m.name), "load time (s)": m.seconds,
+                                "backend": m.backend, "loaded at": m.loaded_at, "loaded from": m.path}
+                               for m in loaded]),
                  hide_index=True, width="stretch")
 else:
     st.caption("No model loaded yet: they load with the first question.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -95,16 +96,34 @@ class Ingestor:
         return self.ingest(expand_paths(paths), on_result)
 
     def ingest(self, files: Iterable[SourceFile], on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
-        """Ingest each file on its own: one failing never stops the others."""
-        results = []
-        for file in files:
-            result = self.ingest_one(file)
-            results.append(result)
-            if on_result:
-                on_result(result)
+        """Ingest each file on its own: one failing never stops the others.
+
+        The next file is read, parsed and chunked in a worker thread while this one is embedded:
+        pypdf is pure Python while torch releases the GIL, so the two overlap on separate cores.
+        """
+        results: list[FileResult] = []
+        pending = iter(files)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as parser:
+            upcoming = self._submit_next(parser, pending)
+            while upcoming is not None:
+                prepared = upcoming.result()
+                upcoming = self._submit_next(parser, pending)
+                result = prepared if isinstance(prepared, FileResult) else self._commit(prepared)
+                results.append(result)
+                if on_result:
+                    on_result(result)
         return results
 
+    def _submit_next(self, parser: ThreadPoolExecutor, pending: Iterator[SourceFile]) -> Future | None:
+        file = next(pending, None)
+        return None if file is None else parser.submit(self._prepare, file)
+
     def ingest_one(self, file: SourceFile) -> FileResult:
+        prepared = self._prepare(file)
+        return prepared if isinstance(prepared, FileResult) else self._commit(prepared)
+
+    def _prepare(self, file: SourceFile) -> "_Prepared | FileResult":
+        """Read, hash, parse and chunk one file, writing nothing; a FileResult when it is done already."""
         started = time.perf_counter()
         max_bytes = int(self.settings.max_file_mb * 1_000_000)
         try:
@@ -123,33 +142,56 @@ class Ingestor:
                 return FileResult(file.name, "skipped", existing.chunks, existing.pages, doc_id=doc_id,
                                   seconds=time.perf_counter() - started)
             pages = load_document(file.name, data, max_bytes=max_bytes)
-            chunks = self._write(file.name, doc_id, content_sha256, len(data), pages)
+            texts, pages_of_texts = self._chunk(pages)
         except IngestError as error:
             return FileResult(file.name, "failed", reason=str(error), seconds=time.perf_counter() - started)
         except OSError as error:
             return FileResult(file.name, "failed", reason=f"cannot read the file: {error.strerror or error}",
                               seconds=time.perf_counter() - started)
-        return FileResult(file.name, "ok", chunks, len(pages), doc_id=doc_id, seconds=time.perf_counter() - started)
+        return _Prepared(file.name, doc_id, content_sha256, len(data), len(pages), texts, pages_of_texts,
+                         time.perf_counter() - started)
 
-    def _write(self, source: str, doc_id: str, content_sha256: str, size: int, pages: list[PageText]) -> int:
+    def _chunk(self, pages: list[PageText]) -> tuple[list[str], list[int | None]]:
         texts: list[str] = []
-        metadatas: list[dict] = []
-        ingested_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        page_numbers: list[int | None] = []
         for page in pages:
             for text in self.splitter.split_text(page.text):
-                if not text.strip():
-                    continue
-                meta = {"doc_id": doc_id, "source": source, "content_sha256": content_sha256,
-                        "ingested_at": ingested_at, "chunk_index": len(texts)}
-                if page.number is not None:
-                    meta["page"] = page.number
-                texts.append(text)
-                metadatas.append(meta)
+                if text.strip():
+                    texts.append(text)
+                    page_numbers.append(page.number)
         if not texts:
             raise IngestError("no text found in the file")
-        embeddings = self.embedder.embed_documents(texts)
-        chunk_ids = [f"{doc_id}:{content_sha256[:12]}:{i:05d}" for i in range(len(texts))]
-        record = DocumentRecord(doc_id=doc_id, source=source, content_sha256=content_sha256, pages=len(pages),
-                                chunks=len(texts), ingested_at=ingested_at, size_bytes=size)
-        self.kb.write_document(record, chunk_ids, texts, embeddings, metadatas)
-        return len(texts)
+        return texts, page_numbers
+
+    def _commit(self, doc: "_Prepared") -> FileResult:
+        """Embed one prepared document and write it as a unit (see rag.store)."""
+        started = time.perf_counter()
+        ingested_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        metadatas = []
+        for index, page in enumerate(doc.page_numbers):
+            meta = {"doc_id": doc.doc_id, "source": doc.source, "content_sha256": doc.content_sha256,
+                    "ingested_at": ingested_at, "chunk_index": index}
+            if page is not None:
+                meta["page"] = page
+            metadatas.append(meta)
+        embeddings = self.embedder.embed_documents(doc.texts)
+        chunk_ids = [f"{doc.doc_id}:{doc.content_sha256[:12]}:{i:05d}" for i in range(len(doc.texts))]
+        record = DocumentRecord(doc_id=doc.doc_id, source=doc.source, content_sha256=doc.content_sha256,
+                                pages=doc.pages, chunks=len(doc.texts), ingested_at=ingested_at, size_bytes=doc.size)
+        self.kb.write_document(record, chunk_ids, doc.texts, embeddings, metadatas)
+        return FileResult(doc.source, "ok", len(doc.texts), doc.pages, doc_id=doc.doc_id,
+                          seconds=doc.seconds + time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A parsed and chunked file, not yet embedded nor written."""
+
+    source: str
+    doc_id: str
+    content_sha256: str
+    size: int
+    pages: int
+    texts: list[str]
+    page_numbers: list[int | None]
+    seconds: float

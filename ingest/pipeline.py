@@ -18,7 +18,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Literal
 
@@ -122,7 +122,7 @@ class Ingestor:
         prepared = self._prepare(file)
         return prepared if isinstance(prepared, FileResult) else self._commit(prepared)
 
-    def _prepare(self, file: SourceFile) -> "_Prepared | FileResult":
+    def _prepare(self, file: SourceFile) -> _Prepared | FileResult:
         """Read, hash, parse and chunk one file, writing nothing; a FileResult when it is done already."""
         started = time.perf_counter()
         max_bytes = int(self.settings.max_file_mb * 1_000_000)
@@ -163,10 +163,10 @@ class Ingestor:
             raise IngestError("no text found in the file")
         return texts, page_numbers
 
-    def _commit(self, doc: "_Prepared") -> FileResult:
+    def _commit(self, doc: _Prepared) -> FileResult:
         """Embed one prepared document and write it as a unit (see rag.store)."""
         started = time.perf_counter()
-        ingested_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        ingested_at = datetime.now(UTC).isoformat(timespec="seconds")
         metadatas = []
         for index, page in enumerate(doc.page_numbers):
             meta = {"doc_id": doc.doc_id, "source": doc.source, "content_sha256": doc.content_sha256,

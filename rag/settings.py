@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(0.0, ge=0, le=2)
 
     @model_validator(mode="after")
-    def _overlap_below_size(self) -> "Settings":
+    def _overlap_below_size(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be below chunk_size ({self.chunk_size})")
         return self

@@ -314,12 +314,11 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
         frame = frame.drop(columns=["before rerank", "moved", "rerank score"])
         for name in ("before rerank", "moved", "rerank score"):
             columns.pop(name)
-    if compact:  # a narrow column: source and page in one cell, no second score
+    if compact:  # a narrow column: source and page in one cell before the one score that ranked it
         frame["source"] = [c.citation for c in chunks]
-        frame = frame.drop(columns=["page", "retrieval score"] if result.reranked else ["page"])
-        columns.pop("page")
-        if result.reranked:
-            columns.pop("retrieval score")
+        score = "rerank score" if result.reranked else "retrieval score"
+        frame = frame[[c for c in ("cite", "rank", "before rerank", "moved") if c in frame] + ["source", score, "text"]]
+        columns = {name: columns[name] for name in frame.columns}
     st.dataframe(frame, column_config=columns, hide_index=True, width="stretch")
     if expandable:
         for n, chunk in enumerate(chunks, 1):

@@ -25,7 +25,8 @@ from conftest import REPO, SEC_PDFS, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-dev-shm-usage"]  # containers often have a tiny /dev/shm
 SCREENSHOTS = REPO / "docs" / "screenshots"
 PDF = SEC_PDFS / "2022 Q3 AAPL.pdf"
 SLOW = 240_000  # ms: first model loads and the PDF ingest on a busy 2-core machine

@@ -277,3 +277,11 @@ def test_evaluate_explains_a_missing_questions_file(data_dir: Path) -> None:
     at.radio[0].set_value(at.radio[0].options[1]).run()
     next(b for b in at.button if b.label == "Run the evaluation").click().run()
     assert any("upload a questions file" in e for e in texts(at.error))
+
+
+def test_a_collection_built_with_another_embedder_is_explained(data_dir: Path, minilm_path: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    at = start()  # the samples go in with the default embedder
+    monkeypatch.setenv("RAG_EMBED_MODEL", minilm_path)  # the same weights under another name
+    ask(at, "How long is the refund window?")
+    assert any("could not be answered" in e and "built with the embedder" in e for e in texts(at.error))

@@ -285,3 +285,33 @@ def test_a_collection_built_with_another_embedder_is_explained(data_dir: Path, m
     monkeypatch.setenv("RAG_EMBED_MODEL", minilm_path)  # the same weights under another name
     ask(at, "How long is the refund window?")
     assert any("could not be answered" in e and "built with the embedder" in e for e in texts(at.error))
+
+
+# ---- two sessions at once --------------------------------------------------------------------------
+def test_ingest_chunking_never_breaks_another_sessions_batch() -> None:
+    """One session's ingest sizes chunks while another's answer embeds a batch through the same model."""
+    import random
+    import threading
+
+    from app_pages._common import _ChunkingEmbedder
+    from rag.models import load_embedder
+
+    shared = load_embedder("all-MiniLM-L6-v2")
+    chunker = _ChunkingEmbedder(shared)
+    texts = [" ".join(["bike"] * random.Random(i).randint(5, 200)) for i in range(48)]
+    stop = threading.Event()
+
+    def chunk_forever() -> None:
+        while not stop.is_set():
+            for text in texts:
+                chunker.tokenize(text)
+
+    thread = threading.Thread(target=chunk_forever)
+    thread.start()
+    try:
+        for _ in range(15):
+            assert shared.embed_documents(texts).shape == (48, 384)
+    finally:
+        stop.set()
+        thread.join()
+    assert chunker.max_tokens == shared.max_tokens and chunker.name == shared.name

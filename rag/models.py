@@ -11,6 +11,7 @@ works, :class:`ModelUnavailableError` says which model, what was tried, and how 
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import os
@@ -102,14 +103,22 @@ class Embedder:
             (prefixes for key, prefixes in _PREFIXES.items() if key in name.lower()), ("", "")
         )
         self._lock = threading.Lock()
+        self._chunk_tokenizer = copy.deepcopy(self.model.tokenizer)
+        self._tokenize_lock = threading.Lock()
 
     @property
     def dimension(self) -> int:
         return int(self.model.get_embedding_dimension())
 
     def tokenize(self, text: str) -> list[int]:
-        """Token ids without special tokens, for sizing chunks (silent on texts over the model's limit)."""
-        return self.model.tokenizer.encode(text, add_special_tokens=False, verbose=False)
+        """Token ids without special tokens, for sizing chunks (silent on texts over the model's limit).
+
+        Uses a private copy of the tokenizer: a Hugging Face fast tokenizer keeps its padding and
+        truncation state on the object, so chunking (no padding) while another thread encodes a
+        padded batch through the same object breaks that batch.
+        """
+        with self._tokenize_lock:
+            return self._chunk_tokenizer.encode(text, add_special_tokens=False, verbose=False)
 
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         with self._lock:

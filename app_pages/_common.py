@@ -231,6 +231,19 @@ def ingest_samples_on_first_start(settings: Settings) -> None:
         marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
 
 
+def samples_loaded(settings: Settings) -> bool:
+    """Whether this session's collection holds the shipped sample documents (so their example questions fit)."""
+    from ingest.pipeline import expand_paths
+
+    if sample_dir() != DEFAULT_SAMPLE_DIR or not DEFAULT_SAMPLE_DIR.is_dir():
+        return False
+    try:
+        sources = {record.source for record in knowledge_base(settings).documents()}
+    except StoreError:
+        return False
+    return any(file.name in sources for file in expand_paths([DEFAULT_SAMPLE_DIR]))
+
+
 def prepare(settings: Settings) -> str | None:
     """Everything a querying page needs: models loaded, samples ingested. Returns the reranker's load error."""
     rerank_error = load_models(settings)

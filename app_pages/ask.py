@@ -56,6 +56,17 @@ def show_answer(result, settings) -> None:
 for turn in history:
     show(turn)
 
+PENDING = "pending_question"  # an example question clicked below
+EXAMPLES = ["How long do I have to return a bike for a refund?", "How many days of paid holiday do employees get?",
+            "How long does the battery take to charge?"]
+question = question or st.session_state.pop(PENDING, None)
+if not history and not question and ui.samples_loaded(settings):
+    st.caption("New here? The sample documents (an e-bike maker's handbook, FAQ, warranty and returns guide) are "
+               "in this collection: ask anything about them, or try one of these.")
+    for column, example in zip(st.columns(len(EXAMPLES)), EXAMPLES, strict=True):
+        column.button(example, key=f"example-{example}", on_click=st.session_state.__setitem__,
+                      args=(PENDING, example), width="stretch")
+
 if question and question.strip():
     with st.chat_message("user"):
         st.text(question)

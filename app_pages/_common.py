@@ -8,7 +8,6 @@ markdown character escaped, never HTML.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import threading
@@ -123,41 +122,6 @@ def reranker(settings: Settings):
     return _load("reranker", settings.reranker, settings.device, lambda: load_reranker(settings.reranker, settings.device))
 
 
-class _ChunkingEmbedder:
-    """The shared embedder, with a private copy of its tokenizer for sizing chunks.
-
-    A Hugging Face fast tokenizer keeps its padding/truncation state on the object: ingest's chunker
-    (no padding) running while another thread encodes a batch (padding) through the same object breaks
-    that batch ("Unable to create tensor..."). Queries of other sessions, and ingest's own pipelined
-    parse-while-embed, do exactly that. Everything but ``tokenize`` goes to the shared model.
-    """
-
-    def __init__(self, embedder) -> None:
-        self._embedder = embedder
-        self._tokenizer = copy.deepcopy(embedder.model.tokenizer)
-
-    def tokenize(self, text: str) -> list[int]:
-        return self._tokenizer.encode(text, add_special_tokens=False, verbose=False)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._embedder, name)
-
-
-@st.cache_resource(show_spinner=False)
-def _chunking_embedders() -> dict[tuple[str, str], _ChunkingEmbedder]:
-    return {}
-
-
-def ingest_embedder(settings: Settings) -> _ChunkingEmbedder:
-    """What to give an Ingestor: the shared embedder, with a tokenizer of its own for chunking."""
-    shared = embedder(settings)
-    cache = _chunking_embedders()
-    key = (settings.embed_model, settings.device)
-    if key not in cache or cache[key]._embedder is not shared:
-        cache[key] = _ChunkingEmbedder(shared)
-    return cache[key]
-
-
 def rerank_enabled(settings: Settings) -> bool:
     return settings.reranker.strip().lower() != NO_RERANK
 
@@ -222,7 +186,7 @@ def ingest_samples_on_first_start(settings: Settings) -> None:
         kb = knowledge_base(base)
         if not kb.documents():
             with st.status(f"First start: adding {len(files)} sample documents…", expanded=True) as status:
-                results = Ingestor(base, base.collection, embedder=ingest_embedder(base)).ingest(
+                results = Ingestor(base, base.collection, embedder=embedder(base)).ingest(
                     files, on_result=lambda r: st.text(r.line()))
                 failed = [r for r in results if r.status == "failed"]
                 status.update(label=f"Added the sample documents ({len(results) - len(failed)} of {len(results)})",

@@ -97,7 +97,7 @@ if st.button(f"Ingest {len(uploads)} file{'s' if len(uploads) != 1 else ''}" if 
             lock.acquire()
     try:
         progress = st.progress(0.0, text="Preparing…")
-        ingestor = Ingestor(settings, current, embedder=ui.ingest_embedder(settings))
+        ingestor = Ingestor(settings, current, embedder=ui.embedder(settings))
         for i, file in enumerate(files):
             progress.progress(i / len(files), text=f"Ingesting {file.name} ({i + 1} of {len(files)})…")
             result = ingestor.ingest_one(file)

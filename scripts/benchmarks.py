@@ -3,7 +3,7 @@
 and the speed figures of ``rerank-rag bench`` with the stock llama-index ratios.
 
     .venv/bin/python scripts/benchmarks.py                 # the published run (~20 min on 2 CPU cores)
-    .venv/bin/python scripts/benchmarks.py --quick --out /tmp/B.md   # 50 queries a set, 20 bench queries
+    .venv/bin/python scripts/benchmarks.py --quick --out /tmp/B.md   # 10 queries a set, 20 bench queries
 
 Corpus indexes are cached under the data dir (see rag.evaluate), so a re-run only re-embeds what changed.
 The raw figures are kept beside the page as BENCHMARKS.json.
@@ -123,8 +123,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     parser.add_argument("--data-dir", help="store for the cached eval indexes (default: settings, data/store)")
-    parser.add_argument("--quick", action="store_true", help="50 queries a set, 20 bench queries, 2 PDFs (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="10 queries a set, 20 bench queries, 2 PDFs (a smoke run)")
     parser.add_argument("--no-bench", action="store_true", help="only the quality tables")
+    parser.add_argument("--bench-json", metavar="FILE",
+                        help="use the figures of an earlier `rerank-rag bench --json > FILE` instead of running it")
     args = parser.parse_args(argv)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -144,12 +146,14 @@ def main(argv=None) -> int:
     header_machine = machine()
     reports = []
     for label, folder, n in SETS:
-        n = 50 if args.quick else n
+        n = 10 if args.quick else n
         _log(f"eval {label} ({n or 'all'} queries)")
         reports.append((label, evaluate_dataset(settings, folder, queries=n, rerankers=[reranker], ndcg=True,
                                                 progress=_log)))
     bench = None
-    if not args.no_bench:
+    if args.bench_json:
+        bench = json.loads(Path(args.bench_json).read_text())
+    elif not args.no_bench:
         _log("bench")
         bench = run_bench(settings, queries=20 if args.quick else 100, max_docs=2 if args.quick else None,
                           progress=_log)
@@ -163,7 +167,7 @@ def main(argv=None) -> int:
         "",
         f"Machine: {header_machine}. No GPU.",
         "",
-        f"Models: embedder `{settings.embed_model}`, reranker `{reranker}` (the defaults); top-k {settings.top_k}, "
+        f"Models: embedder `{settings.embed_model}`, reranker `{reranker}` (as configured; defaults unless RAG_* says otherwise); top-k {settings.top_k}, "
         f"top-n {settings.top_n}.",
         "",
         "Reproduce one row: `rerank-rag eval --dataset ../shared/datasets/xquad/en --json` (add `--queries 1000` "

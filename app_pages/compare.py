@@ -70,7 +70,7 @@ def slope_chart(result: AskResult) -> alt.Chart:
     rows = []
     for c in result.candidates:
         kept = c.final_rank <= top_n
-        label = f"{c.citation} · {c.movement}"
+        label = f"{c.citation} ({c.movement})"
         for stage, rank, score in (("1. retrieval", c.retrieval_rank, c.retrieval_score),
                                    ("2. rerank", c.rerank_rank, c.rerank_score)):
             rows.append({"chunk": c.chunk_id, "stage": stage, "rank": rank, "score": score, "label": label,
@@ -91,7 +91,10 @@ def slope_chart(result: AskResult) -> alt.Chart:
         strokeWidth=alt.condition(alt.datum.returned == "dropped", alt.value(1.2), alt.value(3)),
         order="stage:N",
     )
-    return lines.properties(height=max(320, 24 * len(result.candidates)))
+    labels = base.transform_filter(
+        (alt.datum.stage == "2. rerank") & (alt.datum.returned != "dropped")
+    ).mark_text(align="left", dx=8, fontSize=11).encode(text="label:N")
+    return (lines + labels).properties(height=max(320, 24 * len(result.candidates)))
 
 
 stored = st.session_state.get(RESULT)

@@ -330,8 +330,10 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
     if compact:  # a narrow column: source and page in one cell before the one score that ranked it
         frame["source"] = [c.citation for c in chunks]
         score = "rerank score" if result.reranked else "retrieval score"
-        frame = frame[[c for c in ("cite", "rank", "before rerank", "moved") if c in frame] + ["source", score, "text"]]
+        frame = frame[[c for c in ("rank", "before rerank", "moved") if c in frame] + ["source", score, "text"]]
         columns = {name: columns[name] for name in frame.columns}
+        if "before rerank" in columns:
+            columns["before rerank"] = st.column_config.NumberColumn("was", help="Rank before rerank", width="small")
     st.dataframe(frame, column_config=columns, hide_index=True, width="stretch")
     if expandable:
         for n, chunk in enumerate(chunks, 1):

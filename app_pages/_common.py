@@ -281,11 +281,11 @@ def chunk_frame(chunks: list[ChunkHit]) -> pd.DataFrame:
             "rerank score": c.rerank_score,
             "retrieval score": c.retrieval_score,
             "source": c.source,
-            "page": c.page,
+            "page": "" if c.page is None else str(c.page),  # documents without pages: an empty cell
             "text": c.text,
         }
         for n, c in enumerate(chunks, 1)
-    ]).astype({"page": "Int64"})  # documents without pages show an empty cell, not "None"
+    ])
 
 
 def _score_range(values: list[float | None], default: tuple[float, float]) -> tuple[float, float]:
@@ -320,7 +320,7 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
             "retrieval score", help="Cosine similarity of the embeddings", format="%.3f",
             min_value=min(0.0, rt_lo), max_value=max(1.0, rt_hi)),
         "source": st.column_config.TextColumn("source"),
-        "page": st.column_config.NumberColumn("page", width="small"),
+        "page": st.column_config.TextColumn("page", width="small"),
         "text": st.column_config.TextColumn("text", width="large"),
     }
     if not result.reranked:

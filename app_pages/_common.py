@@ -327,13 +327,17 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
         frame = frame.drop(columns=["before rerank", "moved", "rerank score"])
         for name in ("before rerank", "moved", "rerank score"):
             columns.pop(name)
-    if compact:  # a narrow column: source and page in one cell before the one score that ranked it
+    if compact:  # a narrow column: source and page in one cell, the one score that ranked it, no text
         frame["source"] = [c.citation for c in chunks]
         score = "rerank score" if result.reranked else "retrieval score"
-        frame = frame[[c for c in ("rank", "before rerank", "moved") if c in frame] + ["source", score, "text"]]
+        if result.reranked:
+            frame["moved"] = [f"{c.movement} (was {c.retrieval_rank})" for c in chunks]
+        frame = frame[[c for c in ("rank", "moved") if c in frame] + ["source", score]]
         columns = {name: columns[name] for name in frame.columns}
-        if "before rerank" in columns:
-            columns["before rerank"] = st.column_config.NumberColumn("was", help="Rank before rerank", width="small")
+        columns["rank"] = st.column_config.NumberColumn("rank", help="Final rank", width=45)
+        if "moved" in columns:
+            columns["moved"] = st.column_config.TextColumn("moved", help="Places gained (▲) or lost (▼) by "
+                                                           "reranking, and the rank before", width=95)
     st.dataframe(frame, column_config=columns, hide_index=True, width="stretch")
     if expandable:
         for n, chunk in enumerate(chunks, 1):

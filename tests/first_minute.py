@@ -3,6 +3,7 @@ first paint and to the first answer about the sample documents. Not collected by
 
     .venv/bin/python tests/first_minute.py                                # exactly `make run`
     .venv/bin/python tests/first_minute.py --server.fileWatcherType none  # streamlit run app.py + these flags
+    RAG_RERANKER=rerank-minilm-l6 .venv/bin/python tests/first_minute.py  # with a reranker configured
 
 Prints one JSON line: seconds since the command started until the server answers, the Ask page's title is
 visible (first paint), and the first answer with its chunk table is visible.
@@ -33,7 +34,7 @@ def main(extra: list[str]) -> dict:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     store = tempfile.mkdtemp(prefix="first-minute-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_") or k == "RAG_RERANKER"}
     env.update(RAG_DATA_DIR=store, STREAMLIT_SERVER_PORT=str(port))
     command = ["make", "run"] if not extra else [str(REPO / ".venv/bin/streamlit"), "run", "app.py", *extra]
     started = time.perf_counter()
@@ -66,7 +67,7 @@ def main(extra: list[str]) -> dict:
         process.wait()
     return {"command": " ".join(command), "server_reachable_s": round(reachable - started, 1),
             "first_paint_s": round(painted - started, 1), "first_answer_s": round(answered - started, 1),
-            "load_average": os.getloadavg()[0]}
+            "reranker": env.get("RAG_RERANKER", "(default)"), "load_average": os.getloadavg()[0]}
 
 
 if __name__ == "__main__":

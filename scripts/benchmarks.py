@@ -125,6 +125,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", help="store for the cached eval indexes (default: settings, data/store)")
     parser.add_argument("--quick", action="store_true", help="10 queries a set, 20 bench queries, 2 PDFs (a smoke run)")
     parser.add_argument("--no-bench", action="store_true", help="only the quality tables")
+    parser.add_argument("--cap", type=int, metavar="N",
+                        help="at most N queries from the sets published whole (xquad, cmrc2018); squad11_dev keeps 1,000")
+    parser.add_argument("--quality-json", metavar="FILE",
+                        help="reuse the quality reports of an earlier run (its BENCHMARKS.json) instead of evaluating")
     parser.add_argument("--bench-json", metavar="FILE",
                         help="use the figures of an earlier `rerank-rag bench --json > FILE` instead of running it")
     args = parser.parse_args(argv)
@@ -145,11 +149,18 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     header_machine = machine()
     reports = []
-    for label, folder, n in SETS:
-        n = 10 if args.quick else n
+    if args.quality_json:
+        from rag.evaluate import EvalReport
+
+        saved = json.loads(Path(args.quality_json).read_text())["quality"]
+        reports = [(label, EvalReport(**saved[label])) for label, _, _ in SETS if label in saved]
+    for label, folder, n in SETS if not args.quality_json else []:
+        n = 10 if args.quick else (n or args.cap)
         _log(f"eval {label} ({n or 'all'} queries)")
         reports.append((label, evaluate_dataset(settings, folder, queries=n, rerankers=[reranker], ndcg=True,
                                                 progress=_log)))
+        partial = Path(args.out).with_suffix(".partial.json")  # a long run's finished sets survive an interrupt
+        partial.write_text(json.dumps({"quality": {k: r.model_dump() for k, r in reports}}, ensure_ascii=False))
     bench = None
     if args.bench_json:
         bench = json.loads(Path(args.bench_json).read_text())

@@ -90,7 +90,7 @@ class Ingestor:
             chunk_overlap=settings.chunk_overlap,
             tokenizer=self.embedder.tokenize,
         )
-        self.kb.repair()  # sweep what a killed ingest or delete left behind
+        self.kb.repair(settings.orphan_grace_s)  # sweep what a killed ingest or delete left behind
 
     def ingest_paths(self, paths: Iterable[str | Path], on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
         return self.ingest(expand_paths(paths), on_result)

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     chunk_size: int = Field(200, ge=32, le=8192)
     chunk_overlap: int = Field(30, ge=0, le=2048)
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this fail with a reason.")
+    orphan_grace_s: float = Field(
+        3600.0, ge=0, description="Uncommitted chunks younger than this may be a running ingest's: kept."
+    )
 
     # LLM: any OpenAI-compatible chat-completions server (OpenAI, Ollama, vLLM, LM Studio).
     openai_api_key: SecretStr | None = Field(

@@ -17,6 +17,7 @@ import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import chromadb
@@ -122,7 +123,12 @@ class KnowledgeBase:
         return self.chunks.count()
 
     def search(self, query_embedding: Sequence[float], top_k: int, where: dict | None = None) -> list[StoredChunk]:
-        """The ``top_k`` nearest chunks, most similar first."""
+        """The ``top_k`` nearest chunks of committed documents, most similar first.
+
+        Chunks of a version that is not committed (an ingest still running, or killed and not yet
+        swept) or no longer committed (replaced, being deleted) are left out, so readers see each
+        document switch from one whole version to the next.
+        """
         if top_k < 1 or self.chunks.count() == 0:
             return []
         found = self.chunks.query(
@@ -131,6 +137,8 @@ class KnowledgeBase:
             where=where,
             include=["documents", "metadatas", "distances"],
         )
+        metadatas = found["metadatas"][0]
+        committed = self._committed_versions({str(meta.get("doc_id")) for meta in metadatas})
         return [
             StoredChunk(
                 chunk_id=chunk_id,
@@ -141,9 +149,17 @@ class KnowledgeBase:
                 score=1.0 - float(distance),  # Chroma's cosine distance is 1 - cosine similarity
             )
             for chunk_id, text, meta, distance in zip(
-                found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True
+                found["ids"][0], found["documents"][0], metadatas, found["distances"][0], strict=True
             )
+            if committed.get(str(meta.get("doc_id"))) == meta.get("content_sha256")
         ]
+
+    def _committed_versions(self, doc_ids: set[str]) -> dict[str, str]:
+        """doc_id → committed content sha256, for these documents."""
+        if not doc_ids:
+            return {}
+        rows = self.registry.get(ids=[self._registry_id(doc_id) for doc_id in doc_ids], include=["metadatas"])
+        return {str(meta["doc_id"]): str(meta["content_sha256"]) for meta in rows["metadatas"]}
 
     def documents(self) -> list[DocumentRecord]:
         rows = self.registry.get(where={"collection": self.name}, include=["metadatas"])
@@ -208,14 +224,24 @@ class KnowledgeBase:
         self.chunks.delete(where={"doc_id": doc_id})
         return chunk_count
 
-    def repair(self) -> int:
-        """Delete chunks that no committed document record vouches for; returns how many."""
-        committed = {record.doc_id: record.content_sha256 for record in self.documents()}
-        orphans = [
-            chunk_id
-            for chunk_id, meta in self._chunk_metadata()
-            if committed.get(str(meta.get("doc_id"))) != meta.get("content_sha256")
-        ]
+    def repair(self, grace_s: float = 0.0) -> int:
+        """Delete chunks that no committed document record vouches for; returns how many.
+
+        Those are versions that a newer commit replaced, and uncommitted writes older than
+        ``grace_s`` seconds: younger ones may belong to an ingest still running in another process
+        (another app server, a CLI), which would lose its chunks just before committing them.
+        """
+        committed = {record.doc_id: record for record in self.documents()}
+        now = datetime.now(UTC)
+        orphans = []
+        for chunk_id, meta in self._chunk_metadata():
+            record = committed.get(str(meta.get("doc_id")))
+            if record is not None and record.content_sha256 == meta.get("content_sha256"):
+                continue
+            written = datetime.fromisoformat(str(meta.get("ingested_at", "1970-01-01T00:00:00+00:00")))
+            superseded = record is not None and written < datetime.fromisoformat(record.ingested_at)
+            if superseded or (now - written).total_seconds() >= grace_s:
+                orphans.append(chunk_id)
         for start in range(0, len(orphans), self.client.get_max_batch_size()):
             self.chunks.delete(ids=orphans[start : start + self.client.get_max_batch_size()])
         return len(orphans)

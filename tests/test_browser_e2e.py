@@ -4,7 +4,8 @@ Playwright through Debian's Chromium (never a downloaded browser).
 The flow is a new user's first minutes: the app paints, the sample documents go in, a first question
 about them is answered; then a real SEC 10-Q PDF is uploaded on the Library page while a second browser
 session asks a question (two sessions at once), and that PDF is asked about on Ask and on Compare.
-Each page is screenshotted into docs/screenshots/ (and tmp); the first-minute figures are printed
+Each page is screenshotted into tmp, and into docs/screenshots/ when UPDATE_SCREENSHOTS=1 (so a
+test run leaves the checkout clean); the first-minute figures are printed
 and written to the tmp dir as first-minute.json.
 """
 
@@ -93,8 +94,9 @@ def shoot(page, name: str, tmp_path: Path, height: int) -> None:
     target = tmp_path / "screenshots" / name
     target.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(target, SCREENSHOTS / name)
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(target, SCREENSHOTS / name)
 
 
 def ask(page, question: str, answers_before: int) -> None:

@@ -36,7 +36,10 @@ class Settings(BaseSettings):
 
     # Models. Names are hub ids, local folders, or the aliases in rag.models / rag.catalog.
     embed_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers embedder.")
-    reranker: str = Field("none", description="Cross-encoder reranker; 'none' disables reranking.")
+    reranker: str = Field(
+        "rerank-minilm-l6",
+        description="Reranker name (see `rerank-rag rerankers`), hub id or local path; 'none' disables reranking.",
+    )
     device: str = Field("cpu", description="torch device for the models.")
     embed_batch_size: int = Field(32, ge=1, le=1024)
 

@@ -235,6 +235,20 @@ class TrainConfig:
     val_max_queries: int = 200
 
 
+def _machine(threads: int) -> str:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), torch threads {threads}, no GPU"
+
+
 def _set_seed(seed: int) -> None:
     import numpy as np
     import torch
@@ -360,7 +374,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "train_seconds": round(train_s, 1),
         "mining_seconds": round(t_mined - t_start, 1),
         "final_loss_avg_last_50": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
-        "machine": f"{platform.machine()} {platform.processor() or ''}, torch threads {cfg.threads}".strip(),
+        "machine": _machine(cfg.threads),
         "validation": [],
     }
     for v in cfg.val:
@@ -520,6 +534,11 @@ def _license_of(path: str) -> str:
     return _LICENSES.get(Path(path).name, "see the dataset's own terms")
 
 
+def _cell(text: str) -> str:
+    """Escape a pipe so a regex does not split a Markdown table cell."""
+    return text.replace("|", "\\|")
+
+
 def model_card(summary: dict) -> str:
     cfg = summary["config"]
     lines = [
@@ -545,7 +564,7 @@ def model_card(summary: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for s in summary["sources"]:
-        lines.append(f"| `{s['name']}` | {_license_of(s['path'])} | `{s['include'] or 'all'}` | {s['docs']} | "
+        lines.append(f"| `{s['name']}` | {_license_of(s['path'])} | `{_cell(s['include'] or 'all')}` | {s['docs']} | "
                      f"{s['excluded_overlap_docs']} | {s['queries_used']} / {s['queries_available']} |")
     if cfg["exclude_overlap"]:
         lines += ["", "Documents whose text also occurs in these sets were removed before training (they stay held out): "
@@ -578,7 +597,7 @@ def model_card(summary: dict) -> str:
         lines += ["| set | doc filter | queries | hit@5 first stage | MRR@5 first stage | hit@5 reranked | MRR@5 reranked |",
                   "|---|---|---|---|---|---|---|"]
         for v in summary["validation"]:
-            lines.append(f"| `{v['dataset']}` | `{v.get('include') or 'all'}` | {v['queries']} | {v['first_hit@5']:.3f} | "
+            lines.append(f"| `{v['dataset']}` | `{_cell(v.get('include') or 'all')}` | {v['queries']} | {v['first_hit@5']:.3f} | "
                          f"{v['first_mrr@5']:.3f} | {v['rerank_hit@5']:.3f} | {v['rerank_mrr@5']:.3f} |")
     else:
         lines.append("(no validation set given)")

@@ -1,0 +1,72 @@
+"""The reranker catalog: what it lists, what is available here, and the error for what is not."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from rag import catalog
+from rag.models import ModelUnavailableError
+from rag.rerank import load_reranker, make_reranker
+
+SEED_CATALOG = [
+    "BAAI/bge-reranker-base", "BAAI/bge-reranker-large", "BAAI/bge-reranker-v2-m3",
+    "maidalun1020/bce-reranker-base_v1", "mixedbread-ai/mxbai-rerank-base-v1", "mixedbread-ai/mxbai-rerank-large-v1",
+    "hotchpotch/japanese-reranker-cross-encoder-xsmall-v1", "amberoad/bert-multilingual-passage-reranking-msmarco",
+    "cross-encoder/ms-marco-MiniLM-L-6-v2", "BAAI/bge-reranker-v2-minicpm-layerwise", "BAAI/bge-reranker-v2-gemma",
+]
+
+
+@pytest.fixture
+def offline_empty_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+
+
+def test_catalog_has_the_seed_list_and_the_shipped_default() -> None:
+    names = [i.name for i in catalog.CATALOG]
+    assert set(SEED_CATALOG) <= set(names)
+    assert names[0] == catalog.DEFAULT_RERANKER
+    for info in catalog.CATALOG:
+        assert info.kind in {"cross-encoder", "llm-yes-no", "llm-yes-no-layerwise"}
+        assert info.languages and info.params and info.notes
+    assert catalog.lookup("baai/BGE-reranker-v2-gemma").kind == "llm-yes-no"
+    assert catalog.lookup("BAAI/bge-reranker-v2-minicpm-layerwise").trust_remote_code
+    assert catalog.lookup("some/unknown-model") is None
+
+
+def test_listing_says_what_is_available_here(offline_empty_cache, capsys) -> None:
+    rows = {r["name"]: r for r in catalog.rows()}
+    assert rows[catalog.DEFAULT_RERANKER]["available"] and rows[catalog.DEFAULT_RERANKER]["default"]
+    assert "models/rerank-minilm-l6" in rows[catalog.DEFAULT_RERANKER]["where"]
+    gemma = rows["BAAI/bge-reranker-v2-gemma"]
+    assert not gemma["available"] and "huggingface-cli download BAAI/bge-reranker-v2-gemma" in gemma["where"]
+
+    parser = argparse.ArgumentParser(prog="rerank-rag")
+    catalog.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["rerankers"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    for name in SEED_CATALOG:
+        assert name in out
+    assert "* rerank-minilm-l6" in out and "HF_HUB_OFFLINE is set" in out
+
+
+@pytest.mark.parametrize("name", ["BAAI/bge-reranker-v2-m3", "BAAI/bge-reranker-v2-gemma"])
+def test_unavailable_hub_reranker_offline_is_one_clear_error(offline_empty_cache, name: str) -> None:
+    load_reranker.cache_clear()
+    with pytest.raises(ModelUnavailableError) as err:
+        load_reranker(name)
+    msg = str(err.value)
+    assert name in msg and "HF_HUB_OFFLINE" in msg and "huggingface-cli download" in msg
+
+
+def test_missing_local_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError, match="no such folder"):
+        make_reranker(str(tmp_path / "nope" / "model"))

@@ -113,7 +113,8 @@ class LlmAnswerer:
         return _redact(text, self._key)[:300]
 
 
-_MAX_SENTENCES = 64  # bounds the embedding work on table-heavy chunks, which split into many lines
+_ANSWER_CHUNKS = 3  # the extractive answer quotes the best-ranked chunks only
+_MAX_SENTENCES = 48  # bounds the embedding work on table-heavy chunks, which split into many lines
 _MAX_SENTENCE_CHARS = 400
 # PDF text wraps sentences over lines: a line that goes on in lowercase continues the sentence above;
 # any other break (a heading, a table row, a new sentence) ends it.
@@ -132,15 +133,19 @@ def split_sentences(text: str) -> list[str]:
 
 
 def extractive_answer(question: str, chunks: Sequence[ChunkHit], embedder: Embedder, max_sentences: int = 3) -> str:
-    """The sentences of the chunks closest to the question, each cited [n], in their chunks' order.
+    """Sentences of the best chunks closest to the question, each cited [n], in their chunks' order.
 
-    Written by hand: llama-index's extractive tools need an LLM or a QA model we cannot ship.
+    The best sentence of the top chunk always leads: after reranking, that chunk is the one most
+    likely to hold the answer, and similarity to the question alone favours sentences that merely
+    repeat it. Written by hand: llama-index's extractive tools need an LLM or a QA model we cannot ship.
     """
     if not chunks:
         return "The documents contain nothing that matches this question."
     sentences = [
-        (n, sentence) for n, chunk in enumerate(chunks, 1) for sentence in split_sentences(chunk.text)
-    ][:_MAX_SENTENCES] or [(n, chunk.text.strip()) for n, chunk in enumerate(chunks, 1)]
+        (n, sentence) for n, chunk in enumerate(chunks[:_ANSWER_CHUNKS], 1) for sentence in split_sentences(chunk.text)
+    ][:_MAX_SENTENCES] or [(1, chunks[0].text.strip())]
     similarity = embedder.embed_documents([s for _, s in sentences]) @ embedder.embed_queries([question])[0]
-    best = sorted(np.argsort(-similarity)[:max_sentences])  # keep document order for readability
-    return " ".join(f"{sentences[i][1]} [{sentences[i][0]}]" for i in best)
+    ranked = [int(i) for i in np.argsort(-similarity)]
+    lead = next((i for i in ranked if sentences[i][0] == 1), ranked[0])
+    chosen = sorted({lead, *[i for i in ranked if i != lead][: max_sentences - 1]})  # document order reads better
+    return " ".join(f"{sentences[i][1]} [{sentences[i][0]}]" for i in chosen)

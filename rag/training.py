@@ -590,7 +590,7 @@ def model_card(summary: dict) -> str:
         f"- {summary['train_seconds'] / 60:.1f} min training + {summary['mining_seconds'] / 60:.1f} min negative mining"
         f" ({summary['total_seconds'] / 60:.1f} min total incl. validation), CPU only: {summary['machine']}",
         "",
-        "## Validation (held-out; first stage = packaged MiniLM embedder top-20, rerank to 5)",
+        "## Validation at the end of training (torch fp32; first stage = packaged MiniLM embedder top-20, rerank to 5)",
         "",
     ]
     if summary["validation"]:

@@ -5,7 +5,9 @@
 
 Candidates are the packaged MiniLM embedder's top-20 squad11_dev paragraphs (articles 38-47) for
 --queries queries; each reranker scores the same lists after --warmup untimed calls. No other
-work should run on the machine meanwhile (we quote numbers from an idle 2-core box).
+work should run on the machine meanwhile: on a shared box wall times inflate, so the CPU time per
+call (cpu_p50_ms; with --threads 1 it approximates the single-core latency of an idle machine) and
+the 1-minute load average are printed too.
 """
 
 from __future__ import annotations
@@ -48,18 +50,22 @@ def main() -> int:
     for spec in a.reranker:
         rest, _, max_len = spec.partition("#")
         name, _, backend = rest.partition("@")
-        r = Reranker(name, backend=backend or None, max_length=int(max_len) if max_len else None)
+        r = Reranker(name, backend=backend or None, max_length=int(max_len) if max_len else None,
+                     threads=a.threads)
         for q, texts in lists[: a.warmup]:
             r.score(q, texts)
-        times = []
+        times, cpu = [], []
         for q, texts in lists:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             r.score(q, texts)
             times.append((time.perf_counter() - t) * 1000)
+            cpu.append((time.process_time() - c) * 1000)
         times.sort()
         p95 = times[min(len(times) - 1, int(round(0.95 * len(times))) - 1)]
         print(json.dumps({"reranker": spec, "backend": r.backend, "file": r.file_name, "n": len(times),
-                          "top_k": a.top_k, "p50_ms": round(statistics.median(times), 1), "p95_ms": round(p95, 1)}),
+                          "top_k": a.top_k, "p50_ms": round(statistics.median(times), 1), "p95_ms": round(p95, 1),
+                          "cpu_p50_ms": round(statistics.median(cpu), 1), "threads": a.threads,
+                          "loadavg_1m": round(__import__("os").getloadavg()[0], 2)}),
               flush=True)
     return 0
 

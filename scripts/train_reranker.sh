@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the shipped default reranker (models/rerank-minilm-l6), then exports it with
-# scripts/export_reranker.py. Split: squad11_dev articles 0-37 minus the XQuAD paragraphs
+# Reproduces the shipped default reranker (models/rerank-minilm-l6), then export it with
+# `.venv/bin/rerank-rag reranker export runs/rerank-minilm-l6 models/rerank-minilm-l6` (int8 ONNX). Split: squad11_dev articles 0-37 minus the XQuAD paragraphs
 # (validation: articles 38-47; XQuAD en/zh stay held out), cmrc2018 DEV_* only (TRIAL_* held out).
 set -euo pipefail
 OUT=${1:-runs/rerank-minilm-l6}

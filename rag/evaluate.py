@@ -31,6 +31,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ from rag.settings import Settings
 
 METRIC_SOURCE = "hit rate and MRR: llama_index.core.evaluation HitRate/MRR (RetrieverEvaluator definitions)"
 INDEX_RECORD_ID = "eval-corpus"
+INDEX_LAYOUT = "v2"  # bump when the node metadata changes, so cached indexes are rebuilt
 Progress = Callable[[str], None]
 
 
@@ -180,7 +182,7 @@ def dataset_label(path: Path) -> str:
 def index_key(dataset_dir: Path, embedder: str, chunk: bool, settings: Settings) -> str:
     """The cache key of a corpus index: (dataset path, corpus sha256, embedder, chunking)."""
     chunking = f"chunk:{settings.chunk_size}/{settings.chunk_overlap}" if chunk else "doc"
-    parts = [str(dataset_dir.resolve()), _file_sha256(dataset_dir / "corpus.jsonl"), embedder, chunking]
+    parts = [INDEX_LAYOUT, str(dataset_dir.resolve()), _file_sha256(dataset_dir / "corpus.jsonl"), embedder, chunking]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
@@ -225,7 +227,9 @@ def index_corpus(
         for n, piece in enumerate(pieces):
             ids.append(doc.id if not splitter else f"{doc.id}#{n}")
             texts.append(piece)
-            metadatas.append({"doc_id": doc.id, "source": doc.title or doc.id, "content_sha256": key,
+            # The whole corpus is one committed document of the store (so readers see all of it or
+            # none); each node's corpus id rides in ``source``, which qrels are matched against.
+            metadatas.append({"doc_id": INDEX_RECORD_ID, "source": doc.id, "content_sha256": key,
                               "chunk_index": n})
     if not texts:
         raise EvalError(f"the corpus of {dataset_dir} is empty")
@@ -237,7 +241,7 @@ def index_corpus(
             progress(f"indexing {dataset_label(dataset_dir)} with {embedder.name}: "
                      f"{min(start + step, len(texts))}/{len(texts)} nodes")
     record = DocumentRecord(doc_id=INDEX_RECORD_ID, source=str(dataset_dir), content_sha256=key, pages=0,
-                            chunks=len(texts), ingested_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            chunks=len(texts), ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
                             size_bytes=sum(len(t.encode()) for t in texts))
     kb.write_document(record, ids, texts, np.concatenate(vectors), metadatas)
     return IndexInfo(embedder=embedder.name, collection=name, nodes=len(texts), cached=False,
@@ -362,7 +366,7 @@ def evaluate_dataset(
             progress(f"index {info.collection}: {info.nodes} nodes ({'cached' if info.cached else 'built'})")
         for reranker in [None, *rerankers]:
             runs.append(_run(s, info.collection, cases, reranker=reranker, top_k=top_k, top_n=top_n,
-                             key=lambda c: c.doc_id, ndcg=ndcg, progress=progress))
+                             key=lambda c: c.source, ndcg=ndcg, progress=progress))
     return EvalReport(dataset=dataset.name, queries=len(cases), top_k=top_k, top_n=top_n, embedder=embedders[0],
                       embedders=embedders, rerankers=rerankers, chunked=chunk, runs=runs, indexes=indexes)
 

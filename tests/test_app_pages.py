@@ -159,7 +159,8 @@ def test_compare_shows_both_sides_and_the_slope_chart(reranked: str) -> None:
     assert len(charts) == 1 and "rerank" in charts[0].proto.spec
 
 
-def test_compare_with_rerank_off_still_works(data_dir: Path) -> None:
+def test_compare_with_rerank_off_still_works(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_RERANKER", "none")
     at = compare(start("compare"), "What does express shipping cost?")
     assert any("Reranking is off" in i for i in texts(at.info))
     assert [s.value for s in at.subheader][:2] == ["Without rerank", "With rerank"]

@@ -143,6 +143,8 @@ def bench_query(settings: Settings, dataset_dir: Path, n: int, progress=None) ->
         t = time.perf_counter()
         result = pipeline.ask(q, collection=info.collection, rerank=rerank, generate=False)
         samples["wall"].append((time.perf_counter() - t) * 1000)
+        if rerank and not (result.reranked and any(c.rerank_rank is not None for c in result.candidates)):
+            raise RuntimeError(f"the query {q!r} came back without a rerank: the figures would not be top-k rerank")
         for stage in ("embed", "search", "rerank", "total"):
             samples[stage].append(getattr(result.timings_ms, stage))
     total = percentiles(samples["total"])
@@ -199,7 +201,10 @@ def stock_reranker_path(settings: Settings, workdir: Path, explicit: str | None 
 
     torch.manual_seed(0)
     folder = workdir / "stock-reranker"
-    CrossEncoder(base, num_labels=1, max_length=int(ours.get("max_position_embeddings", 512))).save_pretrained(str(folder))
+    # the same truncation as ours: the shipped tokenizer's model_max_length (160 for the default)
+    tok_config = Path(path) / "tokenizer_config.json"
+    max_length = int(_json.loads(tok_config.read_text()).get("model_max_length", 512)) if tok_config.is_file() else 512
+    CrossEncoder(base, num_labels=1, max_length=min(max_length, 512)).save_pretrained(str(folder))
     return str(folder), ("torch fp32, same architecture (MiniLM-L6 H384) as the ONNX-only default, built from the "
                          "packaged all-MiniLM-L6-v2 weights")
 
@@ -371,6 +376,7 @@ def run_bench(
             report["ratios"] = {"ingest_ours_over_raw_embedder": ingest["vs_raw_embedder"]}
         report["targets"] = targets(report)
         report["machine"] = header
+        report["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         report["settings"] = {"embed_model": settings.embed_model, "reranker": settings.reranker,
                               "top_k": settings.top_k, "top_n": settings.top_n, "chunk_size": settings.chunk_size,
                               "chunk_overlap": settings.chunk_overlap, "embed_batch_size": settings.embed_batch_size}

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test browser
+.PHONY: setup run test browser benchmarks
 
 setup: $(VENV)/.installed
 
@@ -28,3 +28,7 @@ run: setup
 
 test: setup browser
 	$(PY) -m pytest
+
+# Regenerates BENCHMARKS.md (quality per dataset, speed vs the stock llama-index pipeline): 30-60 min.
+benchmarks: setup
+	$(PY) scripts/benchmarks.py

@@ -108,6 +108,9 @@ class Reranker:
         self.max_length = max_length or min(model_max, 512)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ONNX Runtime's idle threads spin after each call and starve the next query's embedding
+        # (torch) of these few cores; measured: embed p50 670 → 25 ms, rerank 578 → 264 ms under load.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(Path(self.path) / file_name), opts,

@@ -56,7 +56,7 @@ class RetrievalDataset:
                     break
         return out
 
-    def subset(self, query_ids) -> "RetrievalDataset":
+    def subset(self, query_ids) -> RetrievalDataset:
         """Same corpus, only the given queries (and their qrels)."""
         keep = set(query_ids)
         return RetrievalDataset(

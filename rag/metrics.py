@@ -10,7 +10,7 @@ the retrieved list before calling LlamaIndex.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from llama_index.core.evaluation.retrieval.metrics import MRR, HitRate
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import random
 import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from rag.datasets import RetrievalDataset, is_beir_folder, load_dataset
 from rag.metrics import evaluate_runs
@@ -238,15 +237,9 @@ class TrainConfig:
 def _machine(threads: int) -> str:
     import os
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPU cores ({cpu}), torch threads {threads}, no GPU"
+    from rag.bench import cpu_model
+
+    return f"{os.cpu_count()} CPU cores ({cpu_model()}), torch threads {threads}, no GPU"
 
 
 def _set_seed(seed: int) -> None:

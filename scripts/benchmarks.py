@@ -17,7 +17,7 @@ import os
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     minutes = (time.perf_counter() - started) / 60
     given = argv if argv is not None else sys.argv[1:]
     command = "scripts/benchmarks.py" + (" " + shlex.join(given) if given else "")
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     provenance = []
     if args.quality_json:
         saved = json.loads(Path(args.quality_json).read_text())

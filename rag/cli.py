@@ -120,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     with_collection = argparse.ArgumentParser(add_help=False, parents=[common])
     with_collection.add_argument("--collection", "-c", default=argparse.SUPPRESS, help="Chroma collection (default: 'default')")
 
-    parser = argparse.ArgumentParser(prog="rerank-rag", parents=[common], description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="rerank-rag", parents=[common],
+        description="Document Q&A that shows, measurably, what a cross-encoder reranker adds to RAG.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ingest = commands.add_parser("ingest", parents=[with_collection], help="add files or folders to a collection")

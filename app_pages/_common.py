@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from rag.models import ModelUnavailableError, load_embedder
 from rag.pipeline import RagPipeline
 from rag.rerank import NO_RERANK, load_reranker
-from rag.settings import Settings
+from rag.settings import Settings, describe_invalid
 from rag.store import KnowledgeBase, StoreError
 from rag.types import AskResult, ChunkHit
 
@@ -43,12 +43,17 @@ def settings_errors() -> str | None:
     try:
         Settings()
     except ValidationError as error:
-        return plain_validation_error(error)
+        return describe_invalid(error)
     return None
 
 
-def plain_validation_error(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+def settings_or_stop(what: str = "The settings") -> Settings:
+    """This session's settings; when the environment's are invalid, the page says why and stops."""
+    problem = settings_errors()
+    if problem:
+        st.error(f"{what} are invalid: {escape_md(problem)}")
+        st.stop()
+    return session_settings()
 
 
 def session_settings() -> Settings:

@@ -16,11 +16,7 @@ st.title("Ask your documents")
 st.caption("Each answer cites the chunks it used as [n]; the table under it shows how the reranker "
            "reordered the first retrieval.")
 
-problem = ui.settings_errors()
-if problem:
-    st.error(f"The settings are invalid: {ui.escape_md(str(problem))}")
-    st.stop()
-settings = ui.session_settings()
+settings = ui.settings_or_stop()
 history: list[dict] = st.session_state.setdefault(CHAT, [])
 question = st.chat_input("Ask a question about your documents")
 

@@ -18,11 +18,7 @@ st.title("Rerank off vs on")
 st.caption("The same question twice: the top-n chunks straight from the vector search, and the top-n after "
            "the cross-encoder reranked all top-k candidates. Each side gets its own answer.")
 
-problem = ui.settings_errors()
-if problem:
-    st.error(f"The settings are invalid: {ui.escape_md(str(problem))}")
-    st.stop()
-settings = ui.session_settings()
+settings = ui.settings_or_stop()
 
 with st.form("compare"):
     question = st.text_input("Question", placeholder="e.g. What were the total net sales?")

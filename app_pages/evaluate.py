@@ -22,11 +22,7 @@ st.title("Evaluate")
 st.caption("Does the reranker help on your kind of documents? Hit rate and MRR at top-n for the first retrieval "
            "alone and after rerank, through the same pipeline the Ask page uses (no LLM).")
 
-problem = ui.settings_errors()
-if problem:
-    st.error(f"The settings are invalid: {ui.escape_md(str(problem))}")
-    st.stop()
-settings = ui.session_settings()
+settings = ui.settings_or_stop()
 
 
 def dataset_folders() -> list[str]:

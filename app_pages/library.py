@@ -17,11 +17,7 @@ DELETED = "library_deleted"  # session_state key: (kind, message) of the last de
 
 st.title("Library")
 
-problem = ui.settings_errors()
-if problem:
-    st.error(f"The settings are invalid: {ui.escape_md(str(problem))}")
-    st.stop()
-settings = ui.session_settings()
+settings = ui.settings_or_stop()
 try:
     ui.prepare(settings)
 except ModelUnavailableError as error:

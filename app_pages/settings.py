@@ -9,16 +9,13 @@ from pydantic import ValidationError
 from app_pages import _common as ui
 from rag import catalog
 from rag.rerank import NO_RERANK
+from rag.settings import describe_invalid
 
 st.title("Settings")
 st.caption("Changes apply to this browser session's next question or ingest. The server's defaults come from "
            "RAG_* environment variables and .streamlit/secrets.toml.")
 
-problem = ui.settings_errors()
-if problem:
-    st.error(f"The settings from the environment are invalid: {ui.escape_md(str(problem))}")
-    st.stop()
-settings = ui.session_settings()
+settings = ui.settings_or_stop("The settings from the environment")
 OTHER = "another model (folder or hub id)…"
 
 
@@ -76,7 +73,7 @@ if applied:
             "llm_model": llm_model.strip(),
         })
     except ValidationError as error:
-        st.error(f"Not applied: {ui.escape_md(ui.plain_validation_error(error))}")
+        st.error(f"Not applied: {ui.escape_md(describe_invalid(error))}")
     else:
         error = None
         try:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from rag.settings import Settings
+from rag.settings import Settings, describe_invalid
 
 COMMAND_MODULES: list[str] = ["rag.evaluate", "rag.bench", "rag.training", "rag.catalog"]
 
@@ -173,8 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         if args.debug:
             raise
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
-        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        print(f"error: invalid settings: {describe_invalid(error)}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - one line for users; --debug shows the traceback
         if args.debug:

@@ -18,20 +18,20 @@ _HIT = HitRate()
 _MRR = MRR()
 
 
-def hit_rate(expected_ids: Iterable[str], retrieved_ids: Sequence[str], k: int | None = None) -> float:
+def _score(metric: HitRate | MRR, expected_ids: Iterable[str], retrieved_ids: Sequence[str], k: int | None) -> float:
     retrieved = list(retrieved_ids)[:k] if k else list(retrieved_ids)
     expected = list(expected_ids)
     if not expected or not retrieved:
         return 0.0
-    return float(_HIT.compute(expected_ids=expected, retrieved_ids=retrieved).score)
+    return float(metric.compute(expected_ids=expected, retrieved_ids=retrieved).score)
+
+
+def hit_rate(expected_ids: Iterable[str], retrieved_ids: Sequence[str], k: int | None = None) -> float:
+    return _score(_HIT, expected_ids, retrieved_ids, k)
 
 
 def mrr(expected_ids: Iterable[str], retrieved_ids: Sequence[str], k: int | None = None) -> float:
-    retrieved = list(retrieved_ids)[:k] if k else list(retrieved_ids)
-    expected = list(expected_ids)
-    if not expected or not retrieved:
-        return 0.0
-    return float(_MRR.compute(expected_ids=expected, retrieved_ids=retrieved).score)
+    return _score(_MRR, expected_ids, retrieved_ids, k)
 
 
 @dataclass

@@ -12,6 +12,7 @@ Extra files (``answers.jsonl``, ``query_meta.jsonl``, ...) are ignored.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,11 +47,16 @@ class RetrievalDataset:
         """Doc ids judged relevant (score > 0) for ``query_id``."""
         return {d for d, s in self.qrels.get(query_id, {}).items() if s > 0}
 
-    def queries_with_qrels(self, limit: int | None = None) -> list[Query]:
-        """Queries that have at least one relevant document, in file order, at most ``limit``."""
+    def queries_with_qrels(self, limit: int | None = None, relevant_docs: str | None = None) -> list[Query]:
+        """Queries that have at least one relevant document, in file order, at most ``limit``.
+
+        ``relevant_docs``: a regex; keep only queries whose relevant doc ids all match it (a held-out
+        split such as SQuAD articles 38-47, ``^s(3[89]|4[0-7])_``). The corpus is not filtered."""
+        pattern = re.compile(relevant_docs) if relevant_docs else None
         out: list[Query] = []
         for q in self.queries.values():
-            if self.relevant(q.id):
+            relevant = self.relevant(q.id)
+            if relevant and (pattern is None or all(pattern.search(d) for d in relevant)):
                 out.append(q)
                 if limit is not None and len(out) >= limit:
                     break

@@ -85,6 +85,7 @@ class EvalReport(BaseModel):
 
     dataset: str
     queries: int
+    relevant_docs: str | None = Field(None, description="Regex the queries' relevant doc ids matched (a held-out split).")
     top_k: int
     top_n: int
     embedder: str = Field(description="The embedder (the first one when several were compared).")
@@ -327,6 +328,7 @@ def evaluate_dataset(
     dataset_dir: str | Path,
     *,
     queries: int | None = None,
+    relevant_docs: str | None = None,
     rerankers: Sequence[str] | None = None,
     embedders: Sequence[str] | None = None,
     top_k: int | None = None,
@@ -340,12 +342,17 @@ def evaluate_dataset(
 
     ``rerankers``: names (default: the configured one, see :func:`default_rerankers`); ``[]`` = dense only.
     ``queries``: the first N queries, in file order, that have qrels.
+    ``relevant_docs``: only queries whose relevant doc ids all match this regex (a held-out split).
     """
     dataset_dir = Path(dataset_dir)
     dataset = load_dataset(dataset_dir, name=dataset_label(dataset_dir))
-    selected = dataset.queries_with_qrels(queries)
+    try:
+        selected = dataset.queries_with_qrels(queries, relevant_docs=relevant_docs)
+    except re.error as exc:
+        raise EvalError(f"--relevant-docs {relevant_docs!r} is not a valid regex: {exc}") from exc
     if not selected:
-        raise EvalError(f"no query in {dataset_dir} has a relevant document in qrels.tsv")
+        raise EvalError(f"no query in {dataset_dir} has a relevant document in qrels.tsv"
+                        + (f" matching {relevant_docs!r}" if relevant_docs else ""))
     rerankers = list(default_rerankers(settings) if rerankers is None else rerankers)
     embedders = list(embedders or [settings.embed_model])
     top_k = top_k or settings.top_k
@@ -367,8 +374,9 @@ def evaluate_dataset(
         for reranker in [None, *rerankers]:
             runs.append(_run(s, info.collection, cases, reranker=reranker, top_k=top_k, top_n=top_n,
                              key=lambda c: c.source, ndcg=ndcg, progress=progress))
-    return EvalReport(dataset=dataset.name, queries=len(cases), top_k=top_k, top_n=top_n, embedder=embedders[0],
-                      embedders=embedders, rerankers=rerankers, chunked=chunk, runs=runs, indexes=indexes)
+    return EvalReport(dataset=dataset.name, queries=len(cases), relevant_docs=relevant_docs, top_k=top_k, top_n=top_n,
+                      embedder=embedders[0], embedders=embedders, rerankers=rerankers, chunked=chunk, runs=runs,
+                      indexes=indexes)
 
 
 # ---- a user's own collection -------------------------------------------------------------------------
@@ -581,8 +589,12 @@ def markdown(report: EvalReport, chart_path: Path | None = None) -> str:
     lines = [
         f"# Retrieval evaluation: {report.dataset}",
         "",
-        f"{report.queries} queries; first stage top-{report.top_k} with `{', '.join(report.embedders)}`, "
-        f"scored at top-{report.top_n}{' (documents chunked; a document ranks at its first chunk)' if report.chunked else ''}.",
+        (
+            f"{report.queries} queries"
+            f"{f' (those whose relevant documents match `{report.relevant_docs}`)' if report.relevant_docs else ''}"
+            f"; first stage top-{report.top_k} with `{', '.join(report.embedders)}`, scored at top-{report.top_n}"
+            f"{' (documents chunked; a document ranks at its first chunk)' if report.chunked else ''}."
+        ),
         f"Metrics: {report.metrics}. Latency: per query, no LLM, on this machine.",
         "",
         report.table(),
@@ -630,7 +642,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             print("error: --dataset evaluates a public set; --questions/--generate evaluate a collection, "
                   "give one or the other", file=sys.stderr)
             return 2
-        report = evaluate_dataset(settings, args.dataset, queries=args.queries, rerankers=rerankers,
+        report = evaluate_dataset(settings, args.dataset, queries=args.queries, relevant_docs=args.relevant_docs,
+                                  rerankers=rerankers,
                                   embedders=args.embedders, top_k=args.top_k, top_n=args.top_n, chunk=args.chunk,
                                   ndcg=args.ndcg, rebuild=args.rebuild, progress=progress)
     else:
@@ -672,6 +685,9 @@ def register(subparsers, parent) -> None:
     )
     p.add_argument("--dataset", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl, qrels.tsv")
     p.add_argument("--queries", type=int, metavar="N", help="first N queries (file order) that have qrels")
+    p.add_argument("--relevant-docs", metavar="REGEX",
+                   help="only queries whose relevant doc ids all match REGEX, e.g. a held-out split "
+                        "('^s(3[89]|4[0-7])_' = SQuAD articles 38-47); the corpus stays whole")
     p.add_argument("--top-k", type=int, help="first-stage candidates (default: settings, 20)")
     p.add_argument("--top-n", type=int, help="cut-off of the metrics and of the rerank (default: settings, 5)")
     p.add_argument("--embedder", dest="embedders", action="append", metavar="E",

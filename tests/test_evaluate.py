@@ -61,6 +61,15 @@ def test_first_n_queries_in_file_order(settings: Settings, dataset: Path):
     assert report.queries == 2 and [r.name for r in report.runs] == ["dense"]
 
 
+def test_held_out_split_by_relevant_doc_ids(settings: Settings, dataset: Path, capsys):
+    report = evaluate_dataset(settings, dataset, relevant_docs=r"^d[35]$", rerankers=[])
+    assert report.queries == 2 and report.relevant_docs == r"^d[35]$"  # q3 (d3) and q4 (d5)
+    with pytest.raises(EvalError, match="matching"):
+        evaluate_dataset(settings, dataset, relevant_docs=r"^x", rerankers=[])
+    assert main(["eval", "--dataset", str(dataset), "--relevant-docs", "(", "--reranker", "none"]) != 0
+    assert "not a valid regex" in capsys.readouterr().err
+
+
 def test_corpus_index_is_cached_by_corpus_and_embedder(settings: Settings, dataset: Path, tmp_path: Path):
     first = index_corpus(settings, dataset)
     again = index_corpus(settings, dataset)

@@ -125,3 +125,16 @@ def test_export_int8_onnx_scores_like_torch(tmp_path: Path) -> None:
     texts = [t for t, _ in TOPICS.values()]
     assert onnx.score("Who invented the piano?", texts) == pytest.approx(
         torch_.score("Who invented the piano?", texts), abs=0.02)
+
+
+def test_continued_training_records_its_lineage_without_machine_paths(tmp_path: Path) -> None:
+    data = write_beir(tmp_path / "tiny")
+    train(tiny_config(data, tmp_path / "stage1", max_steps=2), log=lambda m: None)
+    summary = train(tiny_config(data, tmp_path / "stage2", max_steps=1, base=str(tmp_path / "stage1")),
+                    log=lambda m: None)
+    assert summary["continued_from"]["steps"] == 2 and summary["steps"] == 1
+    assert summary["continued_from"]["continued_from"] is None
+    card = (tmp_path / "stage2" / "README.md").read_text()
+    assert "### Stage 1" in card and "### Stage 2" in card and "2 stages" in card
+    assert "site-packages" not in card and "site-packages" not in json.dumps(summary)
+    assert summary["continued_from"]["base"].startswith("all-MiniLM-L6-v2 from the PyPI package")

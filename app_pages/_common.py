@@ -253,7 +253,8 @@ def badges(result: AskResult) -> str:
     else:
         mode = ":gray-badge[:material/format_quote: Extractive answer · quoted from the passages]"
     if result.reranked:
-        rerank = f":green-badge[:material/swap_vert: reranked by {escape_md(model_label(result.reranker))}]"
+        blend = f", weight {result.rerank_weight:g}" if result.blended else ""
+        rerank = f":green-badge[:material/swap_vert: reranked by {escape_md(model_label(result.reranker))}{blend}]"
     else:
         rerank = ":orange-badge[:material/horizontal_rule: not reranked]"
     return f"{mode} {rerank}"
@@ -285,6 +286,7 @@ def chunk_frame(chunks: list[ChunkHit]) -> pd.DataFrame:
             "moved": c.movement,
             "rerank score": c.rerank_score,
             "retrieval score": c.retrieval_score,
+            "final score": c.final_score,
             "source": c.source,
             "page": "" if c.page is None else str(c.page),  # documents without pages: an empty cell
             "text": c.text,
@@ -324,17 +326,23 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
         "retrieval score": st.column_config.ProgressColumn(
             "retrieval score", help="Cosine similarity of the embeddings", format="%.3f",
             min_value=min(0.0, rt_lo), max_value=max(1.0, rt_hi)),
+        "final score": st.column_config.ProgressColumn(
+            "final score", help=f"What ordered the chunks: {result.rerank_weight:g} × rerank + "
+            f"{1 - result.rerank_weight:g} × retrieval score, each min-max normalised over the candidates",
+            format="%.3f", min_value=0.0, max_value=1.0) if result.blended else None,
         "source": st.column_config.TextColumn("source"),
         "page": st.column_config.TextColumn("page", width="small"),
         "text": st.column_config.TextColumn("text", width="large"),
     }
-    if not result.reranked:
-        frame = frame.drop(columns=["before rerank", "moved", "rerank score"])
-        for name in ("before rerank", "moved", "rerank score"):
-            columns.pop(name)
+    hidden = [] if result.reranked else ["before rerank", "moved", "rerank score"]
+    if not result.blended:
+        hidden.append("final score")
+    frame = frame.drop(columns=hidden)
+    for name in hidden:
+        columns.pop(name)
     if compact:  # a narrow column: source and page in one cell, the one score that ranked it, no text
         frame["source"] = [c.citation for c in chunks]
-        score = "rerank score" if result.reranked else "retrieval score"
+        score = "final score" if result.blended else "rerank score" if result.reranked else "retrieval score"
         if result.reranked:
             frame["moved"] = [f"{c.movement} (was {c.retrieval_rank})" for c in chunks]
         frame = frame[[c for c in ("rank", "moved") if c in frame] + ["source", score]]

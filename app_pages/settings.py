@@ -42,9 +42,12 @@ with st.form("settings"):
         reranker_path = st.text_input("…or a local folder / hub id", "" if in_list else current,
                                       help=f"Used when the list says '{OTHER}'")
     st.subheader("Retrieval")
-    a, b, c = st.columns(3)
+    a, b, c, d = st.columns(4)
     top_k = a.number_input("top_k: candidates retrieved", 1, 200, settings.top_k)
     top_n = b.number_input("top_n: chunks kept for the answer", 1, 50, settings.top_n)
+    weight = d.number_input("Rerank weight", 0.0, 1.0, float(settings.rerank_weight), step=0.1, format="%.2f",
+                            help="Final order = weight × rerank + (1 − weight) × retrieval score, both min-max "
+                                 "normalised over the candidates. 1 = the rerank score alone.")
     low = c.number_input("Low-confidence threshold (rerank score)", value=float(settings.low_confidence_score),
                          step=0.05, format="%.2f")
     st.subheader("Chunking (applies to the next ingest)")
@@ -68,7 +71,7 @@ if applied:
     try:
         new = ui.apply_overrides({
             "embed_model": embed_model.strip(), "reranker": reranker_name, "top_k": int(top_k),
-            "top_n": int(top_n), "low_confidence_score": float(low), "chunk_size": int(chunk_size),
+            "top_n": int(top_n), "rerank_weight": float(weight), "low_confidence_score": float(low), "chunk_size": int(chunk_size),
             "chunk_overlap": int(chunk_overlap), "openai_base_url": base_url.strip() or None,
             "llm_model": llm_model.strip(),
         })

@@ -30,7 +30,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from env/secrets, overridden by the options this command line gave."""
     overrides = {
         field: getattr(args, field)
-        for field in ("data_dir", "collection", "top_k", "top_n", "reranker", "embed_model")
+        for field in ("data_dir", "collection", "top_k", "top_n", "reranker", "rerank_weight", "embed_model")
         if getattr(args, field, None) is not None
     }
     return Settings(**overrides)
@@ -55,7 +55,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     result = pipeline.ask(args.question, rerank=not args.no_rerank, on_token=stream)
     if args.json:
         payload = result.model_dump(include={"question", "answer", "answer_mode", "reranked", "chunks", "candidates",
-                                             "timings_ms", "collection", "embedder", "reranker", "error",
+                                             "timings_ms", "collection", "embedder", "reranker", "rerank_weight", "error",
                                              "low_confidence"})
         print(json.dumps(payload, ensure_ascii=False, indent=2))
         return 0
@@ -69,6 +69,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     for n, chunk in enumerate(result.chunks, 1):
         moved = "" if chunk.rank_change is None else f", was #{chunk.retrieval_rank}"
         rerank = "" if chunk.rerank_score is None else f" rerank {chunk.rerank_score:.3f}"
+        if result.blended:
+            rerank += f" final {chunk.final_score:.3f}"
         print(f"[{n}] {chunk.citation} (retrieval {chunk.retrieval_score:.3f}{rerank}{moved})")
     t = result.timings_ms
     print(f"\nms: embed {t.embed:.0f}, search {t.search:.0f}, rerank {t.rerank:.0f}, "
@@ -135,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--top-k", type=int, help="first-retrieval candidates (default 20)")
     ask.add_argument("--top-n", type=int, help="chunks kept after rerank (default 5)")
     ask.add_argument("--reranker", help="reranker name or path, or 'none'")
+    ask.add_argument("--rerank-weight", type=float, metavar="W",
+                     help="final order = W * rerank + (1 - W) * retrieval, min-max normalised (default 1: rerank alone)")
     ask.add_argument("--no-rerank", action="store_true", help="keep the first retrieval's order")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.set_defaults(func=cmd_ask)

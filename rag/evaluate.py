@@ -92,6 +92,7 @@ class EvalReport(BaseModel):
     embedders: list[str]
     rerankers: list[str]
     chunked: bool = False
+    rerank_weight: float = Field(1.0, description="Settings' rerank_weight: the rerank score's share of the final order.")
     metrics: str = METRIC_SOURCE
     runs: list[RunResult]
     indexes: list[IndexInfo] = Field(default_factory=list)
@@ -374,7 +375,8 @@ def evaluate_dataset(
         for reranker in [None, *rerankers]:
             runs.append(_run(s, info.collection, cases, reranker=reranker, top_k=top_k, top_n=top_n,
                              key=lambda c: c.source, ndcg=ndcg, progress=progress))
-    return EvalReport(dataset=dataset.name, queries=len(cases), relevant_docs=relevant_docs, top_k=top_k, top_n=top_n,
+    return EvalReport(dataset=dataset.name, queries=len(cases), relevant_docs=relevant_docs,
+                      rerank_weight=settings.rerank_weight, top_k=top_k, top_n=top_n,
                       embedder=embedders[0], embedders=embedders, rerankers=rerankers, chunked=chunk, runs=runs,
                       indexes=indexes)
 
@@ -448,6 +450,7 @@ def evaluate_questions(
         for r in [None, *rerankers]
     ]
     return EvalReport(dataset=f"collection:{collection} ({Path(questions_file).name}, by {field[9:]})",
+                      rerank_weight=settings.rerank_weight,
                       queries=len(cases), top_k=top_k, top_n=top_n, embedder=settings.embed_model,
                       embedders=[settings.embed_model], rerankers=rerankers, runs=runs)
 
@@ -594,6 +597,7 @@ def markdown(report: EvalReport, chart_path: Path | None = None) -> str:
             f"{f' (those whose relevant documents match `{report.relevant_docs}`)' if report.relevant_docs else ''}"
             f"; first stage top-{report.top_k} with `{', '.join(report.embedders)}`, scored at top-{report.top_n}"
             f"{' (documents chunked; a document ranks at its first chunk)' if report.chunked else ''}."
+            f"{f' Reranked runs order by {report.rerank_weight:g} x rerank + {1 - report.rerank_weight:g} x retrieval score.' if report.rerank_weight < 1 else ''}"
         ),
         f"Metrics: {report.metrics}. Latency: per query, no LLM, on this machine.",
         "",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from rag.answer import LlmAnswerer, LlmError, extractive_answer
 from rag.models import Embedder, load_embedder
-from rag.rerank import Reranker, load_reranker
+from rag.rerank import Reranker, interpolate, load_reranker
 from rag.settings import Settings
 from rag.store import KnowledgeBase, StoredChunk
 from rag.types import AskResult, ChunkHit, StageTimings
@@ -77,7 +77,7 @@ class RagPipeline:
         search_ms = _ms(t)
 
         t = time.perf_counter()
-        candidates = self._rank(question, found, reranker)
+        candidates = self._rank(question, found, reranker, self.settings.rerank_weight)
         rerank_ms = _ms(t) if reranker else 0.0
         chunks = sorted(candidates, key=lambda c: c.final_rank)[:top_n]
 
@@ -101,19 +101,24 @@ class RagPipeline:
             collection=kb.name,
             embedder=self.embedder.name,
             reranker=reranker.name if reranker else None,
+            rerank_weight=self.settings.rerank_weight if reranker else None,
             llm_model=self.settings.llm_model if mode == "llm" else None,
             error=error,
             low_confidence=best_rerank is not None and best_rerank < self.settings.low_confidence_score,
         )
 
     @staticmethod
-    def _rank(question: str, found: list[StoredChunk], reranker: Reranker | None) -> list[ChunkHit]:
-        """All candidates in retrieval order, with their rerank rank and score when reranked."""
+    def _rank(question: str, found: list[StoredChunk], reranker: Reranker | None,
+              rerank_weight: float = 1.0) -> list[ChunkHit]:
+        """All candidates in retrieval order, with their rerank rank and scores when reranked."""
         rerank_scores = reranker.score(question, [chunk.text for chunk in found]) if reranker and found else None
+        final_scores: list[float] | None = None
         rerank_rank: dict[int, int] = {}
         if rerank_scores is not None:
-            # A stable sort: equal rerank scores keep their retrieval order.
-            order = sorted(range(len(found)), key=lambda i: -rerank_scores[i])
+            final_scores = (rerank_scores if rerank_weight >= 1.0 else
+                            interpolate(rerank_scores, [chunk.score for chunk in found], rerank_weight))
+            # A stable sort: equal final scores keep their retrieval order.
+            order = sorted(range(len(found)), key=lambda i: -final_scores[i])
             rerank_rank = {i: rank for rank, i in enumerate(order, 1)}
         return [
             ChunkHit(
@@ -126,6 +131,7 @@ class RagPipeline:
                 retrieval_score=round(chunk.score, 6),
                 rerank_rank=rerank_rank.get(i),
                 rerank_score=None if rerank_scores is None else round(rerank_scores[i], 6),
+                final_score=None if final_scores is None else round(final_scores[i], 6),
             )
             for i, chunk in enumerate(found)
         ]

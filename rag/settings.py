@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     # Retrieval.
     top_k: int = Field(20, ge=1, le=200, description="Candidates from the first retrieval.")
     top_n: int = Field(5, ge=1, le=50, description="Chunks kept after rerank, given to the LLM.")
+    rerank_weight: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="Final order = w * rerank + (1 - w) * retrieval score, both min-max normalised over the "
+        "top-k; 1 orders by the rerank score alone. Keeping some of the first stage guards against a "
+        "reranker that is weak on your documents.",
+    )
     low_confidence_score: float = Field(
         0.1, description="A best rerank score below this flags that the documents may not answer."
     )

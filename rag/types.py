@@ -25,6 +25,9 @@ class ChunkHit(BaseModel):
     retrieval_score: float = Field(description="Cosine similarity of question and chunk embeddings.")
     rerank_rank: int | None = None
     rerank_score: float | None = Field(None, description="Cross-encoder relevance; null when not reranked.")
+    final_score: float | None = Field(
+        None, description="The score that set the final order: the rerank score, or with rerank_weight < 1 its "
+        "blend with the retrieval score (both min-max normalised over the candidates); null when not reranked.")
 
     @property
     def final_rank(self) -> int:
@@ -75,6 +78,7 @@ class AskResult(BaseModel):
     collection: str
     embedder: str
     reranker: str | None = None
+    rerank_weight: float | None = Field(None, description="Weight of the rerank score in the final order; null when not reranked.")
     llm_model: str | None = None
     error: str | None = Field(None, description="Why the LLM answer failed; the answer is then extractive.")
     low_confidence: bool = Field(False, description="The best rerank score is below the settings' threshold.")
@@ -87,6 +91,11 @@ class AskResult(BaseModel):
     def best_rerank_score(self) -> float | None:
         """The highest rerank score among the returned chunks (what ``low_confidence`` compares)."""
         return max((c.rerank_score for c in self.chunks if c.rerank_score is not None), default=None)
+
+    @property
+    def blended(self) -> bool:
+        """The final order mixes the rerank and retrieval scores (rerank_weight < 1)."""
+        return self.rerank_weight is not None and self.rerank_weight < 1.0
 
     @property
     def promoted(self) -> int:

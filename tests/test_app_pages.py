@@ -52,6 +52,10 @@ def texts(elements) -> list[str]:
     return [re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements]
 
 
+def number(at: AppTest, label_start: str):
+    return next(n for n in at.number_input if n.label.startswith(label_start))
+
+
 def ask(at: AppTest, question: str) -> AppTest:
     at.chat_input[0].set_value(question).run()
     assert_clean(at)
@@ -220,8 +224,8 @@ def test_library_creates_and_switches_collection(data_dir: Path) -> None:
 def test_settings_apply_to_the_next_question(reranked: str) -> None:
     at = start("settings")
     assert any("No API key is set" in c for c in texts(at.caption))
-    at.number_input[1].set_value(2)  # top_n
-    at.number_input[0].set_value(3)  # top_k
+    number(at, "top_n").set_value(2)
+    number(at, "top_k").set_value(3)
     at.button(key="FormSubmitter:settings-Apply").click().run()
     assert_clean(at)
     assert any("Applied" in s and "top_n 2" in s for s in texts(at.success))
@@ -232,12 +236,26 @@ def test_settings_apply_to_the_next_question(reranked: str) -> None:
     ask(at, "How long is the refund window?")
     assert len(at.dataframe[0].value) == 2
     assert any("3 candidates" in c for c in texts(at.caption))
+    assert "final score" not in at.dataframe[0].value.columns  # rerank score alone orders by default
+
+
+def test_a_rerank_weight_below_one_shows_the_blended_score(reranked: str) -> None:
+    at = start("settings")
+    number(at, "Rerank weight").set_value(0.6)
+    at.button(key="FormSubmitter:settings-Apply").click().run()
+    assert_clean(at)
+    at.switch_page("app_pages/ask.py").run()
+    ask(at, "How long is the refund window?")
+    table = at.dataframe[0].value
+    assert {"rerank score", "retrieval score", "final score"} <= set(table.columns)
+    assert list(table["final score"]) == sorted(table["final score"], reverse=True)
+    assert any("weight 0.6" in m for m in texts(at.markdown))
 
 
 def test_settings_reject_invalid_values_in_plain_words(data_dir: Path) -> None:
     at = start("settings")
-    at.number_input[3].set_value(100)  # chunk size
-    at.number_input[4].set_value(200)  # overlap above size
+    number(at, "Chunk size").set_value(100)
+    number(at, "Chunk overlap").set_value(200)  # above the size
     at.button(key="FormSubmitter:settings-Apply").click().run()
     assert any("Not applied" in e and "chunk_overlap" in e for e in texts(at.error))
 

@@ -50,7 +50,7 @@ def test_ask_json_has_the_documented_shape(ingested) -> None:
     assert payload["answer_mode"] == "extractive" and payload["reranked"] is False
     assert len(payload["chunks"]) == 4 and len(payload["candidates"]) == 12
     fields = {"chunk_id", "doc_id", "source", "page", "text", "retrieval_rank", "retrieval_score",
-              "rerank_rank", "rerank_score"}
+              "rerank_rank", "rerank_score", "final_score"}
     assert all(set(chunk) == fields for chunk in payload["chunks"] + payload["candidates"])
     assert set(payload["timings_ms"]) == {"embed", "search", "rerank", "generate", "total"}
     assert [c["retrieval_rank"] for c in payload["chunks"]] == [1, 2, 3, 4]
@@ -82,5 +82,8 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [f"error: reranker '{tmp_path / 'no-such-model'}': no such folder."]
     bad = run("ask", "hello", "--top-k", "0", data_dir=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: invalid settings: top_k: Input should be greater than or equal to 1"
+    weight = run("ask", "hello", "--rerank-weight", "2", data_dir=tmp_path)
+    assert weight.returncode == 2
+    assert weight.stderr.strip() == "error: invalid settings: rerank_weight: Input should be less than or equal to 1"
     debug = run("ask", "hello", "--reranker", str(tmp_path / "nope"), "--debug", data_dir=tmp_path)
     assert "Traceback" in debug.stderr

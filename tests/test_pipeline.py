@@ -54,6 +54,30 @@ def test_rerank_orders_by_its_scores_and_keeps_both_ranks(sample_store: Path, pl
     assert t.total >= t.embed + t.search + t.rerank
 
 
+def test_rerank_weight_blends_both_stages_into_the_final_order(sample_store: Path, plumbing_reranker: str) -> None:
+    def ask(weight: float):
+        settings = Settings(data_dir=sample_store, reranker=plumbing_reranker, rerank_weight=weight)
+        return RagPipeline(settings).ask("Can I return a bike?", top_k=10, top_n=4, generate=False)
+
+    alone, blended, retrieval_only = ask(1.0), ask(0.5), ask(0.0)
+    assert not alone.blended and alone.rerank_weight == 1.0
+    assert all(c.final_score == c.rerank_score for c in alone.candidates)
+    # weight 0: the first stage's order comes back, though the reranker ran
+    assert [c.rerank_rank for c in retrieval_only.candidates] == list(range(1, 11))
+    assert retrieval_only.candidates[0].final_score == 1.0 and retrieval_only.candidates[-1].final_score == 0.0
+    # weight 0.5: the mean of both min-max normalised scores orders the chunks
+    def norm(xs):
+        return [(x - min(xs)) / (max(xs) - min(xs)) for x in xs]
+
+    cands = blended.candidates
+    expected = [(a + b) / 2 for a, b in zip(norm([c.rerank_score for c in cands]), norm([c.retrieval_score for c in cands]))]
+    assert [c.final_score for c in cands] == pytest.approx(expected, abs=1e-3)  # inputs are rounded
+    assert blended.blended and [c.chunk_id for c in blended.chunks] == [
+        c.chunk_id for c in sorted(cands, key=lambda c: -c.final_score)[:4]]
+    with pytest.raises(ValueError, match="rerank_weight"):
+        Settings(rerank_weight=1.5)
+
+
 def test_extractive_answer_cites_its_chunks(sample_store: Path) -> None:
     result = RagPipeline(Settings(data_dir=sample_store)).ask("How many days of paid holiday do employees get?")
     assert result.answer_mode == "extractive" and result.error is None

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
         "reranker that is weak on your documents.",
     )
     low_confidence_score: float = Field(
-        0.1, description="A best rerank score below this flags that the documents may not answer."
+        0.3, description="A best rerank score below this flags that the documents may not answer. Set for the "
+        "default reranker by scripts/calibrate_confidence.py; other rerankers score on other scales."
     )
 
     # Ingest. Chunk sizes count the embedder's own tokens: MiniLM reads only 256 of them, so a

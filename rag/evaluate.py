@@ -86,6 +86,7 @@ class EvalReport(BaseModel):
     dataset: str
     queries: int
     relevant_docs: str | None = Field(None, description="Regex the queries' relevant doc ids matched (a held-out split).")
+    skipped_blank: int = Field(0, description="Selected queries left out because their text is empty (it happens in public sets).")
     top_k: int
     top_n: int
     embedder: str = Field(description="The embedder (the first one when several were compared).")
@@ -351,8 +352,10 @@ def evaluate_dataset(
         selected = dataset.queries_with_qrels(queries, relevant_docs=relevant_docs)
     except re.error as exc:
         raise EvalError(f"--relevant-docs {relevant_docs!r} is not a valid regex: {exc}") from exc
+    blank = [q for q in selected if not q.text.strip()]  # cmrc2018 has two: nothing to ask
+    selected = [q for q in selected if q.text.strip()]
     if not selected:
-        raise EvalError(f"no query in {dataset_dir} has a relevant document in qrels.tsv"
+        raise EvalError(f"no query in {dataset_dir} has text and a relevant document in qrels.tsv"
                         + (f" matching {relevant_docs!r}" if relevant_docs else ""))
     rerankers = list(default_rerankers(settings) if rerankers is None else rerankers)
     embedders = list(embedders or [settings.embed_model])
@@ -375,7 +378,7 @@ def evaluate_dataset(
         for reranker in [None, *rerankers]:
             runs.append(_run(s, info.collection, cases, reranker=reranker, top_k=top_k, top_n=top_n,
                              key=lambda c: c.source, ndcg=ndcg, progress=progress))
-    return EvalReport(dataset=dataset.name, queries=len(cases), relevant_docs=relevant_docs,
+    return EvalReport(dataset=dataset.name, queries=len(cases), relevant_docs=relevant_docs, skipped_blank=len(blank),
                       rerank_weight=settings.rerank_weight, top_k=top_k, top_n=top_n,
                       embedder=embedders[0], embedders=embedders, rerankers=rerankers, chunked=chunk, runs=runs,
                       indexes=indexes)
@@ -595,6 +598,7 @@ def markdown(report: EvalReport, chart_path: Path | None = None) -> str:
         (
             f"{report.queries} queries"
             f"{f' (those whose relevant documents match `{report.relevant_docs}`)' if report.relevant_docs else ''}"
+            f"{f'; {report.skipped_blank} without text left out' if report.skipped_blank else ''}"
             f"; first stage top-{report.top_k} with `{', '.join(report.embedders)}`, scored at top-{report.top_n}"
             f"{' (documents chunked; a document ranks at its first chunk)' if report.chunked else ''}."
             f"{f' Reranked runs order by {report.rerank_weight:g} x rerank + {1 - report.rerank_weight:g} x retrieval score.' if report.rerank_weight < 1 else ''}"

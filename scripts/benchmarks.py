@@ -151,7 +151,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cap", type=int, metavar="N",
                         help="at most N queries a set (first N in file order)")
     parser.add_argument("--quality-json", metavar="FILE",
-                        help="reuse the quality reports of an earlier run (its BENCHMARKS.json) instead of evaluating")
+                        help="reuse the quality reports of an earlier run (its BENCHMARKS.json, or the .partial.json "
+                             "an interrupted run left) and evaluate only the sets it lacks")
     parser.add_argument("--bench-json", metavar="FILE",
                         help="use the figures of an earlier `rerank-rag bench --json > FILE` instead of running it")
     args = parser.parse_args(argv)
@@ -172,19 +173,28 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     header_machine = machine()
     weights = model_fingerprint(reranker)
+    given = argv if argv is not None else sys.argv[1:]
+    command = "scripts/benchmarks.py" + (" " + shlex.join(given) if given else "")
+    started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     reports = []
+    reused: list[str] = []
     if args.quality_json:
         from rag.evaluate import EvalReport
 
         saved = json.loads(Path(args.quality_json).read_text())["quality"]
         reports = [(label, EvalReport(**saved[label])) for label, _, _ in SETS if label in saved]
-    for label, folder, relevant_docs in SETS if not args.quality_json else []:
+        reused = [label for label, _ in reports]
+    for label, folder, relevant_docs in SETS:
+        if any(label == done for done, _ in reports):
+            continue
         n = 10 if args.quick else args.cap
         _log(f"eval {label} ({n or 'all'} queries)")
         reports.append((label, evaluate_dataset(settings, folder, queries=n, relevant_docs=relevant_docs,
                                                 rerankers=[reranker], ndcg=True, progress=_log)))
+        reports.sort(key=lambda item: [s[0] for s in SETS].index(item[0]))
         partial = Path(args.out).with_suffix(".partial.json")  # a long run's finished sets survive an interrupt
-        partial.write_text(json.dumps({"quality": {k: r.model_dump() for k, r in reports}}, ensure_ascii=False))
+        partial.write_text(json.dumps({"quality": {k: r.model_dump() for k, r in reports}, "command": command,
+                                       "date": started_at, "machine": header_machine}, ensure_ascii=False))
     bench = None
     if args.bench_json:
         bench = json.loads(Path(args.bench_json).read_text())
@@ -193,14 +203,13 @@ def main(argv=None) -> int:
         bench = run_bench(settings, queries=20 if args.quick else 100, max_docs=2 if args.quick else None,
                           progress=_log)
     minutes = (time.perf_counter() - started) / 60
-    given = argv if argv is not None else sys.argv[1:]
-    command = "scripts/benchmarks.py" + (" " + shlex.join(given) if given else "")
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     provenance = []
-    if args.quality_json:
+    if reused:
         saved = json.loads(Path(args.quality_json).read_text())
-        header_machine = saved.get("machine", header_machine)
-        provenance.append(f"quality tables from `{saved.get('command', args.quality_json)}` "
+        if len(reused) == len(SETS):
+            header_machine = saved.get("machine", header_machine)
+        provenance.append(f"quality tables of {', '.join(reused)} from `{saved.get('command', args.quality_json)}` "
                           f"({saved.get('date', 'date not recorded')})")
     if args.bench_json:
         provenance.append(f"speed figures from `rerank-rag bench --json` ({bench.get('date', 'date not recorded')}; "

@@ -70,6 +70,16 @@ def test_held_out_split_by_relevant_doc_ids(settings: Settings, dataset: Path, c
     assert "not a valid regex" in capsys.readouterr().err
 
 
+def test_a_query_without_text_is_left_out_and_counted(settings: Settings, tmp_path: Path):
+    data = write_dataset(tmp_path / "blank")
+    with (data / "queries.jsonl").open("a") as fh:
+        fh.write(json.dumps({"id": "q5", "text": "  "}) + "\n")
+    with (data / "qrels.tsv").open("a") as fh:
+        fh.write("q5\td4\t1\n")
+    report = evaluate_dataset(settings, data, rerankers=[])
+    assert report.queries == 4 and report.skipped_blank == 1
+
+
 def test_corpus_index_is_cached_by_corpus_and_embedder(settings: Settings, dataset: Path, tmp_path: Path):
     first = index_corpus(settings, dataset)
     again = index_corpus(settings, dataset)

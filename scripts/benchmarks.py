@@ -181,8 +181,8 @@ def main(argv=None) -> int:
     if args.quality_json:
         from rag.evaluate import EvalReport
 
-        saved = json.loads(Path(args.quality_json).read_text())["quality"]
-        reports = [(label, EvalReport(**saved[label])) for label, _, _ in SETS if label in saved]
+        saved = json.loads(Path(args.quality_json).read_text())  # read now: a resumed run rewrites its partial file
+        reports = [(label, EvalReport(**saved["quality"][label])) for label, _, _ in SETS if label in saved["quality"]]
         reused = [label for label, _ in reports]
     for label, folder, relevant_docs in SETS:
         if any(label == done for done, _ in reports):
@@ -206,7 +206,6 @@ def main(argv=None) -> int:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     provenance = []
     if reused:
-        saved = json.loads(Path(args.quality_json).read_text())
         if len(reused) == len(SETS):
             header_machine = saved.get("machine", header_machine)
         provenance.append(f"quality tables of {', '.join(reused)} from `{saved.get('command', args.quality_json)}` "

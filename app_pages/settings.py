@@ -71,8 +71,8 @@ if applied:
     try:
         new = ui.apply_overrides({
             "embed_model": embed_model.strip(), "reranker": reranker_name, "top_k": int(top_k),
-            "top_n": int(top_n), "rerank_weight": float(weight), "low_confidence_score": float(low), "chunk_size": int(chunk_size),
-            "chunk_overlap": int(chunk_overlap), "openai_base_url": base_url.strip() or None,
+            "top_n": int(top_n), "rerank_weight": float(weight), "low_confidence_score": float(low),
+            "chunk_size": int(chunk_size), "chunk_overlap": int(chunk_overlap), "openai_base_url": base_url.strip() or None,
             "llm_model": llm_model.strip(),
         })
     except ValidationError as error:

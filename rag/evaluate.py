@@ -651,9 +651,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                   "give one or the other", file=sys.stderr)
             return 2
         report = evaluate_dataset(settings, args.dataset, queries=args.queries, relevant_docs=args.relevant_docs,
-                                  rerankers=rerankers,
-                                  embedders=args.embedders, top_k=args.top_k, top_n=args.top_n, chunk=args.chunk,
-                                  ndcg=args.ndcg, rebuild=args.rebuild, progress=progress)
+                                  rerankers=rerankers, embedders=args.embedders, top_k=args.top_k, top_n=args.top_n,
+                                  chunk=args.chunk, ndcg=args.ndcg, rebuild=args.rebuild, progress=progress)
     else:
         if args.embedders and len(args.embedders) > 1:
             print("error: a collection was embedded by one embedder; several --embedder need --dataset",

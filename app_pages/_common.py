@@ -124,7 +124,8 @@ def reranker(settings: Settings):
     """The configured reranker, or None when the setting is 'none'; raises ModelUnavailableError (never falls back)."""
     if settings.reranker.strip().lower() == NO_RERANK:
         return None
-    return _load("reranker", settings.reranker, settings.device, lambda: load_reranker(settings.reranker, settings.device))
+    return _load("reranker", settings.reranker, settings.device,
+                 lambda: load_reranker(settings.reranker, settings.device, settings.rerank_max_length))
 
 
 def rerank_enabled(settings: Settings) -> bool:

@@ -322,7 +322,7 @@ def _check_rerankers(rerankers: Sequence[str], settings: Settings) -> None:
     from rag.rerank import load_reranker
 
     for name in rerankers:
-        load_reranker(name, settings.device)
+        load_reranker(name, settings.device, settings.rerank_max_length)
 
 
 def evaluate_dataset(

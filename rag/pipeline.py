@@ -39,7 +39,7 @@ class RagPipeline:
 
     @property
     def reranker(self) -> Reranker | None:
-        return load_reranker(self.settings.reranker, self.settings.device)
+        return load_reranker(self.settings.reranker, self.settings.device, self.settings.rerank_max_length)
 
     def knowledge_base(self, collection: str | None = None) -> KnowledgeBase:
         return KnowledgeBase(self.settings, collection, embed_model=self.embedder.name)

@@ -239,11 +239,12 @@ def make_reranker(name: str, device: str = "cpu", **kwargs) -> Reranker:
 
 
 @functools.lru_cache(maxsize=4)
-def load_reranker(name: str, device: str = "cpu") -> Reranker | None:
+def load_reranker(name: str, device: str = "cpu", max_length: int | None = None) -> Reranker | None:
     """The reranker called ``name``, loaded once per process; ``None`` for ``"none"``.
 
+    ``max_length``: tokens of query + passage it reads (default: the model's own).
     Raises :class:`ModelUnavailableError` when the model cannot be had (never falls back silently).
     """
     if name.strip().lower() == NO_RERANK:
         return None
-    return make_reranker(name.strip(), device=device)
+    return make_reranker(name.strip(), device=device, **({"max_length": max_length} if max_length else {}))

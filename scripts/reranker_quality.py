@@ -14,7 +14,7 @@ model did NOT train on:
   .venv/bin/python scripts/reranker_quality.py --reranker rerank-minilm-l6 --reranker control --limit 300
 
 `control` is the untrained head (packaged all-MiniLM-L6-v2 with a fresh one-logit head, seed 0).
-A reranker spec may carry a backend: `PATH@torch` or `PATH@onnx`.
+A reranker spec may carry a backend and a max length: `PATH@torch`, `PATH@onnx#256`.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ def make_scorer(spec: str):
         return ce_scorer(CrossEncoder(packaged_minilm_path(), num_labels=1, max_length=160, device="cpu"))
     from rag.rerank import Reranker
 
+    spec, _, max_length = spec.partition("#")
     name, _, backend = spec.partition("@")
-    r = Reranker(name, backend=backend or None)
+    r = Reranker(name, backend=backend or None, max_length=int(max_length) if max_length else None)
     return r.score
 
 

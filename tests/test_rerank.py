@@ -74,6 +74,19 @@ def test_load_reranker_none_and_cache() -> None:
     assert load_reranker(catalog.DEFAULT_RERANKER) is load_reranker(catalog.DEFAULT_RERANKER)
 
 
+def test_max_length_decides_how_much_of_a_passage_is_read() -> None:
+    short = load_reranker(catalog.DEFAULT_RERANKER, "cpu", 24)
+    assert short is not load_reranker(catalog.DEFAULT_RERANKER) and short.max_length == 24
+    padding = "The shop is open on weekdays and sells bicycles, helmets and locks. " * 3
+    passage = padding + "The frame is covered by a lifetime warranty."
+    question = "How long is the frame warranty?"
+    # with 24 tokens the answer at the end is cut off, so the score changes
+    full = load_reranker(catalog.DEFAULT_RERANKER).score(question, [passage])
+    assert short.score(question, [passage]) != pytest.approx(full, abs=1e-4)
+    # and two passages that differ only past the cut-off score the same
+    assert short.score(question, [passage]) == short.score(question, [padding + "Closed on Sundays."])
+
+
 def test_torch_backend_on_an_onnx_only_folder_is_a_clear_error() -> None:
     with pytest.raises(ModelUnavailableError, match="ONNX only"):
         Reranker(catalog.DEFAULT_RERANKER, backend="torch")

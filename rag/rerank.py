@@ -238,6 +238,17 @@ def make_reranker(name: str, device: str = "cpu", **kwargs) -> Reranker:
     return Reranker(name, device=device, **kwargs)
 
 
+def reranker_from_spec(spec: str, **kwargs) -> Reranker:
+    """A cross-encoder from ``NAME_OR_PATH[@torch|@onnx][#max_length]``, the form the benchmark scripts take.
+
+    >>> reranker_from_spec("rerank-minilm-l6#256").max_length
+    256
+    """
+    rest, _, max_length = spec.partition("#")
+    name, _, backend = rest.partition("@")
+    return Reranker(name, backend=backend or None, max_length=int(max_length) if max_length else None, **kwargs)
+
+
 @functools.lru_cache(maxsize=4)
 def load_reranker(name: str, device: str = "cpu", max_length: int | None = None) -> Reranker | None:
     """The reranker called ``name``, loaded once per process; ``None`` for ``"none"``.

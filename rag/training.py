@@ -377,9 +377,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ce.save_pretrained(str(out))
+    described_base = describe_base(base)
     summary = {
-        "config": {**asdict(cfg), "base": describe_base(base)},
-        "base": describe_base(base),
+        "config": {**asdict(cfg), "base": described_base},
+        "base": described_base,
         "continued_from": previous_training(base),
         "sources": [asdict(i) for i in infos],
         "train_queries": len(examples),

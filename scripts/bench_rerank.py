@@ -36,11 +36,11 @@ def main() -> int:
 
     torch.set_num_threads(a.threads)
     from rag.datasets import load_dataset
-    from rag.rerank import Reranker
+    from rag.rerank import reranker_from_spec
     from rag.training import Embedder
 
     ds = load_dataset(a.data)
-    qs = [q for q in ds.queries_with_qrels() if all(d.startswith(("s38", "s39", "s4")) for d in ds.relevant(q.id))]
+    qs = ds.queries_with_qrels(relevant_docs=r"^s(3[89]|4[0-7])_")  # held-out articles 38-47
     qs = random.Random(0).sample(qs, a.queries)
     emb = Embedder()
     ids = list(ds.corpus)
@@ -48,10 +48,7 @@ def main() -> int:
     top = torch.topk(emb.encode([q.text for q in qs]) @ dv.T, k=a.top_k, dim=1).indices.tolist()
     lists = [(q.text, [ds.corpus[ids[j]].text for j in row]) for q, row in zip(qs, top)]
     for spec in a.reranker:
-        rest, _, max_len = spec.partition("#")
-        name, _, backend = rest.partition("@")
-        r = Reranker(name, backend=backend or None, max_length=int(max_len) if max_len else None,
-                     threads=a.threads)
+        r = reranker_from_spec(spec, threads=a.threads)
         for q, texts in lists[: a.warmup]:
             r.score(q, texts)
         times, cpu = [], []

@@ -57,12 +57,9 @@ def make_scorer(spec: str):
 
         torch.manual_seed(0)
         return ce_scorer(CrossEncoder(packaged_minilm_path(), num_labels=1, max_length=160, device="cpu"))
-    from rag.rerank import Reranker
+    from rag.rerank import reranker_from_spec
 
-    spec, _, max_length = spec.partition("#")
-    name, _, backend = spec.partition("@")
-    r = Reranker(name, backend=backend or None, max_length=int(max_length) if max_length else None)
-    return r.score
+    return reranker_from_spec(spec).score
 
 
 def main() -> int:

@@ -9,7 +9,7 @@ import pytest
 
 from rag import catalog
 from rag.models import ModelUnavailableError
-from rag.rerank import LLMYesNoReranker, Reranker, interpolate, load_reranker
+from rag.rerank import LLMYesNoReranker, Reranker, interpolate, load_reranker, reranker_from_spec
 
 # (question, relevant passage, irrelevant passages): written for this test, not from any training set.
 CASES = [
@@ -85,6 +85,13 @@ def test_max_length_decides_how_much_of_a_passage_is_read() -> None:
     assert short.score(question, [passage]) != pytest.approx(full, abs=1e-4)
     # and two passages that differ only past the cut-off score the same
     assert short.score(question, [passage]) == short.score(question, [padding + "Closed on Sundays."])
+
+
+def test_a_spec_names_backend_and_max_length() -> None:
+    r = reranker_from_spec(f"{catalog.DEFAULT_RERANKER}@onnx#64")
+    assert r.backend == "onnx" and r.max_length == 64 and r.name == catalog.DEFAULT_RERANKER
+    with pytest.raises(ModelUnavailableError, match="ONNX only"):
+        reranker_from_spec(f"{catalog.DEFAULT_RERANKER}@torch")
 
 
 def test_torch_backend_on_an_onnx_only_folder_is_a_clear_error() -> None:

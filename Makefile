@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test browser benchmarks
+.PHONY: setup run serve test browser benchmarks
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ browser:
 
 run: setup
 	$(VENV)/bin/streamlit run app.py
+
+# The HTTP API (rerank, retrieve, ask, OpenAI-compatible chat) on http://127.0.0.1:8000, docs at /docs.
+serve: setup
+	$(VENV)/bin/rerank-rag serve
 
 test: setup browser
 	$(PY) -m pytest

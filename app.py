@@ -1,13 +1,12 @@
 """rerank-rag's web app: `streamlit run app.py` (or `make run`).
 
-Pages (one file each under app_pages/): Ask, Compare, Library, Settings (and Evaluate when the
-evaluation module is installed). The first page paints at once; the models load behind a spinner the
+Pages (one file each under app_pages/): Ask, Compare, Library, Settings, Evaluate. They only present:
+answers come from rag.RagPipeline, documents go in through ingest.Ingestor. The first page paints at once; the models load behind a spinner the
 first time a page needs them and then stay loaded for every session of this server.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import streamlit as st
@@ -21,9 +20,8 @@ pages = [
     st.Page(HERE / "app_pages" / "compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page(HERE / "app_pages" / "library.py", title="Library", icon=":material/library_books:"),
     st.Page(HERE / "app_pages" / "settings.py", title="Settings", icon=":material/tune:"),
+    st.Page(HERE / "app_pages" / "evaluate.py", title="Evaluate", icon=":material/analytics:"),
 ]
-if (HERE / "app_pages" / "evaluate.py").is_file() and importlib.util.find_spec("rag.evaluate") is not None:
-    pages.append(st.Page(HERE / "app_pages" / "evaluate.py", title="Evaluate", icon=":material/analytics:"))
 
 navigation = st.navigation(pages)
 with st.sidebar:

@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from app_pages import _common as ui
+from app_pages import rendering as render, state
 from rag.models import ModelUnavailableError
 from rag.store import StoreError
 
@@ -16,18 +16,18 @@ st.title("Ask your documents")
 st.caption("Each answer cites the chunks it used as [n]; the table under it shows how the reranker "
            "reordered the first retrieval.")
 
-settings = ui.settings_or_stop()
+settings = state.settings_or_stop()
 history: list[dict] = st.session_state.setdefault(CHAT, [])
 question = st.chat_input("Ask a question about your documents")
 
 try:
-    rerank_error = ui.prepare(settings)
+    rerank_error = state.prepare(settings)
 except ModelUnavailableError as error:
-    st.error(f"The embedding model could not be loaded: {ui.escape_md(str(error))}")
+    st.error(f"The embedding model could not be loaded: {render.escape_md(str(error))}")
     st.stop()
 if rerank_error:
     st.error(f"The reranker could not be loaded, so answers below are NOT reranked (retrieval order only). "
-             f"Fix it on the Settings page. Reason: {ui.escape_md(str(rerank_error))}", icon=":material/error:")
+             f"Fix it on the Settings page. Reason: {render.escape_md(str(rerank_error))}", icon=":material/error:")
 
 
 def show(turn: dict) -> None:
@@ -39,14 +39,14 @@ def show(turn: dict) -> None:
 
 
 def show_answer(result, settings) -> None:
-    st.markdown(ui.badges(result))
-    st.markdown(ui.answer_markdown(result.answer))
-    ui.answer_notices(result, settings)
+    st.markdown(render.badges(result))
+    st.markdown(render.answer_markdown(result.answer))
+    render.answer_notices(result, settings)
     if result.chunks:
         st.caption("Sources")
-        st.markdown(ui.sources_line(result.chunks))
-        ui.chunk_table(result)
-    ui.timings(result)
+        st.markdown(render.sources_line(result.chunks))
+        render.chunk_table(result)
+    render.timings(result)
 
 
 for turn in history:
@@ -56,7 +56,7 @@ PENDING = "pending_question"  # an example question clicked below
 EXAMPLES = ["How long do I have to return a bike for a refund?", "How many days of paid holiday do employees get?",
             "How long does the battery take to charge?"]
 question = question or st.session_state.pop(PENDING, None)
-if not history and not question and ui.samples_loaded(settings):
+if not history and not question and state.samples_loaded(settings):
     st.caption("New here? The sample documents (an e-bike maker's handbook, FAQ, warranty and returns guide) are "
                "in this collection: ask anything about them, or try one of these.")
     for column, example in zip(st.columns(len(EXAMPLES)), EXAMPLES, strict=True):
@@ -75,14 +75,14 @@ if question and question.strip():
         def on_token(piece: str) -> None:
             streamed.append(piece)
             if time.perf_counter() - last_paint[0] > 0.05:  # repaint at most 20 times a second
-                placeholder.markdown(ui.answer_markdown("".join(streamed)) + " ▌")
+                placeholder.markdown(render.answer_markdown("".join(streamed)) + " ▌")
                 last_paint[0] = time.perf_counter()
 
         try:
-            result = ui.pipeline(settings).ask(question, rerank=rerank_error is None, on_token=on_token)
+            result = state.pipeline(settings).ask(question, rerank=rerank_error is None, on_token=on_token)
         except (StoreError, ModelUnavailableError, ValueError) as error:
             placeholder.empty()
-            st.error(f"The question could not be answered: {ui.escape_md(str(error))}")
+            st.error(f"The question could not be answered: {render.escape_md(str(error))}")
         else:
             placeholder.empty()
             show_answer(result, settings)

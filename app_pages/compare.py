@@ -1,5 +1,6 @@
-"""Compare: one question answered twice, without and with the reranker, side by side, plus a slope chart
-of every top-k candidate from its retrieval rank to its rerank rank."""
+"""Compare: one question answered twice, side by side, each side with its own first stage (dense, BM25,
+hybrid) and rerank on or off (by default: embedding search alone against hybrid + rerank), plus a slope
+chart of every top-k candidate from its first-stage rank to its rerank rank."""
 
 from __future__ import annotations
 
@@ -7,57 +8,76 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages import _common as ui
+from app_pages import rendering as render, state
 from rag.models import ModelUnavailableError
 from rag.store import StoreError
 from rag.types import AskResult
 
 RESULT = "compare_result"  # session_state key: (off, on | None) of the last comparison
 
-st.title("Rerank off vs on")
-st.caption("The same question twice: the top-n chunks straight from the vector search, and the top-n after "
-           "the cross-encoder reranked all top-k candidates. Each side gets its own answer.")
+st.title("Compare")
+st.caption("The same question twice, each side with its own first stage and rerank on or off: for example the "
+           "top-n straight from the embedding search, against the top-n after hybrid search and the cross-encoder "
+           "reranked all top-k candidates. Each side gets its own answer.")
+FIRST_STAGES = {"dense": "Embeddings (dense)", "bm25": "Words (BM25)", "hybrid": "Hybrid (dense + BM25)"}
 
-settings = ui.settings_or_stop()
+settings = state.settings_or_stop()
 
 with st.form("compare"):
     question = st.text_input("Question", placeholder="e.g. What were the total net sales?")
+    left_cfg, right_cfg = st.columns(2)
+    left_stage = left_cfg.selectbox("Left: first stage", list(FIRST_STAGES), index=0, format_func=FIRST_STAGES.get)
+    left_rerank = left_cfg.toggle("Left: rerank", value=False)
+    right_stage = right_cfg.selectbox("Right: first stage", list(FIRST_STAGES),
+                                      index=list(FIRST_STAGES).index(settings.retrieval), format_func=FIRST_STAGES.get)
+    right_rerank = right_cfg.toggle("Right: rerank", value=True)
     submitted = st.form_submit_button("Compare", type="primary")
 
 try:
-    rerank_error = ui.prepare(settings)
+    rerank_error = state.prepare(settings)
 except ModelUnavailableError as error:
-    st.error(f"The embedding model could not be loaded: {ui.escape_md(str(error))}")
+    st.error(f"The embedding model could not be loaded: {render.escape_md(str(error))}")
     st.stop()
 
-rerank_on = ui.rerank_enabled(settings)
+rerank_on = settings.rerank_enabled
 if not rerank_on:
     st.info("Reranking is off (reranker = 'none'), so there is only the retrieval side to show. Choose a reranker "
             "on the Settings page to see what it changes.", icon=":material/info:")
 elif rerank_error:
-    st.error(f"The reranker '{ui.escape_md(settings.reranker)}' could not be loaded, so there is no 'with rerank' side. "
-             f"Reason: {ui.escape_md(str(rerank_error))}", icon=":material/error:")
+    st.error(f"The reranker '{render.escape_md(settings.reranker)}' could not be loaded, so there is no 'with rerank' side. "
+             f"Reason: {render.escape_md(str(rerank_error))}", icon=":material/error:")
 
 if submitted and question.strip():
     try:
-        with st.spinner("Answering twice: without and with rerank…"):
-            rag = ui.pipeline(settings)
-            off = rag.ask(question, rerank=False)
-            on = rag.ask(question, rerank=True) if rerank_on and not rerank_error else None
+        can_rerank = rerank_on and not rerank_error
+        with st.spinner("Answering twice…"):
+            rag = state.pipeline(settings)
+            off = rag.ask(question, retrieval=left_stage, rerank=left_rerank and can_rerank)
+            on = (rag.ask(question, retrieval=right_stage, rerank=right_rerank)
+                  if can_rerank or not right_rerank else None)
         st.session_state[RESULT] = (off, on)
     except (StoreError, ModelUnavailableError, ValueError) as error:
-        st.error(f"The question could not be answered: {ui.escape_md(str(error))}")
+        st.error(f"The question could not be answered: {render.escape_md(str(error))}")
         st.session_state.pop(RESULT, None)
+
+
+def describe(result: AskResult) -> tuple[str, str]:
+    """(title, caption) of one side, from what it actually ran."""
+    stage = FIRST_STAGES[result.retrieval]
+    if not result.reranked:
+        return f"{stage}, no rerank", f"top-{len(result.chunks)} straight from the first stage"
+    return (f"{stage} + rerank", f"top-{len(result.chunks)} of {len(result.candidates)} candidates, reordered by "
+                                 f"{render.model_label(result.reranker)}")
 
 
 def side(result: AskResult, title: str, caption: str) -> None:
     st.subheader(title)
     st.caption(caption)
-    st.markdown(ui.badges(result))
-    st.markdown(ui.answer_markdown(result.answer))
-    ui.answer_notices(result, settings)
-    ui.chunk_table(result, compact=True, expandable=False)
-    ui.timings(result)
+    st.markdown(render.badges(result))
+    st.markdown(render.answer_markdown(result.answer))
+    render.answer_notices(result, settings)
+    render.chunk_table(result, compact=True, expandable=False)
+    render.timings(result)
 
 
 def slope_chart(result: AskResult) -> alt.Chart:
@@ -67,7 +87,7 @@ def slope_chart(result: AskResult) -> alt.Chart:
     for c in result.candidates:
         kept = c.final_rank <= top_n
         label = f"{c.citation} ({c.movement})"
-        for stage, rank, score in (("1. retrieval", c.retrieval_rank, c.retrieval_score),
+        for stage, rank, score in (("1. first stage", c.retrieval_rank, c.retrieval_score),
                                    ("2. rerank", c.rerank_rank, c.rerank_score)):
             rows.append({"chunk": c.chunk_id, "stage": stage, "rank": rank, "score": score, "label": label,
                          "returned": f"top-{top_n} after rerank" if kept else "dropped",
@@ -96,18 +116,17 @@ def slope_chart(result: AskResult) -> alt.Chart:
 stored = st.session_state.get(RESULT)
 if stored:
     off, on = stored
-    st.markdown(f"**Question:** {ui.escape_md(off.question)}")
+    st.markdown(f"**Question:** {render.escape_md(off.question)}")
     left, right = st.columns(2, gap="large")
     with left:
-        side(off, "Without rerank", f"top-{len(off.chunks)} by embedding similarity")
+        side(off, *describe(off))
     with right:
         if on is None:
             st.subheader("With rerank")
             st.info("Reranking is off or unavailable (see above), so this side is empty.")
         else:
-            side(on, "With rerank", f"top-{len(on.chunks)} of {len(on.candidates)} candidates, reordered by "
-                                    f"{ui.model_label(on.reranker)}")
-    if on is not None and on.candidates:
+            side(on, *describe(on))
+    if on is not None and on.reranked and on.candidates:
         st.divider()
         a, b, c = st.columns(3)
         a.metric("Rerank cost", f"{on.rerank_cost_ms:.0f} ms", help=f"{len(on.candidates)} (question, chunk) pairs "

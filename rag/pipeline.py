@@ -1,4 +1,4 @@
-"""The read path: question → embed → top-k from Chroma → cross-encoder rerank → top-n → answer.
+"""The read path: question → first retrieval (dense, BM25 or both fused) → cross-encoder rerank → top-n → answer.
 
 >>> pipeline = RagPipeline(Settings())
 >>> result = pipeline.ask("What is the refund policy?")
@@ -9,14 +9,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from rag.answer import LlmAnswerer, LlmError, extractive_answer
+from rag import followup
+from rag.answer import LlmAnswerer, LlmError
+from rag.extract import ExtractiveAnswer, extract_answer
 from rag.models import Embedder, load_embedder
 from rag.rerank import Reranker, interpolate, load_reranker
-from rag.settings import Settings
-from rag.store import KnowledgeBase, StoredChunk
-from rag.types import AskResult, ChunkHit, StageTimings
+from rag.retrieve import Candidate, retrieve
+from rag.settings import RetrievalMode, Settings
+from rag.store import KnowledgeBase
+from rag.types import AnswerSpan, AskResult, ChunkHit, StageTimings, best_rerank_score
 
 
 def _ms(since: float) -> float:
@@ -52,12 +56,18 @@ class RagPipeline:
         top_k: int | None = None,
         top_n: int | None = None,
         rerank: bool = True,
+        retrieval: RetrievalMode | None = None,
         generate: bool = True,
         on_token: Callable[[str], None] | None = None,
+        history: Sequence[Any] | None = None,
     ) -> AskResult:
         """Answer ``question``; ``rerank=False`` keeps the first retrieval's order (the "off" side of a demo).
 
+        ``retrieval`` picks the first stage (default: the settings'): dense, bm25 or hybrid.
         ``generate=False`` stops after ranking (evaluation, benchmarks). ``on_token`` streams the LLM's answer.
+        ``history``: the chat's earlier turns, oldest first (AskResults, or objects/dicts with ``question`` and
+        ``answer``), for follow-up questions (:mod:`rag.followup`): with an LLM the question is rewritten to
+        stand alone before retrieval; without, the previous question with this one is searched too and fused.
         """
         question = question.strip()
         if not question:
@@ -68,26 +78,29 @@ class RagPipeline:
         reranker = self.reranker if rerank else None
         started = time.perf_counter()
 
-        t = time.perf_counter()
-        query_embedding = self.embedder.embed_queries([question])[0]
-        embed_ms = _ms(t)
+        first_stage = retrieval or self.settings.retrieval
+        searched, context = question, None
+        if history and self.settings.llm_configured:
+            searched = followup.rewrite_question(self.settings, question, history)
+        elif history:
+            context = followup.context_query(question, history)
+        first = retrieve(searched, kb, self.embedder, self.settings, mode=first_stage, top_k=top_k)
+        if context:
+            also = retrieve(context, kb, self.embedder, self.settings, mode=first_stage, top_k=top_k)
+            first = followup.fuse(first, also, top_k=top_k, rrf_k=self.settings.rrf_k)
 
         t = time.perf_counter()
-        found = kb.search(query_embedding, top_k)
-        search_ms = _ms(t)
-
-        t = time.perf_counter()
-        candidates = self._rank(question, found, reranker, self.settings.rerank_weight)
+        candidates = self._rank(searched, first.candidates, reranker, self.settings.rerank_weight)
         rerank_ms = _ms(t) if reranker else 0.0
         chunks = sorted(candidates, key=lambda c: c.final_rank)[:top_n]
 
-        answer, mode, error, generate_ms = "", "extractive", None, 0.0
+        answer, mode, error, generate_ms, spans = "", "extractive", None, 0.0, []
         if generate:
             t = time.perf_counter()
-            answer, mode, error = self._answer(question, chunks, on_token)
+            answer, mode, error, spans = self._answer(searched, chunks, on_token, reranker)
             generate_ms = _ms(t)
 
-        best_rerank = max((c.rerank_score for c in chunks if c.rerank_score is not None), default=None)
+        best_rerank = best_rerank_score(chunks)
         return AskResult(
             question=question,
             answer=answer,
@@ -95,55 +108,75 @@ class RagPipeline:
             reranked=reranker is not None,
             chunks=chunks,
             candidates=candidates,
-            timings_ms=StageTimings(
-                embed=embed_ms, search=search_ms, rerank=rerank_ms, generate=generate_ms, total=_ms(started)
-            ),
+            timings_ms=StageTimings(**first.timings_ms, rerank=rerank_ms, generate=generate_ms, total=_ms(started)),
             collection=kb.name,
             embedder=self.embedder.name,
+            retrieval=first_stage,
             reranker=reranker.name if reranker else None,
             rerank_weight=self.settings.rerank_weight if reranker else None,
             llm_model=self.settings.llm_model if mode == "llm" else None,
             error=error,
             low_confidence=best_rerank is not None and best_rerank < self.settings.low_confidence_score,
+            answer_spans=spans,
+            searched_query=searched if searched != question else None,
+            context_query=context,
         )
 
     @staticmethod
-    def _rank(question: str, found: list[StoredChunk], reranker: Reranker | None,
+    def _rank(question: str, found: list[Candidate], reranker: Reranker | None,
               rerank_weight: float = 1.0) -> list[ChunkHit]:
-        """All candidates in retrieval order, with their rerank rank and scores when reranked."""
-        rerank_scores = reranker.score(question, [chunk.text for chunk in found]) if reranker and found else None
+        """All candidates in first-stage order, with their rerank rank and scores when reranked."""
+        rerank_scores = reranker.score(question, [c.chunk.text for c in found]) if reranker and found else None
         final_scores: list[float] | None = None
         rerank_rank: dict[int, int] = {}
         if rerank_scores is not None:
             final_scores = (rerank_scores if rerank_weight >= 1.0 else
-                            interpolate(rerank_scores, [chunk.score for chunk in found], rerank_weight))
+                            interpolate(rerank_scores, [c.score for c in found], rerank_weight))
             # A stable sort: equal final scores keep their retrieval order.
             order = sorted(range(len(found)), key=lambda i: -final_scores[i])
             rerank_rank = {i: rank for rank, i in enumerate(order, 1)}
+
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 6)
+
         return [
             ChunkHit(
-                chunk_id=chunk.chunk_id,
-                doc_id=chunk.doc_id,
-                source=chunk.source,
-                page=chunk.page,
-                text=chunk.text,
+                chunk_id=c.chunk.chunk_id,
+                doc_id=c.chunk.doc_id,
+                source=c.chunk.source,
+                page=c.chunk.page,
+                text=c.chunk.text,
                 retrieval_rank=i + 1,
-                retrieval_score=round(chunk.score, 6),
+                retrieval_score=round(c.score, 6),
+                dense_rank=c.dense_rank,
+                dense_score=rounded(c.dense_score),
+                bm25_rank=c.bm25_rank,
+                bm25_score=rounded(c.bm25_score),
+                fused_rank=c.fused_rank,
+                fused_score=rounded(c.fused_score),
                 rerank_rank=rerank_rank.get(i),
                 rerank_score=None if rerank_scores is None else round(rerank_scores[i], 6),
                 final_score=None if final_scores is None else round(final_scores[i], 6),
             )
-            for i, chunk in enumerate(found)
+            for i, c in enumerate(found)
         ]
 
     def _answer(
-        self, question: str, chunks: list[ChunkHit], on_token: Callable[[str], None] | None
-    ) -> tuple[str, str, str | None]:
-        """(answer, mode, error): the LLM's answer, or the extractive one when there is no LLM or it failed."""
+        self, question: str, chunks: list[ChunkHit], on_token: Callable[[str], None] | None,
+        reranker: Reranker | None = None,
+    ) -> tuple[str, str, str | None, list[AnswerSpan]]:
+        """(answer, mode, error, spans): the LLM's answer, or the extractive one (its sentences chosen by the
+        reranker, or the embedder without one) when there is no LLM or it failed."""
         error = None
         if self.settings.llm_configured and chunks:
             try:
-                return LlmAnswerer(self.settings).answer(question, chunks, on_token), "llm", None
+                return LlmAnswerer(self.settings).answer(question, chunks, on_token), "llm", None, []
             except LlmError as failure:
                 error = str(failure)
-        return extractive_answer(question, chunks, self.embedder), "extractive", error
+        extracted = extract_answer(question, chunks, reranker=reranker, embedder=self.embedder)
+        return extracted.answer, "extractive", error, extracted.spans
+
+    def extractive(self, question: str, chunks: list[ChunkHit], *, rerank: bool = True) -> ExtractiveAnswer:
+        """The extractive answer from ``chunks``, its sentences chosen by the settings' reranker (``rerank``)
+        or the embedder: what the pipeline answers without an LLM."""
+        return extract_answer(question, chunks, reranker=self.reranker if rerank else None, embedder=self.embedder)

@@ -16,32 +16,34 @@ from __future__ import annotations
 
 import functools
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
 from rag import catalog
-from rag.models import ModelUnavailableError, resolve_model
+from rag.models import ModelUnavailableError, has_torch_weights, resolve_model
+from rag.settings import NO_RERANK, reranker_off
 
-NO_RERANK = "none"
+__all__ = ["NO_RERANK", "CrossEncoderReranker", "LLMYesNoReranker", "Reranker", "interpolate", "load_reranker",
+           "make_reranker", "minmax", "reranker_from_spec", "resolve_reranker"]
 # Preferred ONNX files inside a model folder, best first (int8 is what we ship).
 ONNX_FILES = ("onnx/model_qint8.onnx", "onnx/model_qint8_avx512_vnni.onnx", "onnx/model_quint8_avx2.onnx",
               "onnx/model.onnx")
 
 
-def _resolve(name: str) -> tuple[str, catalog.RerankerInfo | None]:
+def resolve_reranker(name: str) -> tuple[str, catalog.RerankerInfo | None]:
+    """(local folder, catalog entry or None) of the reranker ``name``; raises ModelUnavailableError."""
     info = catalog.lookup(name)
     if info is not None and info.local_dir:
-        path = catalog.REPO_ROOT / info.local_dir
-        if not (path / "config.json").is_file():
-            raise ModelUnavailableError(
-                f"reranker '{name}' is not available: its folder {path} is missing or incomplete. It ships with the "
-                f"repository (git clone/pull restores it); to rebuild it run scripts/train_reranker.sh."
-            )
-        return str(path), info
+        missing = catalog.shipped_missing(info)
+        if missing:
+            raise ModelUnavailableError(f"reranker '{name}' is not available: {missing}.")
+        return str(catalog.shipped_path(info)), info
     return resolve_model(info.hub_id if info and info.hub_id else name, kind="reranker"), info
 
 
-def _onnx_file(path: str) -> str | None:
+def onnx_file(path: str) -> str | None:
+    """The preferred ONNX file inside a model folder (relative path), or None."""
     for rel in ONNX_FILES:
         if (Path(path) / rel).is_file():
             return rel
@@ -62,7 +64,28 @@ def interpolate(rerank_scores: Sequence[float], retrieval_scores: Sequence[float
     return [alpha * a + (1 - alpha) * b for a, b in zip(minmax(rerank_scores), minmax(retrieval_scores))]
 
 
-class Reranker:
+class Reranker(ABC):
+    """Anything that scores (query, passage) pairs: one relevance score per passage, higher = more relevant.
+
+    Subclasses set ``name``, ``path`` (the model folder), ``info`` (catalog entry or None), ``backend``
+    and ``kind``, and implement :meth:`score`; it must be thread-safe (Streamlit serves from threads).
+    """
+
+    name: str
+    path: str
+    info: catalog.RerankerInfo | None
+    backend: str
+    kind: str = "reranker"
+
+    @abstractmethod
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        """One relevance score per text, higher is more relevant, in the order given."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, backend={self.backend!r})"
+
+
+class CrossEncoderReranker(Reranker):
     """A cross-encoder behind a typed, thread-safe ``score``.
 
     ``backend``: "onnx" (ONNX Runtime on the folder's ``onnx/*.onnx`` file; the shipped default is
@@ -77,8 +100,8 @@ class Reranker:
                  backend: str | None = None, file_name: str | None = None, batch_size: int = 32,
                  threads: int | None = None) -> None:
         self.name = name
-        self.path, self.info = _resolve(name)
-        onnx = file_name or _onnx_file(self.path)
+        self.path, self.info = resolve_reranker(name)
+        onnx = file_name or onnx_file(self.path)
         self.backend = backend or ("onnx" if onnx else "torch")
         self.batch_size = batch_size
         self._lock = threading.Lock()
@@ -91,7 +114,7 @@ class Reranker:
         else:
             from sentence_transformers import CrossEncoder
 
-            if not any((Path(self.path) / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+            if not has_torch_weights(self.path):
                 raise ModelUnavailableError(
                     f"reranker '{name}': {self.path} has no torch weights (model.safetensors); "
                     f"it ships as ONNX only, load it with backend='onnx'.")
@@ -140,7 +163,6 @@ class Reranker:
         return out
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
-        """One relevance score per text, higher is more relevant, in the order given."""
         if not texts:
             return []
         with self._lock:
@@ -149,9 +171,6 @@ class Reranker:
             scores = self.model.predict([(query, text) for text in texts], batch_size=self.batch_size,
                                         show_progress_bar=False)
         return [float(score) for score in scores]
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, backend={self.backend!r})"
 
 
 class LLMYesNoReranker(Reranker):
@@ -174,7 +193,7 @@ class LLMYesNoReranker(Reranker):
 
         self.name = name
         if path is None:
-            self.path, self.info = _resolve(name)
+            self.path, self.info = resolve_reranker(name)
         else:
             self.path, self.info = path, catalog.lookup(name)
         trust = trust_remote_code if trust_remote_code is not None else bool(self.info and self.info.trust_remote_code)
@@ -235,10 +254,10 @@ def make_reranker(name: str, device: str = "cpu", **kwargs) -> Reranker:
     info = catalog.lookup(name)
     if info is not None and info.kind.startswith("llm-yes-no"):
         return LLMYesNoReranker(name, device=device, layerwise=info.kind.endswith("layerwise"), **kwargs)
-    return Reranker(name, device=device, **kwargs)
+    return CrossEncoderReranker(name, device=device, **kwargs)
 
 
-def reranker_from_spec(spec: str, **kwargs) -> Reranker:
+def reranker_from_spec(spec: str, **kwargs) -> CrossEncoderReranker:
     """A cross-encoder from ``NAME_OR_PATH[@torch|@onnx][#max_length]``, the form the benchmark scripts take.
 
     >>> reranker_from_spec("rerank-minilm-l6#256").max_length
@@ -246,7 +265,8 @@ def reranker_from_spec(spec: str, **kwargs) -> Reranker:
     """
     rest, _, max_length = spec.partition("#")
     name, _, backend = rest.partition("@")
-    return Reranker(name, backend=backend or None, max_length=int(max_length) if max_length else None, **kwargs)
+    return CrossEncoderReranker(name, backend=backend or None, max_length=int(max_length) if max_length else None,
+                                **kwargs)
 
 
 @functools.lru_cache(maxsize=4)
@@ -256,6 +276,6 @@ def load_reranker(name: str, device: str = "cpu", max_length: int | None = None)
     ``max_length``: tokens of query + passage it reads (default: the model's own).
     Raises :class:`ModelUnavailableError` when the model cannot be had (never falls back silently).
     """
-    if name.strip().lower() == NO_RERANK:
+    if reranker_off(name):
         return None
     return make_reranker(name.strip(), device=device, **({"max_length": max_length} if max_length else {}))

@@ -11,6 +11,7 @@ the LLM also reads the conventional ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``) an
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -21,6 +22,15 @@ from pydantic_settings import (
 )
 
 SECRETS_FILE = Path(".streamlit/secrets.toml")
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout: shipped models, samples
+NO_RERANK = "none"  # the reranker name that turns reranking off
+RetrievalMode = Literal["hybrid", "dense", "bm25"]
+RETRIEVAL_MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
+
+
+def reranker_off(name: str | None) -> bool:
+    """True when a reranker setting means "no rerank" (``none``, any case, or empty)."""
+    return not name or name.strip().lower() == NO_RERANK
 
 
 class Settings(BaseSettings):
@@ -44,7 +54,14 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(32, ge=1, le=1024)
 
     # Retrieval.
-    top_k: int = Field(20, ge=1, le=200, description="Candidates from the first retrieval.")
+    retrieval: RetrievalMode = Field(
+        "hybrid", description="First stage: dense (embeddings), bm25 (words), or hybrid (both, fused by "
+        "reciprocal rank).")
+    first_stage_k: int = Field(50, ge=1, le=1000, description="Hybrid: how deep each side ranks before fusion.")
+    rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal rank fusion constant: score = w / (rrf_k + rank).")
+    dense_weight: float = Field(1.0, ge=0.0, le=10.0, description="Hybrid: weight of the dense ranking in the fusion.")
+    bm25_weight: float = Field(1.0, ge=0.0, le=10.0, description="Hybrid: weight of the BM25 ranking in the fusion.")
+    top_k: int = Field(20, ge=1, le=200, description="Candidates from the first retrieval, given to the reranker.")
     top_n: int = Field(5, ge=1, le=50, description="Chunks kept after rerank, given to the LLM.")
     rerank_weight: float = Field(
         1.0, ge=0.0, le=1.0,
@@ -61,6 +78,11 @@ class Settings(BaseSettings):
     low_confidence_score: float = Field(
         0.3, description="A best rerank score below this flags that the documents may not answer. Set for the "
         "default reranker by scripts/calibrate_confidence.py; other rerankers score on other scales."
+    )
+
+    datasets_dir: Path = Field(
+        REPO_ROOT.parent / "shared" / "datasets",
+        description="Public retrieval sets (BEIR format) that evaluation and benchmarks read by default.",
     )
 
     # Ingest. Chunk sizes count the embedder's own tokens: MiniLM reads only 256 of them, so a
@@ -94,6 +116,10 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         """An LLM is used when a key or a base URL (a local server needs no key) is set."""
         return bool(self.openai_api_key and self.openai_api_key.get_secret_value()) or bool(self.openai_base_url)
+
+    @property
+    def rerank_enabled(self) -> bool:
+        return not reranker_off(self.reranker)
 
     @property
     def uses_chroma_server(self) -> bool:

@@ -89,8 +89,12 @@ class StoredChunk:
     score: float  # cosine similarity to the query
 
 
+# Collections of the store that hold no documents: the registry here, the HTTP API's keys (api.keys).
+INTERNAL_COLLECTIONS = frozenset({REGISTRY, "rerank-rag-keys"})
+
+
 def collection_names(settings: Settings) -> list[str]:
-    return sorted(c.name for c in open_client(settings).list_collections() if c.name != REGISTRY)
+    return sorted(c.name for c in open_client(settings).list_collections() if c.name not in INTERNAL_COLLECTIONS)
 
 
 class KnowledgeBase:
@@ -181,6 +185,14 @@ class KnowledgeBase:
             None,
         )
 
+    def sample_chunks(self, n: int) -> list[StoredChunk]:
+        """``n`` committed chunks spread evenly over the collection, in a reproducible (id) order."""
+        rows = sorted((c for c in self.committed_chunks() if c.text.strip()), key=lambda c: c.chunk_id)
+        if not rows or n < 1:
+            return []
+        step = max(len(rows) / n, 1.0)
+        return [rows[int(i * step)] for i in range(min(n, len(rows)))]
+
     def _chunk_metadata(self) -> Iterator[tuple[str, dict]]:
         offset = 0
         while True:
@@ -255,3 +267,91 @@ class KnowledgeBase:
         """Delete the whole collection and its registry records."""
         self.registry.delete(where={"collection": self.name})
         self.client.delete_collection(self.name)
+
+    # ---- what derived indexes read (rag.lexical) --------------------------------------------------
+    def fingerprint(self, records: Sequence[DocumentRecord] | None = None) -> str:
+        """A hash of the committed versions of this collection: sorted (doc_id, content_sha256).
+
+        An index derived from the chunks (the BM25 index of rag.lexical) stores it and is rebuilt when
+        it changes. Only the registry is read, so it is cheap enough to check on every query. Pass
+        ``records`` to hash the registry state the caller already read (and reads chunks against).
+        """
+        records = self.documents() if records is None else records
+        digest = hashlib.sha256()
+        for doc_id, content_sha256 in sorted((r.doc_id, r.content_sha256) for r in records):
+            digest.update(f"{doc_id}\t{content_sha256}\n".encode())
+        return digest.hexdigest()
+
+    def committed_chunks(
+        self, page_size: int = 2000, records: Sequence[DocumentRecord] | None = None
+    ) -> Iterator[StoredChunk]:
+        """Every chunk of a committed version (``score`` 0.0), read from Chroma in pages.
+
+        Never one get() over all ids: chromadb's embedded get() over ~32k ids fails with "too many
+        SQL variables". Pages go by offset, and offsets shift when another process adds or deletes
+        chunks meanwhile, which could skip a chunk: a document found short of its record's chunk
+        count is read again on its own. ``records``: the registry state to read against (default:
+        read it now), so a caller can store :meth:`fingerprint` of exactly that state.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        committed = {r.doc_id: r for r in (self.documents() if records is None else records)}
+        seen: set[str] = set()
+        found: dict[str, int] = {}
+
+        def take(page: dict) -> Iterator[StoredChunk]:
+            for chunk_id, text, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
+                record = committed.get(str(meta.get("doc_id")))
+                if chunk_id in seen or record is None or meta.get("content_sha256") != record.content_sha256:
+                    continue
+                seen.add(chunk_id)
+                found[record.doc_id] = found.get(record.doc_id, 0) + 1
+                yield self._stored_chunk(chunk_id, text, meta)
+
+        yield from (c for page in self._pages(page_size) for c in take(page))
+        for record in committed.values():
+            if found.get(record.doc_id, 0) < record.chunks:
+                where = {"$and": [{"doc_id": record.doc_id}, {"content_sha256": record.content_sha256}]}
+                yield from (c for page in self._pages(page_size, where) for c in take(page))
+
+    def _pages(self, page_size: int, where: dict | None = None) -> Iterator[dict]:
+        offset = 0
+        while True:
+            page = self.chunks.get(where=where, include=["documents", "metadatas"], limit=page_size, offset=offset)
+            if page["ids"]:
+                yield page
+            if len(page["ids"]) < page_size:
+                return
+            offset += len(page["ids"])
+
+    def get_chunks(self, chunk_ids: Sequence[str], page_size: int = 2000) -> list[StoredChunk]:
+        """The chunks of ``chunk_ids`` in that order, text and metadata, ``score`` 0.0 for the caller
+        to fill (``dataclasses.replace``). Read in pages of ``page_size`` ids. As in :meth:`search`,
+        chunks gone or no longer committed (replaced or deleted since an index named them) are left out.
+        """
+        wanted = list(dict.fromkeys(chunk_ids))
+        rows: dict[str, tuple[str, dict]] = {}
+        for start in range(0, len(wanted), page_size):
+            page = self.chunks.get(ids=wanted[start : start + page_size], include=["documents", "metadatas"])
+            rows.update(zip(page["ids"], zip(page["documents"], page["metadatas"], strict=True), strict=True))
+        doc_ids = sorted({str(meta.get("doc_id")) for _, meta in rows.values()})
+        committed: dict[str, str] = {}
+        for start in range(0, len(doc_ids), page_size):
+            committed.update(self._committed_versions(set(doc_ids[start : start + page_size])))
+        out = []
+        for chunk_id in wanted:
+            text, meta = rows.get(chunk_id, (None, {}))
+            if meta and committed.get(str(meta.get("doc_id"))) == meta.get("content_sha256"):
+                out.append(self._stored_chunk(chunk_id, text, meta))
+        return out
+
+    @staticmethod
+    def _stored_chunk(chunk_id: str, text: str | None, meta: dict, score: float = 0.0) -> StoredChunk:
+        return StoredChunk(
+            chunk_id=chunk_id,
+            doc_id=str(meta.get("doc_id", "")),
+            source=str(meta.get("source", "")),
+            page=meta.get("page"),
+            text=text or "",
+            score=score,
+        )

@@ -1,7 +1,7 @@
 """The typed result that travels from the pipeline to the CLI and the UI.
 
 Everything a page shows is here, computed once by the pipeline: every stage's ranks, scores and
-timings. ``AskResult.model_dump_json()`` is the CLI's ``--json`` output.
+timings. ``AskResult.public_json()`` is the CLI's ``--json`` output and the HTTP API's answer.
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ class ChunkHit(BaseModel):
     source: str
     page: int | None = None
     text: str
-    retrieval_rank: int
-    retrieval_score: float = Field(description="Cosine similarity of question and chunk embeddings.")
+    retrieval_rank: int = Field(description="Rank after the first stage (the fused rank in hybrid retrieval).")
+    retrieval_score: float = Field(
+        description="The first stage's score: cosine similarity (dense), BM25 (bm25), reciprocal-rank fusion (hybrid).")
+    dense_rank: int | None = Field(None, description="Rank in the dense search; null when it did not run or find it.")
+    dense_score: float | None = Field(None, description="Cosine similarity of question and chunk embeddings.")
+    bm25_rank: int | None = Field(None, description="Rank in the BM25 search; null when it did not run or find it.")
+    bm25_score: float | None = None
+    fused_rank: int | None = Field(None, description="Rank after reciprocal rank fusion; null unless hybrid.")
+    fused_score: float | None = None
     rerank_rank: int | None = None
     rerank_score: float | None = Field(None, description="Cross-encoder relevance; null when not reranked.")
     final_score: float | None = Field(
@@ -47,8 +54,28 @@ class ChunkHit(BaseModel):
         return "=" if change == 0 else (f"▲{change}" if change > 0 else f"▼{-change}")
 
     @property
+    def found_by(self) -> str:
+        """Which first-stage search found the chunk: "dense", "bm25" or "both"."""
+        if self.dense_rank is not None and self.bm25_rank is not None:
+            return "both"
+        return "bm25" if self.bm25_rank is not None else "dense"
+
+    @property
     def citation(self) -> str:
         return f"{self.source}, p. {self.page}" if self.page is not None else self.source
+
+
+def best_rerank_score(chunks: list[ChunkHit]) -> float | None:
+    """The highest rerank score among ``chunks``; None when none was reranked."""
+    return max((c.rerank_score for c in chunks if c.rerank_score is not None), default=None)
+
+
+class AnswerSpan(BaseModel):
+    """A sentence the answer quoted: where it sits in the text of the chunk it cites."""
+
+    chunk: int = Field(description="The citation number [n] of the chunk (1-based, in ``chunks``).")
+    start: int = Field(description="Offset of the sentence's first character in the chunk's text.")
+    end: int = Field(description="Offset just past its last character.")
 
 
 class StageTimings(BaseModel):
@@ -56,6 +83,8 @@ class StageTimings(BaseModel):
 
     embed: float = 0.0
     search: float = 0.0
+    bm25: float = 0.0
+    fuse: float = 0.0
     rerank: float = 0.0
     generate: float = 0.0
     total: float = 0.0
@@ -65,7 +94,7 @@ class AskResult(BaseModel):
     """One question answered: the answer, the chunks behind it, and how they were chosen.
 
     ``chunks`` are the top-n given to the answer, in final order, cited as [1], [2], ...;
-    ``candidates`` are all top-k from the first retrieval, in retrieval order, with both ranks.
+    ``candidates`` are all top-k from the first retrieval, in retrieval order, with every stage's ranks.
     """
 
     question: str
@@ -77,11 +106,25 @@ class AskResult(BaseModel):
     timings_ms: StageTimings
     collection: str
     embedder: str
+    retrieval: str = Field("dense", description="The first stage: dense, bm25 or hybrid.")
     reranker: str | None = None
     rerank_weight: float | None = Field(None, description="Weight of the rerank score in the final order; null when not reranked.")
     llm_model: str | None = None
     error: str | None = Field(None, description="Why the LLM answer failed; the answer is then extractive.")
     low_confidence: bool = Field(False, description="The best rerank score is below the settings' threshold.")
+    answer_spans: list[AnswerSpan] = Field(
+        default_factory=list, description="The sentences an extractive answer quoted, as offsets into its cited "
+        "chunks' text (empty for an LLM answer).")
+    searched_query: str | None = Field(
+        None, description="What the first retrieval searched for: the question, or in a chat the follow-up "
+        "rewritten to stand alone (with an LLM); null when it is the question itself.")
+    context_query: str | None = Field(
+        None, description="In a chat without an LLM: the previous question with this one, searched too and fused "
+        "with the question's own results.")
+
+    def public_json(self) -> dict:
+        """The result as ``rerank-rag ask --json`` prints it and the HTTP API returns it (JSON-ready)."""
+        return self.model_dump(mode="json", include=set(PUBLIC_FIELDS))
 
     @property
     def rerank_cost_ms(self) -> float:
@@ -90,7 +133,7 @@ class AskResult(BaseModel):
     @property
     def best_rerank_score(self) -> float | None:
         """The highest rerank score among the returned chunks (what ``low_confidence`` compares)."""
-        return max((c.rerank_score for c in self.chunks if c.rerank_score is not None), default=None)
+        return best_rerank_score(self.chunks)
 
     @property
     def blended(self) -> bool:
@@ -101,3 +144,11 @@ class AskResult(BaseModel):
     def promoted(self) -> int:
         """How many returned chunks the first retrieval alone would have left out of the top-n."""
         return sum(1 for c in self.chunks if c.retrieval_rank > len(self.chunks))
+
+
+# The fields of AskResult's public JSON (``rerank-rag ask --json``, the HTTP API), in one place.
+PUBLIC_FIELDS: frozenset[str] = frozenset({
+    "question", "answer", "answer_mode", "reranked", "chunks", "candidates", "timings_ms", "collection", "embedder",
+    "retrieval", "reranker", "rerank_weight", "error", "low_confidence", "answer_spans", "searched_query",
+    "context_query",
+})

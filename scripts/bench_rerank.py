@@ -22,11 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rag.settings import Settings  # noqa: E402
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reranker", action="append", required=True, help="NAME_OR_PATH[@torch|@onnx][#max_length]")
-    ap.add_argument("--data", default="../shared/datasets/squad11_dev")
+    ap.add_argument("--data", default=str(Settings().datasets_dir / "squad11_dev"))
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
@@ -35,14 +37,14 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(a.threads)
-    from rag.datasets import load_dataset
+    from evaluation.datasets import load_dataset
     from rag.rerank import reranker_from_spec
-    from rag.training import Embedder
+    from training.data import MiningEmbedder
 
     ds = load_dataset(a.data)
     qs = ds.queries_with_qrels(relevant_docs=r"^s(3[89]|4[0-7])_")  # held-out articles 38-47
     qs = random.Random(0).sample(qs, a.queries)
-    emb = Embedder()
+    emb = MiningEmbedder()
     ids = list(ds.corpus)
     dv = emb.encode([ds.corpus[i].text for i in ids])
     top = torch.topk(emb.encode([q.text for q in qs]) @ dv.T, k=a.top_k, dim=1).indices.tolist()

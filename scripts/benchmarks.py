@@ -5,7 +5,7 @@ and the speed figures of ``rerank-rag bench`` with the stock llama-index ratios.
     .venv/bin/python scripts/benchmarks.py                 # the published run (~20 min on 2 CPU cores)
     .venv/bin/python scripts/benchmarks.py --quick --out /tmp/B.md   # 10 queries a set, 20 bench queries
 
-Corpus indexes are cached under the data dir (see rag.evaluate), so a re-run only re-embeds what changed.
+Corpus indexes are cached under the data dir (see evaluation.run), so a re-run only re-embeds what changed.
 The raw figures are kept beside the page as BENCHMARKS.json.
 """
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from rag.settings import Settings  # noqa: E402
 
-DATASETS = REPO.parent / "shared" / "datasets"
+DATASETS = Settings().datasets_dir
 # (label, folder, relevant-doc regex): only what the default reranker never trained on (its model card
 # gives the split): SQuAD articles 38-47, cmrc2018's TRIAL_* paragraphs, XQuAD whole. Corpora stay whole.
 SETS = [
@@ -125,11 +125,11 @@ def model_fingerprint(name: str) -> str:
     import hashlib
 
     try:
-        from rag.rerank import _onnx_file, _resolve
+        from rag.models import TORCH_WEIGHTS
+        from rag.rerank import onnx_file, resolve_reranker
 
-        path = Path(_resolve(name)[0])
-        rel = _onnx_file(str(path)) or next((f for f in ("model.safetensors", "pytorch_model.bin")
-                                             if (path / f).is_file()), None)
+        path = Path(resolve_reranker(name)[0])
+        rel = onnx_file(str(path)) or next((f for f in TORCH_WEIGHTS if (path / f).is_file()), None)
         if rel is None:
             return f"{path} (no weights file found)"
         digest = hashlib.sha256((path / rel).read_bytes()).hexdigest()[:16]
@@ -164,8 +164,8 @@ def main(argv=None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from rag.bench import machine, run_bench
-    from rag.evaluate import default_rerankers, evaluate_dataset
+    from evaluation.bench import machine, run_bench
+    from evaluation.run import default_rerankers, evaluate_dataset
 
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     reranker = default_rerankers(settings)[0]
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     reports = []
     reused: list[str] = []
     if args.quality_json:
-        from rag.evaluate import EvalReport
+        from evaluation.run import EvalReport
 
         saved = json.loads(Path(args.quality_json).read_text())  # read now: a resumed run rewrites its partial file
         reports = [(label, EvalReport(**saved["quality"][label])) for label, _, _ in SETS if label in saved["quality"]]

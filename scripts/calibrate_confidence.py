@@ -23,9 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rag.settings import Settings  # noqa: E402
+
 from reranker_quality import SETS, held_out  # noqa: E402
 
-from rag.training import Embedder  # noqa: E402
+from training.data import MiningEmbedder  # noqa: E402
 
 THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7)
 
@@ -58,7 +60,7 @@ def best_scores(ds, emb, score, doc_emb, first_k: int = 20, k: int = 5) -> tuple
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="../shared/datasets")
+    ap.add_argument("--data", default=str(Settings().datasets_dir))
     ap.add_argument("--reranker", default="rerank-minilm-l6")
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--limit", type=int, default=300)
@@ -69,7 +71,7 @@ def main() -> int:
     from rag.rerank import Reranker
 
     score = Reranker(a.reranker).score
-    emb = Embedder()
+    emb = MiningEmbedder()
     per_set = {}
     for key in a.sets.split(","):
         ds = held_out(Path(a.data), key, a.limit, a.seed)

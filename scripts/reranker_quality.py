@@ -28,8 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.datasets import load_dataset  # noqa: E402
-from rag.training import Embedder, ce_scorer, evaluate_rerank, packaged_minilm_path  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+from evaluation.datasets import load_dataset  # noqa: E402
+from rag.models import packaged_minilm_path  # noqa: E402
+from training.data import MiningEmbedder  # noqa: E402
+from training.validate import ce_scorer, evaluate_rerank  # noqa: E402
 
 SETS = {
     "squad-heldout": ("squad11_dev", r"^s(3[89]|4[0-7])_"),
@@ -64,7 +68,7 @@ def make_scorer(spec: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="../shared/datasets")
+    ap.add_argument("--data", default=str(Settings().datasets_dir))
     ap.add_argument("--reranker", action="append", required=True)
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--limit", type=int, default=300)
@@ -77,7 +81,7 @@ def main() -> int:
 
     torch.set_num_threads(a.threads)
     alphas = [float(x) for x in a.alphas.split(",") if x]
-    emb = Embedder()
+    emb = MiningEmbedder()
     sets = [held_out(Path(a.data), k, a.limit, a.seed) for k in a.sets.split(",")]
     cache = {}
     results = []

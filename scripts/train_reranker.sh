@@ -15,7 +15,7 @@ SPLIT=(
   --max-length 160 --epochs 1 --negatives 7 --queries-per-step 4
   --val "$DATA/squad11_dev" --val-include 'squad11_dev=^s(3[89]|4[0-7])_' --val-max-queries 200
 )
-"$PY" -m rag.training "${SPLIT[@]}" --max-queries squad11_dev=1100 --max-queries cmrc2018=500 \
+"$PY" -m training.train "${SPLIT[@]}" --max-queries squad11_dev=1100 --max-queries cmrc2018=500 \
   --seed 13 --lr 5e-5 --head-lr 1e-3 --warmup 0.1 --out "$OUT-stage1"
-"$PY" -m rag.training "${SPLIT[@]}" --max-queries squad11_dev=3000 --max-queries cmrc2018=600 \
+"$PY" -m training.train "${SPLIT[@]}" --max-queries squad11_dev=3000 --max-queries cmrc2018=600 \
   --seed 14 --lr 3e-5 --head-lr 3e-4 --warmup 0.05 --base "$OUT-stage1" --out "$OUT"

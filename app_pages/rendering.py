@@ -1,0 +1,184 @@
+"""How the pages draw an :class:`~rag.types.AskResult`: answer, badges, chunk table, timings.
+
+Pages compute nothing of their own: every rank, score, movement and timing comes from ``AskResult``.
+Document text and model output are shown as text: dataframe cells, ``st.text``, or markdown with every
+markdown character escaped, never HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from rag.settings import Settings
+from rag.types import AskResult, ChunkHit
+
+# ---- rendering ------------------------------------------------------------------------------------
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+_CITATION = re.compile(r"\\\[(\d{1,2})\\\]")
+
+
+def escape_md(text: str) -> str:
+    """Markdown-escape ``text`` so that it renders as the literal text (no links, images, HTML, LaTeX)."""
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+
+
+def answer_markdown(answer: str) -> str:
+    """The answer, escaped, with its [n] citations in bold (they name the rows of the chunk table)."""
+    return _CITATION.sub(r"**[\1]**", escape_md(answer))
+
+
+def model_label(name: str | None) -> str:
+    """A model name for display: a local folder by its last part, hub ids and catalog names as they are."""
+    if not name:
+        return ""
+    path = Path(name).expanduser()
+    return path.name if path.is_absolute() or name.startswith((".", "~")) else name
+
+
+def badges(result: AskResult) -> str:
+    """Markdown badges: the answer mode (LLM / extractive) and whether the chunks were reranked."""
+    if result.answer_mode == "llm":
+        mode = f":blue-badge[:material/smart_toy: LLM answer · {escape_md(result.llm_model or '')}]"
+    else:
+        mode = ":gray-badge[:material/format_quote: Extractive answer · quoted from the passages]"
+    if result.reranked:
+        blend = f", weight {result.rerank_weight:g}" if result.blended else ""
+        rerank = f":green-badge[:material/swap_vert: reranked by {escape_md(model_label(result.reranker))}{blend}]"
+    else:
+        rerank = ":orange-badge[:material/horizontal_rule: not reranked]"
+    return f"{mode} {rerank}"
+
+
+def answer_notices(result: AskResult, settings: Settings) -> None:
+    """The LLM's failure and the low-confidence warning, next to the answer where the user looks."""
+    if result.error:
+        st.error(f"The LLM could not answer, so this is an extractive answer from the passages instead. "
+                 f"Reason: {escape_md(result.error)}", icon=":material/error:")
+    if result.low_confidence:
+        best = result.best_rerank_score
+        st.warning(f"The documents may not contain the answer: the best rerank score is {best:.3f}, below "
+                   f"the threshold of {settings.low_confidence_score:g}.", icon=":material/warning:")
+    if not result.chunks:
+        st.info("The collection has no documents yet: add some on the Library page.", icon=":material/info:")
+
+
+def sources_line(chunks: list[ChunkHit]) -> str:
+    return "  \n".join(f"**[{n}]** {escape_md(chunk.citation)}" for n, chunk in enumerate(chunks, 1))
+
+
+def chunk_frame(chunks: list[ChunkHit]) -> pd.DataFrame:
+    return pd.DataFrame([
+        {
+            "cite": f"[{n}]",
+            "rank": c.final_rank,
+            "before rerank": c.retrieval_rank,
+            "moved": c.movement,
+            "found by": c.found_by,
+            "dense rank": c.dense_rank,
+            "BM25 rank": c.bm25_rank,
+            "rerank score": c.rerank_score,
+            "retrieval score": c.retrieval_score,
+            "final score": c.final_score,
+            "source": c.source,
+            "page": "" if c.page is None else str(c.page),  # documents without pages: an empty cell
+            "text": c.text,
+        }
+        for n, c in enumerate(chunks, 1)
+    ])
+
+
+RETRIEVAL_SCORE_HELP = {
+    "dense": "Cosine similarity of the question and chunk embeddings",
+    "bm25": "BM25 score of the question's words in the chunk",
+    "hybrid": "Reciprocal rank fusion of the dense and BM25 ranks: sum of 1 / (60 + rank)",
+}
+
+
+def _score_range(values: list[float | None], default: tuple[float, float]) -> tuple[float, float]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return default
+    lo, hi = min(present + [default[0]]), max(present + [default[1]])
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, compact: bool = False,
+                expandable: bool = True) -> None:
+    """The chunks behind the answer: final rank, rank before rerank and its movement, both scores as bars,
+    source and page; each text expandable below."""
+    chunks = result.chunks if chunks is None else chunks
+    if not chunks:
+        return
+    frame = chunk_frame(chunks)
+    # Bars span the scores of all top-k candidates, so a bar's length compares across the table.
+    rr_lo, rr_hi = _score_range([c.rerank_score for c in result.candidates], (0.0, 1.0))
+    rt_lo, rt_hi = _score_range([c.retrieval_score for c in result.candidates], (0.0, 1.0))
+    columns: dict[str, Any] = {
+        "cite": st.column_config.TextColumn("cite", help="The answer cites this chunk as [n]", width="small"),
+        "rank": st.column_config.NumberColumn("rank", help="Final rank", width="small"),
+        "before rerank": st.column_config.NumberColumn("before rerank", help="Rank after the first retrieval",
+                                                       width=105),
+        "moved": st.column_config.TextColumn("moved", help="Places gained (▲) or lost (▼) by reranking",
+                                             width="small"),
+        "found by": st.column_config.TextColumn("found by", help="Which first-stage search found the chunk: the "
+                                                "embeddings (dense), the words (BM25), or both", width="small"),
+        "dense rank": st.column_config.NumberColumn("dense rank", help="Rank in the embedding search (empty: not "
+                                                    "in its top)", width="small"),
+        "BM25 rank": st.column_config.NumberColumn("BM25 rank", help="Rank in the word (BM25) search (empty: not "
+                                                   "in its top)", width="small"),
+        "rerank score": st.column_config.ProgressColumn(
+            "rerank score", help="Cross-encoder relevance", format="%.3f", min_value=rr_lo, max_value=rr_hi),
+        "retrieval score": st.column_config.ProgressColumn(
+            "retrieval score", help=RETRIEVAL_SCORE_HELP.get(result.retrieval, ""), format="%.3f",
+            min_value=min(0.0, rt_lo), max_value=max(rt_hi, 1.0 if result.retrieval == "dense" else rt_hi)),
+        "final score": st.column_config.ProgressColumn(
+            "final score", help=f"What ordered the chunks: {result.rerank_weight:g} × rerank + "
+            f"{1 - result.rerank_weight:g} × retrieval score, each min-max normalised over the candidates",
+            format="%.3f", min_value=0.0, max_value=1.0) if result.blended else None,
+        "source": st.column_config.TextColumn("source"),
+        "page": st.column_config.TextColumn("page", width="small"),
+        "text": st.column_config.TextColumn("text", width="large"),
+    }
+    hidden = [] if result.reranked else ["before rerank", "moved", "rerank score"]
+    if result.retrieval != "hybrid":  # one search ran: its rank is the rank before rerank
+        hidden += ["found by", "dense rank", "BM25 rank"]
+    if not result.blended:
+        hidden.append("final score")
+    frame = frame.drop(columns=hidden)
+    for name in hidden:
+        columns.pop(name)
+    if compact:  # a narrow column: source and page in one cell, the one score that ranked it, no text
+        frame["source"] = [c.citation for c in chunks]
+        score = "final score" if result.blended else "rerank score" if result.reranked else "retrieval score"
+        if result.reranked:
+            frame["moved"] = [f"{c.movement} (was {c.retrieval_rank})" for c in chunks]
+        frame = frame[[c for c in ("rank", "moved") if c in frame] + ["source", score]]
+        columns = {name: columns[name] for name in frame.columns}
+        columns["rank"] = st.column_config.NumberColumn("rank", help="Final rank", width=45)
+        if "moved" in columns:
+            columns["moved"] = st.column_config.TextColumn("moved", help="Places gained (▲) or lost (▼) by "
+                                                           "reranking, and the rank before", width=95)
+    st.dataframe(frame, column_config=columns, hide_index=True, width="stretch")
+    if expandable:
+        for n, chunk in enumerate(chunks, 1):
+            with st.expander(escape_md(f"[{n}] {chunk.citation} — full text")):
+                st.text(chunk.text)
+
+
+def timings_line(result: AskResult) -> str:
+    t = result.timings_ms
+    first = {"dense": f"embed {t.embed:.0f} ms · search {t.search:.0f} ms",
+             "bm25": f"BM25 {t.bm25:.0f} ms",
+             "hybrid": f"embed {t.embed:.0f} ms · search {t.search:.0f} ms · BM25 {t.bm25:.0f} ms · "
+                       f"fuse {t.fuse:.0f} ms"}[result.retrieval]
+    return (f"{first} · rerank {t.rerank:.0f} ms · generate {t.generate:.0f} ms · total {t.total:.0f} ms")
+
+
+def timings(result: AskResult) -> None:
+    st.caption(f":material/timer: {timings_line(result)} — {len(result.candidates)} {result.retrieval} candidates from "
+               f"'{escape_md(result.collection)}', embedder {escape_md(model_label(result.embedder))}")

@@ -1,0 +1,206 @@
+"""A page's state: this browser session's settings, models loaded once per server, the knowledge base,
+and the first-start ingest of the sample documents. Drawing results is :mod:`app_pages.rendering`'s job."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from pydantic import ValidationError
+
+from rag.models import ModelUnavailableError, load_embedder
+from rag.pipeline import RagPipeline
+from app_pages.rendering import escape_md
+from ingest.pipeline import WRITE_LOCK
+from rag.rerank import load_reranker
+from rag.settings import REPO_ROOT, Settings, describe_invalid
+from rag.store import KnowledgeBase, StoreError
+
+# The documents a new user can ask about at once; RAG_SAMPLE_DIR="" turns the first-start ingest off.
+DEFAULT_SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+SAMPLES_MARKER = ".samples-ingested"
+
+OVERRIDES = "settings_overrides"  # session_state key: this browser session's changes to the settings
+COLLECTION = "collection"  # session_state key: the collection this session reads and writes
+
+
+# ---- settings ------------------------------------------------------------------------------------
+def settings_errors() -> str | None:
+    """Why the environment's settings are invalid, in plain words (None when they are fine)."""
+    try:
+        Settings()
+    except ValidationError as error:
+        return describe_invalid(error)
+    return None
+
+
+def settings_or_stop(what: str = "The settings") -> Settings:
+    """This session's settings; when the environment's are invalid, the page says why and stops."""
+    problem = settings_errors()
+    if problem:
+        st.error(f"{what} are invalid: {escape_md(problem)}")
+        st.stop()
+    return session_settings()
+
+
+def session_settings() -> Settings:
+    """The server's settings (env, secrets) with this browser session's changes from the Settings page."""
+    overrides = dict(st.session_state.get(OVERRIDES, {}))
+    if COLLECTION in st.session_state:
+        overrides["collection"] = st.session_state[COLLECTION]
+    return Settings(**overrides)
+
+
+def apply_overrides(changes: dict[str, Any]) -> Settings:
+    """Validate and keep ``changes`` for this session; raises ValidationError with the reason."""
+    merged = {**st.session_state.get(OVERRIDES, {}), **changes}
+    settings = Settings(**merged)  # validates (types, ranges, overlap below size)
+    st.session_state[OVERRIDES] = merged
+    return settings
+
+
+# ---- models: loaded once per server --------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadedModel:
+    role: str  # "embedder" | "reranker"
+    name: str
+    path: str
+    backend: str
+    seconds: float
+    loaded_at: str
+
+
+@st.cache_resource(show_spinner=False)
+def _loaded_models() -> dict[tuple[str, str, str], LoadedModel]:
+    return {}
+
+
+@st.cache_resource(show_spinner=False)
+def _model_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+def _load(role: str, name: str, device: str, loader: Callable[[], Any]) -> Any:
+    """Load through the process-wide caches of rag.models/rag.rerank, recording where from and how long."""
+    registry = _loaded_models()
+    key = (role, name, device)
+    if key in registry:
+        return loader()  # cached: returns at once
+    with _model_lock():
+        started = time.perf_counter()
+        model = loader()
+        seconds = time.perf_counter() - started
+        if key not in registry and model is not None:
+            registry[key] = LoadedModel(
+                role, name, str(getattr(model, "path", name)), str(getattr(model, "backend", "torch")),
+                round(seconds, 2), time.strftime("%H:%M:%S"),
+            )
+    return model
+
+
+def loaded_models() -> list[LoadedModel]:
+    return list(_loaded_models().values())
+
+
+def embedder(settings: Settings):
+    return _load("embedder", settings.embed_model, settings.device,
+                 lambda: load_embedder(settings.embed_model, settings.device, settings.embed_batch_size))
+
+
+def reranker(settings: Settings):
+    """The configured reranker, or None when the setting is 'none'; raises ModelUnavailableError (never falls back)."""
+    if not settings.rerank_enabled:
+        return None
+    return _load("reranker", settings.reranker, settings.device,
+                 lambda: load_reranker(settings.reranker, settings.device, settings.rerank_max_length))
+
+
+def load_models(settings: Settings) -> str | None:
+    """Load the embedder and reranker behind a spinner; returns the reranker's load error in plain words.
+
+    The embedder failing is fatal for the page (shown by the caller); the reranker failing is reported
+    and the caller shows retrieval-only results labelled as such, never silently.
+    """
+    with st.spinner("Loading models (first time only, about 10 s)…"):
+        embedder(settings)
+        try:
+            reranker(settings)
+        except ModelUnavailableError as error:
+            return str(error)
+        except Exception as error:  # noqa: BLE001 - a broken model folder fails in many ways
+            return f"reranker '{settings.reranker}' could not be loaded: {type(error).__name__}: {error}"
+    return None
+
+
+def pipeline(settings: Settings) -> RagPipeline:
+    return RagPipeline(settings)
+
+
+# ---- the knowledge base --------------------------------------------------------------------------
+def knowledge_base(settings: Settings, name: str | None = None) -> KnowledgeBase:
+    return KnowledgeBase(settings, name, embed_model=embedder(settings).name)
+
+
+def sample_dir() -> Path | None:
+    raw = os.environ.get("RAG_SAMPLE_DIR")
+    if raw is None:
+        return DEFAULT_SAMPLE_DIR
+    return Path(raw).expanduser() if raw.strip() else None
+
+
+def ingest_samples_on_first_start(settings: Settings) -> None:
+    """On the first start (empty default collection, samples never ingested), ingest the sample documents."""
+    from ingest.pipeline import Ingestor, expand_paths
+
+    folder = sample_dir()
+    if folder is None or not folder.is_dir():
+        return
+    base = Settings(**st.session_state.get(OVERRIDES, {}))  # the default collection, not this session's
+    marker = Path(base.data_dir).expanduser() / SAMPLES_MARKER
+    if marker.exists():
+        return
+    files = list(expand_paths([folder]))
+    if not files:
+        return
+    with WRITE_LOCK:
+        if marker.exists():  # another session did it while this one waited
+            return
+        kb = knowledge_base(base)
+        if not kb.documents():
+            with st.status(f"First start: adding {len(files)} sample documents…", expanded=True) as status:
+                results = Ingestor(base, base.collection, embedder=embedder(base)).ingest(
+                    files, on_result=lambda r: st.text(r.line()))
+                failed = [r for r in results if r.status == "failed"]
+                status.update(label=f"Added the sample documents ({len(results) - len(failed)} of {len(results)})",
+                              state="error" if failed else "complete", expanded=bool(failed))
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+
+
+def samples_loaded(settings: Settings) -> bool:
+    """Whether this session's collection holds the shipped sample documents (so their example questions fit)."""
+    from ingest.pipeline import expand_paths
+
+    if sample_dir() != DEFAULT_SAMPLE_DIR or not DEFAULT_SAMPLE_DIR.is_dir():
+        return False
+    try:
+        sources = {record.source for record in knowledge_base(settings).documents()}
+    except StoreError:
+        return False
+    return any(file.name in sources for file in expand_paths([DEFAULT_SAMPLE_DIR]))
+
+
+def prepare(settings: Settings) -> str | None:
+    """Everything a querying page needs: models loaded, samples ingested. Returns the reranker's load error."""
+    rerank_error = load_models(settings)
+    try:
+        ingest_samples_on_first_start(settings)
+    except StoreError as error:
+        st.error(f"Could not add the sample documents: {escape_md(str(error))}")
+    return rerank_error

@@ -1,0 +1,1 @@
+"""Measuring retrieval: datasets, metrics, runs through RagPipeline.ask, reports, benchmarks."""

@@ -1,0 +1,113 @@
+"""Indexing a BEIR corpus into a cached throwaway collection, the way evaluation and benchmarks search it.
+
+One node per corpus document whose id is kept so qrels match (``title + "\\n" + text`` when titled);
+``chunk=True`` splits long documents with ingest's own splitter and maps chunk hits back to their
+document. The collection name derives from (dataset path, corpus sha256, embedder, chunking), so a
+second run over the same corpus and embedder re-uses the vectors instead of re-embedding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.datasets import RetrievalDataset, load_dataset
+from evaluation.report import IndexInfo
+from ingest.chunking import make_splitter
+from rag.settings import Settings
+
+INDEX_RECORD_ID = "eval-corpus"
+INDEX_LAYOUT = "v2"  # bump when the node metadata changes, so cached indexes are rebuilt
+Progress = Callable[[str], None]
+
+
+class EvalError(RuntimeError):
+    """The evaluation cannot run as asked; the message says why and what to do."""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")[:40] or "dataset"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_label(path: Path) -> str:
+    """``xquad/en`` for ``../shared/datasets/xquad/en``, ``squad11_dev`` for a top-level set."""
+    parent = path.parent.name
+    return f"{parent}/{path.name}" if parent and parent != "datasets" and (path.parent / "SOURCE.md").is_file() else path.name
+
+
+def index_key(dataset_dir: Path, embedder: str, chunk: bool, settings: Settings) -> str:
+    """The cache key of a corpus index: (dataset path, corpus sha256, embedder, chunking)."""
+    chunking = f"chunk:{settings.chunk_size}/{settings.chunk_overlap}" if chunk else "doc"
+    parts = [INDEX_LAYOUT, str(dataset_dir.resolve()), _file_sha256(dataset_dir / "corpus.jsonl"), embedder, chunking]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def index_corpus(
+    settings: Settings,
+    dataset_dir: str | Path,
+    dataset: RetrievalDataset | None = None,
+    *,
+    chunk: bool = False,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+) -> IndexInfo:
+    """Index ``dataset_dir``'s corpus with ``settings.embed_model`` into a cached throwaway collection."""
+    from rag.models import load_embedder
+    from rag.store import DocumentRecord, KnowledgeBase
+
+    dataset_dir = Path(dataset_dir)
+    key = index_key(dataset_dir, settings.embed_model, chunk, settings)
+    name = f"eval-{_slug(dataset_label(dataset_dir))}-{key[:16]}"
+    started = time.perf_counter()
+    embedder = load_embedder(settings.embed_model, settings.device, settings.embed_batch_size)
+    kb = KnowledgeBase(settings, name, embed_model=embedder.name)
+    committed = kb.document(INDEX_RECORD_ID)
+    if committed is not None and committed.content_sha256 == key and not rebuild:
+        return IndexInfo(embedder=embedder.name, collection=name, nodes=committed.chunks, cached=True,
+                         seconds=round(time.perf_counter() - started, 2))
+    kb.drop()
+    kb = KnowledgeBase(settings, name, embed_model=embedder.name)
+    dataset = dataset or load_dataset(dataset_dir)
+    ids: list[str] = []
+    texts: list[str] = []
+    metadatas: list[dict] = []
+    splitter = make_splitter(settings, embedder) if chunk else None
+    for doc in dataset.corpus.values():
+        body = f"{doc.title}\n{doc.text}" if doc.title else doc.text
+        pieces = [p for p in splitter.split_text(body) if p.strip()] if splitter else [body]
+        for n, piece in enumerate(pieces):
+            ids.append(doc.id if not splitter else f"{doc.id}#{n}")
+            texts.append(piece)
+            # The whole corpus is one committed document of the store (so readers see all of it or
+            # none); each node's corpus id rides in ``source``, which qrels are matched against.
+            metadatas.append({"doc_id": INDEX_RECORD_ID, "source": doc.id, "content_sha256": key,
+                              "chunk_index": n})
+    if not texts:
+        raise EvalError(f"the corpus of {dataset_dir} is empty")
+    vectors = []
+    step = 512
+    for start in range(0, len(texts), step):
+        vectors.append(embedder.embed_documents(texts[start:start + step]))
+        if progress:
+            progress(f"indexing {dataset_label(dataset_dir)} with {embedder.name}: "
+                     f"{min(start + step, len(texts))}/{len(texts)} nodes")
+    record = DocumentRecord(doc_id=INDEX_RECORD_ID, source=str(dataset_dir), content_sha256=key, pages=0,
+                            chunks=len(texts), ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                            size_bytes=sum(len(t.encode()) for t in texts))
+    kb.write_document(record, ids, texts, np.concatenate(vectors), metadatas)
+    return IndexInfo(embedder=embedder.name, collection=name, nodes=len(texts), cached=False,
+                     seconds=round(time.perf_counter() - started, 2))

@@ -1,0 +1,241 @@
+"""The extractive answer: the sentences of the top chunks that best answer the question, each cited [n].
+
+Used when no LLM is configured (or it failed). Sentences are chosen by how well they *answer* the question,
+not by how much they resemble it: the cross-encoder reranker reads (question, sentence) pairs, and also
+(question, previous sentence + sentence), so that a sentence whose subject is in the sentence before ("It
+charges in 4.5 hours.") and the answer under an FAQ's question ("How long does it take to charge? A full
+charge takes 4.5 hours.") score as the passages they are. Questions and bare headings are never quoted. With
+no reranker (reranker ``none``) the embedder scores the same passages by cosine similarity.
+
+The answer leads with the best sentence; up to two more follow when they score near it, grouped by chunk in
+the chunk's own order. ``ExtractiveAnswer.spans`` says where each quoted sentence sits in its chunk's text
+(``chunk`` is the citation number), for the pages to highlight.
+
+>>> extract_answer("How long does the battery take to charge?", chunks, reranker=reranker, embedder=embedder)
+ExtractiveAnswer(answer='A full charge of the 500 Wh battery takes 4.5 hours with the standard 4 A charger. [1] ...')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rag.types import AnswerSpan, ChunkHit
+
+NOTHING_FOUND = "The documents contain nothing that matches this question."
+ANSWER_CHUNKS = 3  # sentences come from the best-ranked chunks only
+MAX_SENTENCES = 3  # in an answer
+MAX_CANDIDATES = 40  # sentences scored per question: bounds the work on table-heavy chunks
+MAX_SENTENCE_CHARS = 400  # a longer "sentence" (a table, a run-on list) is cut for the answer
+KEEP_RATIO = 0.5  # a sentence after the lead is kept when it scores at least this share of the lead's score
+CONTEXT_WEIGHT = 0.5  # weight of the (previous sentence + sentence) passage in a sentence's score
+CHUNK_WEIGHT = 0.3  # weight of the chunk's own rerank score: the best chunk most likely holds the answer
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+# Sentence ends: . ! ? followed by space (checked for abbreviations below), CJK 。！？ (no space needed, any
+# closing quotes kept with the sentence), and line breaks that do not continue a wrapped sentence.
+_END = re.compile(rf"[.!?]+[\"'”’)\]]*(?=\s)|(?:[。！？；]|[!?;](?=[{_CJK}]))+[”’」』）)\"']*|\n\s*")
+_ABBREVIATIONS = frozenset((
+    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "e.g", "i.e", "no", "nos", "vol", "fig", "approx", "ca",
+    "c", "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
+    "dec", "mt", "ft", "u.s", "u.k", "gen", "col", "lt", "sgt", "rev"))
+_QUESTION = re.compile(r"[?？]\s*[\"'”’)\]]*\s*$")
+_HEADING_END = re.compile(r"[.!?。！？:：;；…)\]）\"”’]\s*$")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    chunk: int  # 1-based: the citation number of its chunk
+    start: int  # offsets into the chunk's text
+    end: int
+    text: str  # whitespace-normalised (wrapped lines rejoined)
+    index: int  # position among the chunk's sentences
+
+
+@dataclass
+class ExtractiveAnswer:
+    answer: str
+    spans: list[AnswerSpan] = field(default_factory=list)
+
+
+def _cjk(text: str) -> bool:
+    return re.search(f"[{_CJK}]", text) is not None
+
+
+def _weighted_len(text: str) -> int:
+    """Characters, a CJK character counting as three (it carries about a word)."""
+    return len(text) + 2 * len(re.findall(f"[{_CJK}]", text))
+
+
+def _abbreviation_before(text: str, end: int) -> bool:
+    """Whether the '.' that ends at ``end`` closes an abbreviation or an initial ("Dr.", "U.S.", "J. K.")."""
+    word = re.search(r"(\S+)$", text[:end])
+    token = word.group(1).rstrip(".").lower() if word else ""
+    token = token.lstrip("(\"'“‘")
+    return len(token) == 1 and token.isalpha() or token in _ABBREVIATIONS
+
+
+def _wrapped(text: str, line_start: int, line_end: int, next_start: int) -> bool:
+    """Whether a line break continues a sentence: the next line goes on in lowercase or with a bracket or
+    comma, or the line before is a long one that did not end its sentence (PDF text wraps at ~90 chars)."""
+    following = text[next_start:next_start + 1]
+    if not following or following in "#*•>|":
+        return False
+    if following.islower() or following in "([,;:–":
+        return True
+    line = text[max(line_start, text.rfind("\n", 0, line_end) + 1):line_end].rstrip()
+    return len(line) >= 60 and not _HEADING_END.search(line) and not _cjk(line[-1:])
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence, table row or line of ``text``, whitespace trimmed.
+
+    A line break ends a sentence unless the next line goes on it (see :func:`_wrapped`: PDF text wraps);
+    '.' ends one unless it closes an abbreviation or an initial, or the next word starts in lowercase."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in _END.finditer(text):
+        end, mark = match.end(), match.group()
+        if mark[0] == "\n":
+            if _wrapped(text, start, match.start(), end):  # the sentence goes on in the next line
+                continue
+            end = match.start()
+        elif mark[0] in ".!?" and end < len(text) and text[end].isspace():
+            after = text[end:].lstrip()
+            if after[:1].islower() or after[:1] in {",", ";", ":"}:  # "approx. three", "e.g. the"
+                continue
+            if mark.rstrip("\"'”’)]") == "." and _abbreviation_before(text, match.start() + 1):
+                continue
+        piece = text[start:end]
+        stripped = piece.strip()
+        if stripped:
+            offset = start + len(piece) - len(piece.lstrip())
+            spans.append((offset, offset + len(stripped)))
+        start = match.end()
+    tail = text[start:]
+    if tail.strip():
+        offset = start + len(tail) - len(tail.lstrip())
+        spans.append((offset, offset + len(tail.strip())))
+    return spans
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences and table rows of a chunk, wrapped lines rejoined, long ones cut, fragments dropped."""
+    return [_display(text[s:e]) for s, e in sentence_spans(text) if _weighted_len(text[s:e].strip()) >= 20]
+
+
+def _display(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) <= MAX_SENTENCE_CHARS:
+        return text
+    cut = text[:MAX_SENTENCE_CHARS]
+    return (cut if _cjk(cut[-1:]) else cut.rsplit(" ", 1)[0]) + " …"
+
+
+def is_question(text: str) -> bool:
+    return _QUESTION.search(text) is not None
+
+
+def is_heading(text: str) -> bool:
+    """A bare heading or label: a markdown heading, or a short line with no sentence end and no number."""
+    text = text.strip()
+    if text.startswith("#"):
+        return True
+    if _HEADING_END.search(text) or re.search(r"\d", text):
+        return False
+    return _weighted_len(text) < 60 or len(text.split()) < 6 and not _cjk(text)
+
+
+def sentences_of(chunks: Sequence[ChunkHit]) -> list[Sentence]:
+    """Every sentence of ``chunks`` (headings and questions too: they are context), in order."""
+    out = []
+    for n, chunk in enumerate(chunks, 1):
+        for i, (start, end) in enumerate(sentence_spans(chunk.text)):
+            out.append(Sentence(n, start, end, " ".join(chunk.text[start:end].split()), i))
+    return out
+
+
+def answerable(sentence: Sentence) -> bool:
+    """Whether a sentence may be quoted as an answer: not a question, not a heading, not a fragment."""
+    return (_weighted_len(sentence.text) >= 20 and not is_question(sentence.text)
+            and not is_heading(sentence.text))
+
+
+def _passages(sentences: list[Sentence], candidates: list[int]) -> tuple[list[str], list[int | None]]:
+    """Each candidate alone, then each with the sentence before it (same chunk) as context: (texts, where
+    each candidate's context passage is, or None when it opens its chunk)."""
+    texts = [sentences[i].text for i in candidates]
+    context_at: list[int | None] = []
+    for i in candidates:
+        before = sentences[i - 1] if i > 0 and sentences[i - 1].chunk == sentences[i].chunk else None
+        if before is None:
+            context_at.append(None)
+            continue
+        context_at.append(len(texts))
+        texts.append(f"{before.text} {sentences[i].text}")
+    return texts, context_at
+
+
+def _chunk_prior(chunks: Sequence[ChunkHit]) -> list[float]:
+    """How likely each chunk is to hold the answer, 0..1, from the rerank score (else the rank)."""
+    if all(c.rerank_score is not None for c in chunks):
+        return [float(c.rerank_score) for c in chunks]
+    return [1.0 / (1 + n) for n in range(len(chunks))]
+
+
+def score_sentences(question: str, chunks: Sequence[ChunkHit], *, reranker=None, embedder=None,
+                    answer_chunks: int = ANSWER_CHUNKS) -> tuple[list[Sentence], list[int], list[float]]:
+    """(all sentences of the answer chunks, the answerable candidates' indexes, their scores)."""
+    chunks = list(chunks)[:answer_chunks]
+    sentences = sentences_of(chunks)
+    candidates = [i for i, s in enumerate(sentences) if answerable(s)][:MAX_CANDIDATES]
+    if not candidates:
+        return sentences, [], []
+    texts, context_at = _passages(sentences, candidates)
+    if reranker is not None:
+        raw = np.asarray(reranker.score(question, texts), dtype=float)
+    else:
+        raw = embedder.embed_documents(texts) @ embedder.embed_queries([question])[0]
+    alone = raw[: len(candidates)]
+    context = np.array([raw[j] if j is not None else alone[k] for k, j in enumerate(context_at)])
+    prior = np.asarray(_chunk_prior(chunks), dtype=float)
+    chunk_of = np.array([sentences[i].chunk - 1 for i in candidates])
+    scores = (1 - CONTEXT_WEIGHT) * alone + CONTEXT_WEIGHT * context + CHUNK_WEIGHT * prior[chunk_of]
+    return sentences, candidates, [float(s) for s in scores]
+
+
+def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, embedder=None,
+                   max_sentences: int = MAX_SENTENCES) -> ExtractiveAnswer:
+    """The extractive answer to ``question`` from ``chunks`` (best first): at most ``max_sentences``
+    sentences, the best one first, each cited [n]. ``reranker`` scores the sentences; without one, ``embedder``."""
+    if not chunks:
+        return ExtractiveAnswer(NOTHING_FOUND)
+    if reranker is None and embedder is None:
+        raise ValueError("extract_answer needs a reranker or an embedder")
+    sentences, candidates, scores = score_sentences(question, chunks, reranker=reranker, embedder=embedder)
+    if not candidates:  # nothing but headings and questions: quote the best chunk's start
+        text = chunks[0].text.strip()
+        shown = _display(text)
+        start = chunks[0].text.find(text[:1]) if text else 0
+        return ExtractiveAnswer(f"{shown} [1]", [AnswerSpan(chunk=1, start=start, end=start + len(text))])
+    order = sorted(range(len(candidates)), key=lambda k: -scores[k])
+    best = scores[order[0]]
+    floor = best - abs(best) * (1 - KEEP_RATIO)
+    chosen = [candidates[order[0]]]
+    for k in order[1:]:
+        if len(chosen) >= max_sentences or scores[k] < floor:
+            break
+        chosen.append(candidates[k])
+    lead = chosen[0]
+    # The lead first; the rest grouped with their chunk (the lead's chunk first), each chunk in its own order.
+    chunk_rank = {sentences[lead].chunk: 0}
+    for i in chosen[1:]:
+        chunk_rank.setdefault(sentences[i].chunk, len(chunk_rank))
+    rest = sorted(chosen[1:], key=lambda i: (chunk_rank[sentences[i].chunk], i))
+    picked = [lead, *rest]
+    answer = " ".join(f"{_display(sentences[i].text)} [{sentences[i].chunk}]" for i in picked)
+    spans = [AnswerSpan(chunk=sentences[i].chunk, start=sentences[i].start, end=sentences[i].end) for i in picked]
+    return ExtractiveAnswer(answer, spans)

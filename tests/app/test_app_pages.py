@@ -1,0 +1,393 @@
+"""The Streamlit pages, run in-process by AppTest against a real temporary store and real models.
+
+Each test starts the app on an empty data dir: the first run ingests the sample documents
+(data/sample), as `make run` does for a new user. The rerank plumbing uses ``plumbing_reranker``
+(a random head): these tests assert behaviour, never ranking quality.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TIMEOUT = 180  # models load on the first run of the test process; the machine may be busy
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty store for the app (AppTest runs the script in this process, so env vars reach it)."""
+    store = tmp_path / "store"
+    monkeypatch.setenv("RAG_DATA_DIR", str(store))
+    return store
+
+
+@pytest.fixture
+def reranked(data_dir: Path, plumbing_reranker: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("RAG_RERANKER", plumbing_reranker)
+    return plumbing_reranker
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def raw(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def texts(elements) -> list[str]:
+    """Element values with markdown's backslash escapes removed: what the user reads."""
+    return [re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements]
+
+
+def number(at: AppTest, label_start: str):
+    return next(n for n in at.number_input if n.label.startswith(label_start))
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert_clean(at)
+    return at
+
+
+# ---- Ask -------------------------------------------------------------------------------------------
+def test_ask_answers_with_citations_and_chunk_table(reranked: str) -> None:
+    at = start()
+    # first start: the sample documents went into the empty default collection
+    assert any("sample documents" in s.label for s in at.status), [s.label for s in at.status]
+    ask(at, "How long do I have to return a bike for a refund?")
+
+    markdown = " ".join(texts(at.markdown))
+    assert "Extractive answer" in markdown and "reranked by" in markdown
+    assert "**[1]**" in markdown  # citations in the answer and in the sources line
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["cite", "rank", "before rerank", "moved", "found by", "dense rank", "BM25 rank",
+                                   "rerank score", "retrieval score", "source", "page", "text"]
+    assert set(table["found by"]) <= {"dense", "bm25", "both"}
+    assert len(table) == 5 and table["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert table["cite"].tolist() == ["[1]", "[2]", "[3]", "[4]", "[5]"]
+    assert set(table["moved"]) <= {"="} | {f"▲{i}" for i in range(1, 20)} | {f"▼{i}" for i in range(1, 20)}
+    assert any("full text" in e.label for e in at.expander)
+    assert any("BM25" in c and "fuse" in c and "rerank" in c and "total" in c for c in texts(at.caption))
+
+    # the history stays in this session, and the next question adds to it
+    ask(at, "How many days of paid holiday do employees get?")
+    assert len(at.session_state["chat"]) == 2
+    assert len(at.dataframe) == 2
+
+
+def test_ask_streams_the_llm_answer(reranked: str, openai_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("RAG_LLM_MODEL", "test-model")
+    at = ask(start(), "How long is the refund window?")
+    markdown = " ".join(texts(at.markdown))
+    assert "LLM answer · test-model" in markdown
+    assert "The refund window is 30 days **[1]**" in markdown
+    assert openai_server.requests[-1]["stream"] is True
+    assert not at.error
+
+
+def test_a_session_base_url_never_receives_the_servers_key(reranked: str, openai_server,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.helpers import FakeOpenAI, openai_handler
+
+    from http.server import ThreadingHTTPServer
+    import threading
+
+    visitor = FakeOpenAI(url="")  # a server a browser visitor runs
+    server = ThreadingHTTPServer(("127.0.0.1", 0), openai_handler(visitor))
+    visitor.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-server-secret-1234")
+        monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+        monkeypatch.setenv("RAG_LLM_MODEL", "test-model")
+        at = start("settings")
+        next(t for t in at.text_input if t.label == "Base URL").set_value(visitor.url)
+        at.button(key="FormSubmitter:settings-Apply").click().run()
+        assert_clean(at)
+        at.switch_page("app_pages/ask.py").run()
+        ask(at, "How long is the refund window?")
+        assert visitor.requests, "the session's base URL was asked"
+        assert all("sk-server-secret-1234" not in r["_authorization"] for r in visitor.requests)
+
+        # with a key of its own, the session's key goes to the session's server
+        at.switch_page("app_pages/settings.py").run()
+        next(t for t in at.text_input if t.label.startswith("API key for this base URL")).set_value("sk-visitor")
+        at.button(key="FormSubmitter:settings-Apply").click().run()
+        at.switch_page("app_pages/ask.py").run()
+        ask(at, "How long is the refund window?")
+        assert visitor.requests[-1]["_authorization"] == "Bearer sk-visitor"
+        assert not openai_server.requests  # and the server's own base URL was never involved
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_llm_failure_is_explained_and_retrieval_still_shows(
+    reranked: str, openai_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("RAG_LLM_MODEL", "fail-401")
+    at = ask(start(), "How long is the refund window?")
+    errors = " ".join(texts(at.error))
+    assert "LLM could not answer" in errors and "401" in errors
+    assert "Extractive answer" in " ".join(texts(at.markdown))
+    assert len(at.dataframe[0].value) == 5
+
+
+def test_low_confidence_warns_that_the_documents_may_not_answer(reranked: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_LOW_CONFIDENCE_SCORE", "1000")  # no score reaches it
+    at = ask(start(), "What is the airspeed velocity of an unladen swallow?")
+    assert any("may not contain the answer" in w for w in texts(at.warning))
+    assert len(at.dataframe[0].value) == 5  # the chunks still show
+
+
+def test_document_text_is_rendered_as_text(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "tricky.md").write_text(
+        "The refund window is thirty days. <img src=x onerror=alert(1)> [click](javascript:alert(1)) "
+        "![pic](http://example.com/x.png) $x^2$ and *stars* stay literal."
+    )
+    monkeypatch.setenv("RAG_SAMPLE_DIR", str(samples))
+    at = ask(start(), "What is the refund window?")
+    assert not at.get("html")
+    answer = next(m for m in raw(at.markdown) if "refund window" in m)
+    assert "\\<img" in answer and "\\[click\\]\\(javascript" in answer and "\\!\\[pic\\]" in answer
+    assert "\\$x^2\\$" in answer or "\\$x" in answer
+
+
+def test_broken_reranker_is_reported_not_silently_dropped(data_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_RERANKER", str(tmp_path / "no-such-reranker"))
+    at = ask(start(), "How long is the refund window?")
+    assert any("reranker could not be loaded" in e and "NOT reranked" in e for e in texts(at.error))
+    assert "not reranked" in " ".join(texts(at.markdown))
+    assert "before rerank" not in at.dataframe[0].value.columns  # retrieval results still show
+
+
+# ---- Compare ---------------------------------------------------------------------------------------
+def compare(at: AppTest, question: str) -> AppTest:
+    at.text_input[0].input(question)
+    at.button[0].click().run()
+    assert_clean(at)
+    return at
+
+
+def test_compare_shows_both_sides_and_the_slope_chart(reranked: str) -> None:
+    at = compare(start("compare"), "What does express shipping cost?")
+    # by default: embedding search alone against the configured first stage (hybrid) + rerank
+    assert [s.value for s in at.subheader][:2] == ["Embeddings (dense), no rerank", "Hybrid (dense + BM25) + rerank"]
+    left, right = at.columns[2], at.columns[3]  # columns 0-1 hold each side's choices
+    assert "not reranked" in " ".join(texts(left.markdown))
+    assert "reranked by" in " ".join(texts(right.markdown))
+    assert "before rerank" not in left.dataframe[0].value.columns
+    assert "moved" in right.dataframe[0].value.columns
+    assert any(m.label == "Rerank cost" and m.value.endswith("ms") for m in at.metric)
+    charts = at.get("vega_lite_chart")  # the Altair slope chart
+    assert len(charts) == 1 and "rerank" in charts[0].proto.spec
+
+
+def test_compare_sides_pick_their_first_stage(reranked: str) -> None:
+    at = start("compare")
+    at.selectbox[0].set_value("bm25")
+    at.selectbox[1].set_value("dense")
+    at.toggle[1].set_value(False)
+    compare(at, "What does express shipping cost?")
+    assert [s.value for s in at.subheader][:2] == ["Words (BM25), no rerank", "Embeddings (dense), no rerank"]
+    assert not at.get("vega_lite_chart")  # nothing was reranked: no slope to draw
+
+
+def test_compare_with_rerank_off_still_works(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_RERANKER", "none")
+    at = compare(start("compare"), "What does express shipping cost?")
+    assert any("Reranking is off" in i for i in texts(at.info))
+    assert [s.value for s in at.subheader][:2] == ["Embeddings (dense), no rerank", "With rerank"]
+    assert len(at.columns[2].dataframe[0].value) == 5
+    assert not at.get("vega_lite_chart")
+
+
+# ---- Library ---------------------------------------------------------------------------------------
+def test_library_upload_reports_each_file_and_a_broken_pdf_fails_alone(data_dir: Path) -> None:
+    at = start("library")
+    at.file_uploader[0].set_value([
+        ("notes.md", b"# Notes\nThe workshop in Leeds opens at 8:00 on Saturdays.", "text/markdown"),
+        ("broken.pdf", b"%PDF-1.7\nthis is not really a PDF", "application/pdf"),
+        ("policy.txt", b"Bikes are serviced free of charge during the first year.", "text/plain"),
+    ]).run()
+    ingest = next(b for b in at.button if b.label.startswith("Ingest"))
+    assert ingest.label == "Ingest 3 files"
+    ingest.click().run()
+    assert_clean(at)
+    assert any(s.startswith("notes.md: ok ") and "chunks" in s for s in texts(at.success))
+    assert any(s.startswith("policy.txt: ok ") for s in texts(at.success))
+    assert any(s.startswith("broken.pdf: failed: ") for s in texts(at.error))
+    sources = at.dataframe[0].value["source"].tolist()
+    assert "notes.md" in sources and "policy.txt" in sources and "broken.pdf" not in sources
+
+    # the same files again: unchanged ones are skipped
+    next(b for b in at.button if b.label.startswith("Ingest")).click().run()
+    assert any("notes.md: skipped" in s for s in texts(at.info))
+
+
+def test_library_delete_removes_the_document(data_dir: Path) -> None:
+    at = start("library")
+    sources = at.dataframe[0].value["source"].tolist()
+    assert "employee-handbook.md" in sources  # a sample document
+    delete = next(s for s in at.selectbox if s.label == "Delete a document")
+    delete.select("employee-handbook.md").run()
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert_clean(at)
+    assert any(s.startswith("Deleted employee-handbook.md") for s in texts(at.success))
+    assert "employee-handbook.md" not in at.dataframe[0].value["source"].tolist()
+
+
+def test_library_creates_and_switches_collection(data_dir: Path) -> None:
+    at = start("library")
+    at.text_input(key="new_collection").input("contracts")
+    at.button[0].click().run()  # the form's Create button comes first
+    assert_clean(at)
+    assert at.session_state["collection"] == "contracts"
+    assert at.selectbox[0].value == "contracts"
+    assert any("No documents yet" in i for i in texts(at.info))
+    at.switch_page("app_pages/ask.py").run()
+    ask(at, "Anything?")
+    assert any("no documents yet" in i for i in texts(at.info))
+
+
+# ---- Settings --------------------------------------------------------------------------------------
+def test_settings_apply_to_the_next_question(reranked: str) -> None:
+    at = start("settings")
+    assert any("No API key is set" in c for c in texts(at.caption))
+    number(at, "top_n").set_value(2)
+    number(at, "top_k").set_value(3)
+    at.button(key="FormSubmitter:settings-Apply").click().run()
+    assert_clean(at)
+    assert any("Applied" in s and "top_n 2" in s for s in texts(at.success))
+    loaded = at.dataframe[0].value
+    assert set(loaded["role"]) == {"embedder", "reranker"} and (loaded["load time (s)"] >= 0).all()
+
+    at.switch_page("app_pages/ask.py").run()
+    ask(at, "How long is the refund window?")
+    assert len(at.dataframe[0].value) == 2
+    assert any("3 hybrid candidates" in c for c in texts(at.caption))
+    assert "final score" not in at.dataframe[0].value.columns  # rerank score alone orders by default
+
+
+def test_a_rerank_weight_below_one_shows_the_blended_score(reranked: str) -> None:
+    at = start("settings")
+    number(at, "Rerank weight").set_value(0.6)
+    at.button(key="FormSubmitter:settings-Apply").click().run()
+    assert_clean(at)
+    at.switch_page("app_pages/ask.py").run()
+    ask(at, "How long is the refund window?")
+    table = at.dataframe[0].value
+    assert {"rerank score", "retrieval score", "final score"} <= set(table.columns)
+    assert list(table["final score"]) == sorted(table["final score"], reverse=True)
+    assert any("weight 0.6" in m for m in texts(at.markdown))
+
+
+def test_settings_reject_invalid_values_in_plain_words(data_dir: Path) -> None:
+    at = start("settings")
+    number(at, "Chunk size").set_value(100)
+    number(at, "Chunk overlap").set_value(200)  # above the size
+    at.button(key="FormSubmitter:settings-Apply").click().run()
+    assert any("Not applied" in e and "chunk_overlap" in e for e in texts(at.error))
+
+
+def test_settings_never_show_the_key(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
+    at = start("settings")
+    assert any("The server has an API key" in c for c in texts(at.caption))
+    shown = texts(at.markdown) + texts(at.caption) + texts(at.text_input) + texts(at.text) + texts(at.code)
+    assert shown and not any("sk-test-secret-value" in s for s in shown)
+
+
+# ---- Evaluate --------------------------------------------------------------------------------------
+def test_evaluate_scores_the_collection_without_and_with_rerank(reranked: str) -> None:
+    import json
+
+    at = start("evaluate")
+    at.radio[0].set_value(at.radio[0].options[1]).run()  # this collection with a questions file
+    questions = [
+        {"question": "How long do I have to return a bike?", "expected_source": "returns-and-service.pdf"},
+        {"question": "How many days of paid holiday do employees get?", "expected_source": "employee-handbook.md"},
+    ]
+    at.file_uploader[0].set_value(("questions.jsonl", "\n".join(map(json.dumps, questions)).encode(),
+                                   "application/json")).run()
+    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    assert_clean(at)
+    assert not at.error, texts(at.error)
+    table = at.dataframe[0].value
+    runs = table["run"].tolist()
+    assert runs[0] == "hybrid" and runs[1].startswith("hybrid+rerank:") and runs[1].endswith("(default)")
+    assert "dense" in runs and "bm25" in runs and sum(r.endswith("(default)") for r in runs) == 1
+    assert table["hit@5"].between(0, 1).all() and table["MRR@5"].between(0, 1).all()
+    assert len(at.get("vega_lite_chart")) == 1
+
+
+def test_evaluate_explains_a_missing_questions_file(data_dir: Path) -> None:
+    at = start("evaluate")
+    at.radio[0].set_value(at.radio[0].options[1]).run()
+    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    assert any("upload a questions file" in e for e in texts(at.error))
+
+
+def test_a_collection_built_with_another_embedder_is_explained(data_dir: Path, minilm_path: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    at = start()  # the samples go in with the default embedder
+    monkeypatch.setenv("RAG_EMBED_MODEL", minilm_path)  # the same weights under another name
+    ask(at, "How long is the refund window?")
+    assert any("could not be answered" in e and "built with the embedder" in e for e in texts(at.error))
+
+
+# ---- two sessions at once --------------------------------------------------------------------------
+def test_ingest_chunking_never_breaks_another_sessions_batch() -> None:
+    """One session's ingest sizes chunks while another's answer embeds a batch through the same model
+    (the app shares one Embedder per server; its tokenize must not touch the batch tokenizer's state)."""
+    import random
+    import threading
+
+    from rag.models import load_embedder
+
+    shared = load_embedder("all-MiniLM-L6-v2")
+    texts = [" ".join(["bike"] * random.Random(i).randint(5, 120)) for i in range(24)]
+    stop = threading.Event()
+
+    def chunk_forever() -> None:
+        while not stop.is_set():
+            for text in texts:
+                shared.tokenize(text)
+
+    thread = threading.Thread(target=chunk_forever)
+    thread.start()
+    try:
+        for _ in range(3):
+            assert shared.embed_documents(texts).shape == (24, 384)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_a_new_user_can_click_an_example_question(data_dir: Path) -> None:
+    at = start()
+    example = next(b for b in at.button if b.label.startswith("How long do I have to return"))
+    example.click().run()
+    assert_clean(at)
+    assert at.session_state["chat"][0]["result"].question == example.label
+    assert len(at.dataframe) == 1
+    assert not any(b.label.startswith("How long do I have to return") for b in at.button)  # examples make way

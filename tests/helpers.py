@@ -1,0 +1,157 @@
+"""What several test modules share: paths, a free port, an OpenAI-compatible server's handler, a dataset
+writer. Fixtures that use them live in conftest.py; test modules import from here, never from each other."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "data" / "sample"
+DATASETS = REPO.parent / "shared" / "datasets"
+SEC_PDFS = DATASETS / "pdf_docugami_sec10q" / "pdfs"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---- an OpenAI-compatible server ---------------------------------------------------------------
+@dataclass
+class FakeOpenAI:
+    url: str
+    requests: list[dict] = field(default_factory=list)
+    answer: str = "The refund window is 30 days [1]."
+
+
+def openai_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # keep test output clean
+            pass
+
+        def _json(self, status: int, payload: dict) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _error(self, status: int, message: str, kind: str) -> None:
+            self._json(status, {"error": {"message": message, "type": kind, "code": kind}})
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            try:
+                self._serve()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (its timeout): nothing to answer
+
+        def _serve(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            body["_authorization"] = self.headers.get("Authorization", "")
+            state.requests.append(body)
+            model = body.get("model", "")
+            if not self.path.endswith("/chat/completions"):
+                return self._error(404, f"no route {self.path}", "not_found")
+            if model == "fail-401" or body["_authorization"] == "Bearer bad-key":
+                return self._error(401, "Incorrect API key provided: bad-key", "invalid_api_key")
+            if model == "fail-429":
+                return self._error(429, "Rate limit reached", "rate_limit_exceeded")
+            if model == "fail-500":
+                return self._error(500, "internal error", "server_error")
+            if model == "hang":
+                time.sleep(5)
+            if body.get("stream"):
+                return self._stream(model)
+            reply = json.dumps({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": state.answer}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }).encode()
+            if model in {"truncated-json", "truncated-body"}:
+                cut = reply[: len(reply) // 2]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(cut) if model == "truncated-json" else len(reply)))
+                self.end_headers()
+                self.wfile.write(cut)
+                self.wfile.flush()
+                if model == "truncated-body":  # the connection closes before the promised length
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                return None
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def _stream(self, model: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            words = state.answer.split(" ")
+            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+            for i, piece in enumerate(pieces):
+                if model == "broken-stream" and i == 2:
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)  # drop mid-answer, no terminating chunk
+                    self.close_connection = True
+                    return
+                if model == "stream-no-done" and i == 2:
+                    break  # a clean end of the HTTP body, but the answer is cut off
+                self._event(model, {"content": piece}, None)
+            if model not in {"stream-no-done", "stream-no-finish"}:
+                self._event(model, {}, "stop")
+            if model not in {"stream-no-done", "stream-no-done-finished"}:
+                self._chunk("data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+        def _event(self, model: str, delta: dict, finish_reason: str | None) -> None:
+            event = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": model,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+            self._chunk(f"data: {json.dumps(event)}\n\n")
+
+        def _chunk(self, text: str) -> None:
+            data = text.encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+    return Handler
+
+
+
+# ---- a BEIR-format dataset ------------------------------------------------------------------------
+CORPUS = [
+    ("d1", "Acme", "Acme Corp was founded by Ada Lovelace in 1843 in London."),
+    ("d2", "Sky", "The sky is blue because of Rayleigh scattering of sunlight by air molecules."),
+    ("d3", "Tea", "Green tea is made from the leaves of the Camellia sinensis plant."),
+    ("d4", "Rust", "Rust is a systems programming language focused on memory safety."),
+    ("d5", "Paris", "Paris is the capital of France and home of the Eiffel Tower."),
+]
+QUERIES = [
+    ("q1", "Who founded Acme Corp?", "d1"),
+    ("q0", "A question without judgements", None),
+    ("q2", "Why is the sky blue?", "d2"),
+    ("q3", "Which plant is green tea made from?", "d3"),
+    ("q4", "What is the capital of France?", "d5"),
+]
+
+
+def write_dataset(root: Path, corpus=CORPUS) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"id": i, "title": t, "text": x}) + "\n" for i, t, x in corpus))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t, _ in QUERIES))
+    (root / "qrels.tsv").write_text("".join(f"{i}\t{d}\t1\n" for i, _, d in QUERIES if d))
+    return root

@@ -1,0 +1,121 @@
+"""The read path over a real store: ranks and scores of both stages, timings, the extractive answer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline import Ingestor
+from rag.pipeline import RagPipeline
+from rag.settings import Settings
+from tests.helpers import REPO
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("sample-store")
+    results = Ingestor(Settings(data_dir=data_dir, chunk_size=64, chunk_overlap=8)).ingest_paths([REPO / "data" / "sample"])
+    assert all(r.status == "ok" for r in results)
+    return data_dir
+
+
+def test_without_rerank_the_first_retrieval_order_is_kept(sample_store: Path) -> None:
+    result = RagPipeline(Settings(data_dir=sample_store, reranker="none")).ask(
+        "How long does the battery take to charge?", top_k=8, top_n=3)
+    assert result.reranked is False and result.reranker is None
+    assert len(result.candidates) == 8 and len(result.chunks) == 3
+    assert [c.retrieval_rank for c in result.candidates] == list(range(1, 9))
+    scores = [c.retrieval_score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True) and -1 <= scores[-1] <= scores[0] <= 1
+    assert all(c.rerank_rank is None and c.rerank_score is None for c in result.candidates)
+    assert result.chunks == result.candidates[:3]
+    assert any("4.5 hours" in c.text for c in result.chunks)
+    assert result.timings_ms.rerank == 0
+
+
+def test_rerank_orders_by_its_scores_and_keeps_both_ranks(sample_store: Path, plumbing_reranker: str) -> None:
+    pipeline = RagPipeline(Settings(data_dir=sample_store, reranker=plumbing_reranker))
+    result = pipeline.ask("Can I return a bike?", top_k=10, top_n=4, generate=False)
+    assert result.reranked and result.reranker == plumbing_reranker
+    candidates = result.candidates
+    assert [c.retrieval_rank for c in candidates] == list(range(1, 11))
+    assert sorted(c.rerank_rank for c in candidates) == list(range(1, 11))
+    by_rerank = sorted(candidates, key=lambda c: c.rerank_rank)
+    assert [c.rerank_score for c in by_rerank] == sorted((c.rerank_score for c in candidates), reverse=True)
+    assert result.chunks == by_rerank[:4]
+    assert all(c.rank_change == c.retrieval_rank - c.rerank_rank for c in candidates)
+    # the same chunk keeps its retrieval score whatever the reranker says
+    plain = pipeline.ask("Can I return a bike?", top_k=10, top_n=4, rerank=False, generate=False)
+    assert {c.chunk_id: c.retrieval_score for c in plain.candidates} == {c.chunk_id: c.retrieval_score for c in candidates}
+    t = result.timings_ms
+    assert t.rerank > 0 and t.generate == 0
+    assert t.total >= t.embed + t.search + t.rerank
+
+
+def test_rerank_weight_blends_both_stages_into_the_final_order(sample_store: Path, plumbing_reranker: str) -> None:
+    def ask(weight: float):
+        settings = Settings(data_dir=sample_store, reranker=plumbing_reranker, rerank_weight=weight)
+        return RagPipeline(settings).ask("Can I return a bike?", top_k=10, top_n=4, generate=False)
+
+    alone, blended, retrieval_only = ask(1.0), ask(0.5), ask(0.0)
+    assert not alone.blended and alone.rerank_weight == 1.0
+    assert all(c.final_score == c.rerank_score for c in alone.candidates)
+    # weight 0: the first stage's order comes back, though the reranker ran
+    assert [c.rerank_rank for c in retrieval_only.candidates] == list(range(1, 11))
+    assert retrieval_only.candidates[0].final_score == 1.0 and retrieval_only.candidates[-1].final_score == 0.0
+    # weight 0.5: the mean of both min-max normalised scores orders the chunks
+    def norm(xs):
+        return [(x - min(xs)) / (max(xs) - min(xs)) for x in xs]
+
+    cands = blended.candidates
+    expected = [(a + b) / 2 for a, b in zip(norm([c.rerank_score for c in cands]), norm([c.retrieval_score for c in cands]))]
+    assert [c.final_score for c in cands] == pytest.approx(expected, abs=1e-3)  # inputs are rounded
+    assert blended.blended and [c.chunk_id for c in blended.chunks] == [
+        c.chunk_id for c in sorted(cands, key=lambda c: -c.final_score)[:4]]
+    with pytest.raises(ValueError, match="rerank_weight"):
+        Settings(rerank_weight=1.5)
+
+
+def test_extractive_answer_cites_its_chunks(sample_store: Path) -> None:
+    result = RagPipeline(Settings(data_dir=sample_store)).ask("How many days of paid holiday do employees get?")
+    assert result.answer_mode == "extractive" and result.error is None
+    assert "28 days of paid holiday" in result.answer
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", result.answer)}
+    assert cited and cited <= set(range(1, len(result.chunks) + 1))
+    assert any("28 days" in result.chunks[n - 1].text for n in cited)
+    assert result.timings_ms.generate > 0
+
+
+def test_top_n_never_exceeds_top_k_and_empty_collections_answer_plainly(sample_store: Path, settings: Settings) -> None:
+    result = RagPipeline(Settings(data_dir=sample_store)).ask("warranty", top_k=2, top_n=5)
+    assert len(result.chunks) == len(result.candidates) == 2
+    empty = RagPipeline(settings).ask("Anything there?")
+    assert empty.chunks == [] and empty.candidates == []
+    assert "nothing" in empty.answer.lower()
+    with pytest.raises(ValueError, match="empty"):
+        RagPipeline(settings).ask("   ")
+
+
+def test_low_confidence_flag_follows_the_threshold(sample_store: Path, plumbing_reranker: str) -> None:
+    base = Settings(data_dir=sample_store, reranker=plumbing_reranker)
+    result = RagPipeline(base).ask("warranty claim", generate=False)
+    best = max(c.rerank_score for c in result.chunks)
+    assert RagPipeline(base.model_copy(update={"low_confidence_score": best + 1})).ask(
+        "warranty claim", generate=False).low_confidence
+    assert not RagPipeline(base.model_copy(update={"low_confidence_score": best - 1})).ask(
+        "warranty claim", generate=False).low_confidence
+
+
+def test_sentences_rejoin_wrapped_lines_and_keep_table_rows() -> None:
+    from rag.answer import split_sentences
+
+    text = ("Net sales of the 10-\ninch model fell sharply in the quarter. Services grew.\n"
+            "Total net sales $ 82,959 $ 81,434\nOverview\nThe Company designs bicycles for cities.\n" + "x" * 500)
+    assert split_sentences(text) == [
+        "Net sales of the 10- inch model fell sharply in the quarter.",
+        "Total net sales $ 82,959 $ 81,434",
+        "The Company designs bicycles for cities.",
+        "x" * 400 + " …",
+    ]

@@ -1,0 +1,1 @@
+"""Training the reranker: data (filtering, negative mining), the loop, ONNX export, the model card."""

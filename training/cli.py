@@ -1,0 +1,110 @@
+"""``rerank-rag reranker train|export``: the command line of training (rag.cli wires it in)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from training.export import export_onnx
+from training.train import DEFAULT_MAX_LENGTH, TrainConfig, train
+
+
+
+def _kv(items: list[str] | None, cast=str) -> dict:
+    out = {}
+    for it in items or []:
+        if "=" in it:
+            k, v = it.split("=", 1)
+            out[k] = cast(v)
+        else:
+            out["*"] = cast(it)
+    return out
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", action="append", required=True, metavar="PATH",
+                   help="BEIR folder (corpus.jsonl, queries.jsonl, qrels.tsv) or .jsonl of "
+                        '{"query","positive","negatives"?}; repeat for several')
+    p.add_argument("--out", required=True, help="output folder (loads with sentence_transformers.CrossEncoder)")
+    p.add_argument("--base", default=None, help="base checkpoint (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--embedder", default=None, help="first-stage embedder for hard negatives (default: packaged MiniLM)")
+    p.add_argument("--include", action="append", metavar="NAME=REGEX",
+                   help="keep only docs of dataset NAME (folder name) whose id matches REGEX, e.g. "
+                        "squad11_dev='^s(0[0-9]|[12][0-9]|3[0-7])_'")
+    p.add_argument("--exclude-overlap", action="append", default=[], metavar="DIR",
+                   help="drop training docs whose text appears in this BEIR folder (keeps it held out)")
+    p.add_argument("--max-queries", action="append", metavar="[NAME=]N",
+                   help="cap on queries per dataset (random sample with the seed)")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--queries-per-step", type=int, default=4)
+    p.add_argument("--negatives", type=int, default=7, help="hard negatives per query per step")
+    p.add_argument("--mine-top", type=int, default=20, help="negative pool: embedder top-N non-relevant")
+    p.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate")
+    p.add_argument("--head-lr", type=float, default=1e-3, help="pooler + head learning rate")
+    p.add_argument("--warmup", type=float, default=0.1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--train-embeddings", action="store_true",
+                   help="also train the word-embedding matrix (default: frozen, as in the base)")
+    p.add_argument("--log-every", type=int, default=10, help="progress line every N steps")
+    p.add_argument("--val", action="append", default=[], metavar="DIR", help="held-out BEIR folder to validate on")
+    p.add_argument("--val-include", action="append", metavar="NAME=REGEX")
+    p.add_argument("--val-max-queries", type=int, default=200)
+
+
+def config_from_args(a: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        datasets=a.dataset, out=a.out, base=a.base, embedder=a.embedder, include=_kv(a.include),
+        exclude_overlap=a.exclude_overlap, max_queries=_kv(a.max_queries, int), seed=a.seed,
+        max_length=a.max_length, epochs=a.epochs, max_steps=a.max_steps, queries_per_step=a.queries_per_step,
+        negatives=a.negatives, mine_top=a.mine_top, lr=a.lr, head_lr=a.head_lr, warmup=a.warmup,
+        threads=a.threads, freeze_embeddings=not a.train_embeddings, log_every=a.log_every, val=a.val, val_include=_kv(a.val_include), val_max_queries=a.val_max_queries,
+    )
+
+
+def _run_train(a: argparse.Namespace, settings=None) -> int:
+    def log(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    try:
+        train(config_from_args(a), log=log)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register(subparsers, parent_parser=None) -> None:
+    """CLI contract (rag.cli COMMAND_MODULES): ``rerank-rag reranker train|export ...``;
+    handlers are ``func(args, settings) -> int``."""
+    parents = [parent_parser] if parent_parser is not None else []
+    p = subparsers.add_parser("reranker", help="reranker tools (train)", parents=parents)
+    sub = p.add_subparsers(dest="reranker_command", required=True)
+    t = sub.add_parser("train", help="fine-tune a cross-encoder reranker", parents=parents)
+    add_train_arguments(t)
+    t.set_defaults(func=_run_train)
+    e = sub.add_parser("export", help="export a trained reranker to (int8) ONNX for fast CPU inference",
+                       parents=parents)
+    e.add_argument("src", help="trained model folder (output of `reranker train`)")
+    e.add_argument("dst", help="folder to write (config, tokenizer, onnx/)")
+    e.add_argument("--fp32", action="store_true", help="export fp32 ONNX without int8 quantisation")
+    e.add_argument("--keep-fp32", action="store_true", help="keep onnx/model.onnx next to the int8 file")
+    e.set_defaults(func=_run_export)
+
+
+def _run_export(a: argparse.Namespace, settings=None) -> int:
+    path = export_onnx(a.src, a.dst, quantize=not a.fp32, keep_fp32=a.keep_fp32)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.train", description="fine-tune a cross-encoder reranker")
+    add_train_arguments(p)
+    return _run_train(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

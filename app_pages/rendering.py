@@ -32,6 +32,61 @@ def answer_markdown(answer: str) -> str:
     return _CITATION.sub(r"**[\1]**", escape_md(answer))
 
 
+def highlighted_markdown(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` as escaped markdown with the ``(start, end)`` ranges in bold: the sentences an answer quoted.
+
+    Every piece is escaped (so the document's own markdown, HTML and links stay literal text); a space is
+    added where a bold mark would otherwise touch a letter and fail to close or open (CJK text)."""
+    out, at = [], 0
+    for start, end in sorted(spans):
+        start, end = max(start, at), min(end, len(text))
+        if end <= start:
+            continue
+        out.append(escape_md(text[at:start]))
+        before = " " if start > 0 and not text[start - 1].isspace() else ""
+        after = " " if end < len(text) and not text[end].isspace() else ""
+        out.append(f"{before}**{escape_md(text[start:end])}**{after}")
+        at = end
+    out.append(escape_md(text[at:]))
+    return "".join(out)
+
+
+def searched_line(result: AskResult) -> str | None:
+    """What the retrieval searched for, as escaped markdown: the question, a follow-up's rewrite, or the
+    question with the previous one (fused); None for results from before chats kept it."""
+    searched = result.searched_query
+    if not searched:
+        return None
+    line = f"searched for: “{escape_md(searched)}”"
+    if searched != result.question:
+        line += " (the follow-up rewritten to stand alone)"
+    if result.context_query:
+        line += f" and “{escape_md(result.context_query)}” (with the previous question), fused"
+    return line
+
+
+def chat_markdown(results: list[AskResult]) -> str:
+    """A chat as a Markdown file: each question, its answer with the citations' sources and pages, and the
+    query searched (a download: plain text, not drawn by the app)."""
+    lines = ["# Chat", ""]
+    if results:
+        lines += [f"Collection: {results[0].collection}", ""]
+    for n, result in enumerate(results, 1):
+        kind = f"LLM answer, {result.llm_model}" if result.answer_mode == "llm" else "extractive answer"
+        lines += [f"## {n}. {result.question}", ""]
+        if result.searched_query:
+            searched = f"Searched for: {result.searched_query}"
+            if result.context_query:
+                searched += f" + {result.context_query}"
+            lines += [f"*{searched}*", ""]
+        lines += [result.answer or "(no answer)", "", f"({kind}{', reranked' if result.reranked else ''})", ""]
+        if result.chunks:
+            lines += ["Sources:", ""]
+            lines += [f"- [{i}] {chunk.citation}" for i, chunk in enumerate(result.chunks, 1)]
+            lines.append("")
+    return "\n".join(lines)
+
+
 def model_label(name: str | None) -> str:
     """A model name for display: a local folder by its last part, hub ids and catalog names as they are."""
     if not name:
@@ -165,9 +220,17 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
                                                            "reranking, and the rank before", width=95)
     st.dataframe(frame, column_config=columns, hide_index=True, width="stretch")
     if expandable:
+        quoted: dict[int, list[tuple[int, int]]] = {}
+        if chunks is result.chunks:  # the answer's spans cite these chunks by their number
+            for span in result.answer_spans:
+                quoted.setdefault(span.chunk, []).append((span.start, span.end))
         for n, chunk in enumerate(chunks, 1):
-            with st.expander(escape_md(f"[{n}] {chunk.citation} — full text")):
-                st.text(chunk.text)
+            label = f"[{n}] {chunk.citation} — full text" + (" (the answer's sentences in bold)" if n in quoted else "")
+            with st.expander(escape_md(label)):
+                if n in quoted:
+                    st.markdown(highlighted_markdown(chunk.text, quoted[n]))
+                else:
+                    st.text(chunk.text)
 
 
 def timings_line(result: AskResult) -> str:

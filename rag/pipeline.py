@@ -46,7 +46,12 @@ class RagPipeline:
         return load_reranker(self.settings.reranker, self.settings.device, self.settings.rerank_max_length)
 
     def knowledge_base(self, collection: str | None = None) -> KnowledgeBase:
-        return KnowledgeBase(self.settings, collection, embed_model=self.embedder.name)
+        """The collection, opened with the embedder it was built with (the settings' for a new one)."""
+        return KnowledgeBase(self.settings, collection)
+
+    def embedder_for(self, kb: KnowledgeBase) -> Embedder:
+        s = self.settings
+        return load_embedder(kb.embed_model, s.device, s.embed_batch_size)
 
     def ask(
         self,
@@ -74,7 +79,8 @@ class RagPipeline:
             raise ValueError("the question is empty")
         top_k = top_k or self.settings.top_k
         top_n = min(top_n or self.settings.top_n, top_k)
-        kb = self.knowledge_base(collection)  # loads the embedder on first use: not part of the timings
+        kb = self.knowledge_base(collection)
+        embedder = self.embedder_for(kb)  # loads on first use: not part of the timings
         reranker = self.reranker if rerank else None
         started = time.perf_counter()
 
@@ -84,13 +90,13 @@ class RagPipeline:
             searched = followup.rewrite_question(self.settings, question, history)
         elif history:
             context = followup.context_query(question, history)
-        first = retrieve(searched, kb, self.embedder, self.settings, mode=first_stage, top_k=top_k)
+        first = retrieve(searched, kb, embedder, self.settings, mode=first_stage, top_k=top_k)
         if context:
-            also = retrieve(context, kb, self.embedder, self.settings, mode=first_stage, top_k=top_k)
+            also = retrieve(context, kb, embedder, self.settings, mode=first_stage, top_k=top_k)
             first = followup.fuse(first, also, top_k=top_k, rrf_k=self.settings.rrf_k)
 
         t = time.perf_counter()
-        candidates = self._rank(searched, first.candidates, reranker, self.settings.rerank_weight)
+        candidates = self._rank(searched, first.candidates, reranker, self.settings.rerank_weight, context=context)
         rerank_ms = _ms(t) if reranker else 0.0
         chunks = sorted(candidates, key=lambda c: c.final_rank)[:top_n]
 
@@ -110,7 +116,7 @@ class RagPipeline:
             candidates=candidates,
             timings_ms=StageTimings(**first.timings_ms, rerank=rerank_ms, generate=generate_ms, total=_ms(started)),
             collection=kb.name,
-            embedder=self.embedder.name,
+            embedder=embedder.name,
             retrieval=first_stage,
             reranker=reranker.name if reranker else None,
             rerank_weight=self.settings.rerank_weight if reranker else None,
@@ -118,15 +124,19 @@ class RagPipeline:
             error=error,
             low_confidence=best_rerank is not None and best_rerank < self.settings.low_confidence_score,
             answer_spans=spans,
-            searched_query=searched if searched != question else None,
+            searched_query=searched,
             context_query=context,
         )
 
     @staticmethod
     def _rank(question: str, found: list[Candidate], reranker: Reranker | None,
-              rerank_weight: float = 1.0) -> list[ChunkHit]:
-        """All candidates in first-stage order, with their rerank rank and scores when reranked."""
+              rerank_weight: float = 1.0, context: str | None = None) -> list[ChunkHit]:
+        """All candidates in first-stage order, with their rerank rank and scores when reranked. With a
+        ``context`` query (a follow-up's previous question with it), a chunk scores the better of the two."""
         rerank_scores = reranker.score(question, [c.chunk.text for c in found]) if reranker and found else None
+        if rerank_scores is not None and context:
+            also = reranker.score(context, [c.chunk.text for c in found])
+            rerank_scores = [max(a, b) for a, b in zip(rerank_scores, also, strict=True)]
         final_scores: list[float] | None = None
         rerank_rank: dict[int, int] = {}
         if rerank_scores is not None:

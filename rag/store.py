@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,16 +95,32 @@ INTERNAL_COLLECTIONS = frozenset({REGISTRY, "rerank-rag-keys"})
 
 
 def collection_names(settings: Settings) -> list[str]:
-    return sorted(c.name for c in open_client(settings).list_collections() if c.name not in INTERNAL_COLLECTIONS)
+    return sorted(c.name for c in open_client(settings).list_collections()
+                  if c.name not in INTERNAL_COLLECTIONS and not c.name.endswith(".reindex"))
+
+
+def collection_embedder(settings: Settings, name: str | None = None) -> str | None:
+    """The embedder a collection was built with; None when it does not exist yet (or never recorded one)."""
+    try:
+        collection = open_client(settings).get_collection(name or settings.collection)
+    except Exception:  # noqa: BLE001 - chromadb raises NotFoundError or ValueError by version
+        return None
+    return (collection.metadata or {}).get("embed_model")
 
 
 class KnowledgeBase:
-    """One named collection of chunks: write, read, list, delete, repair."""
+    """One named collection of chunks: write, read, list, delete, repair.
+
+    A collection keeps the embedder it was built with: without ``embed_model`` an existing collection
+    is opened with its own (so changing the default embedder never strands a collection), a new one
+    with the settings'. An explicit ``embed_model`` that differs from the collection's is an error.
+    """
 
     def __init__(self, settings: Settings, name: str | None = None, *, embed_model: str | None = None) -> None:
         self.name = name or settings.collection
         self.client = open_client(settings)
-        self.embed_model = embed_model or settings.embed_model
+        finish_reindex(self.client, self.name)
+        self.embed_model = embed_model or collection_embedder(settings, self.name) or settings.embed_model
         try:
             self.chunks = self.client.get_or_create_collection(
                 self.name,
@@ -123,7 +140,8 @@ class KnowledgeBase:
         if built_with and built_with != self.embed_model:
             raise StoreError(
                 f"collection '{self.name}' was built with the embedder '{built_with}', not "
-                f"'{self.embed_model}': query it with that embedder, or ingest into another collection"
+                f"'{self.embed_model}': query it with that embedder, rebuild it with `rerank-rag reindex --collection "
+                f"{self.name} --embed-model {self.embed_model}`, or ingest into another collection"
             )
         self.registry = self.client.get_or_create_collection(REGISTRY, embedding_function=None)
 
@@ -202,9 +220,26 @@ class KnowledgeBase:
             yield from zip(page["ids"], page["metadatas"], strict=True)
             offset += len(page["ids"])
 
+    def generation(self) -> str | None:
+        """A token that changes with every commit or delete in this collection (None before the first).
+
+        One read by id, whatever the collection's size: derived indexes (rag.lexical) compare it on
+        every query and read the whole registry (:meth:`fingerprint`) only when it moved.
+        """
+        rows = self.registry.get(ids=[self._generation_id()], include=["metadatas"])
+        return str(rows["metadatas"][0]["generation"]) if rows["ids"] else None
+
     # ---- writing -------------------------------------------------------------------------------
     def _registry_id(self, doc_id: str) -> str:
         return f"{self.name}::{doc_id}"
+
+    def _generation_id(self) -> str:
+        return f"{self.name}::__generation__"
+
+    def _bump_generation(self) -> None:
+        # No "collection" key in its metadata, so listing the documents never sees this record.
+        self.registry.upsert(ids=[self._generation_id()], embeddings=[[1.0]],
+                             metadatas=[{"generation_of": self.name, "generation": uuid.uuid4().hex}])
 
     def write_document(
         self,
@@ -233,12 +268,14 @@ class KnowledgeBase:
         self.chunks.delete(
             where={"$and": [{"doc_id": record.doc_id}, {"content_sha256": {"$ne": record.content_sha256}}]}
         )
+        self._bump_generation()
 
     def delete_document(self, doc_id: str) -> int:
         """Remove a document and all its chunks; returns how many chunks went."""
         chunk_count = len(self.chunks.get(where={"doc_id": doc_id}, include=[])["ids"])
         self.registry.delete(ids=[self._registry_id(doc_id)])
         self.chunks.delete(where={"doc_id": doc_id})
+        self._bump_generation()
         return chunk_count
 
     def repair(self, grace_s: float = 0.0) -> int:
@@ -266,6 +303,7 @@ class KnowledgeBase:
     def drop(self) -> None:
         """Delete the whole collection and its registry records."""
         self.registry.delete(where={"collection": self.name})
+        self.registry.delete(ids=[self._generation_id()])
         self.client.delete_collection(self.name)
 
     # ---- what derived indexes read (rag.lexical) --------------------------------------------------
@@ -355,3 +393,58 @@ class KnowledgeBase:
             text=text or "",
             score=score,
         )
+
+    # ---- changing the embedder -----------------------------------------------------------------
+    def reembed(self, embed_model: str, embed: Callable[[list[str]], Sequence[Sequence[float]]],
+                page_size: int = 500, progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild this collection's vectors with another embedder, in place, from its stored texts.
+
+        The committed chunks are copied with their ids, texts and metadata into a staging collection
+        ``<name>.reindex`` embedded by ``embed``; once complete (marked in its metadata) the old
+        collection is dropped and the staging one takes its name. The registry is untouched: same
+        documents, same chunk ids, so derived indexes (BM25) stay valid. A kill before the swap
+        leaves the old collection in use (the next reindex starts over); a kill during the swap is
+        finished by :func:`finish_reindex` when the store is next opened. Returns the chunks copied.
+        """
+        staging_name = f"{self.name}.reindex"
+        try:
+            self.client.delete_collection(staging_name)
+        except Exception:  # noqa: BLE001 - none left over
+            pass
+        staging = self.client.create_collection(
+            staging_name, metadata={"hnsw:space": "cosine", "embed_model": embed_model}, embedding_function=None)
+        committed = {r.doc_id: r.content_sha256 for r in self.documents()}
+        copied = 0
+        for page in self._pages(page_size):
+            rows = [(i, t, m) for i, t, m in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
+                    if committed.get(str(m.get("doc_id"))) == m.get("content_sha256")]
+            if not rows:
+                continue
+            ids, texts, metas = map(list, zip(*rows, strict=True))
+            staging.upsert(ids=ids, documents=texts, metadatas=metas,
+                           embeddings=[list(map(float, v)) for v in embed([t or "" for t in texts])])
+            copied += len(ids)
+            if progress:
+                progress(copied)
+        # (the distance function cannot be given again: Chroma keeps it from the creation)
+        staging.modify(metadata={"embed_model": embed_model, "reindex_complete": True})
+        self.client.delete_collection(self.name)
+        finish_reindex(self.client, self.name)
+        self.chunks = self.client.get_collection(self.name, embedding_function=None)
+        self.embed_model = embed_model
+        self._bump_generation()
+        return copied
+
+
+def finish_reindex(client: ClientAPI, name: str) -> None:
+    """Give a complete staging collection its name when a reindex was killed between drop and rename."""
+    try:
+        staging = client.get_collection(f"{name}.reindex")
+    except Exception:  # noqa: BLE001 - no reindex under way
+        return
+    if not (staging.metadata or {}).get("reindex_complete"):
+        return
+    if any(c.name == name for c in client.list_collections()):
+        return  # the old one is still there: the reindex did not reach its swap
+    metadata = {k: v for k, v in (staging.metadata or {}).items() if k not in ("reindex_complete", "hnsw:space")}
+    staging.modify(name=name, metadata=metadata)

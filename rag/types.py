@@ -116,8 +116,8 @@ class AskResult(BaseModel):
         default_factory=list, description="The sentences an extractive answer quoted, as offsets into its cited "
         "chunks' text (empty for an LLM answer).")
     searched_query: str | None = Field(
-        None, description="What the first retrieval searched for: the question, or in a chat the follow-up "
-        "rewritten to stand alone (with an LLM); null when it is the question itself.")
+        None, description="What the first retrieval searched for and the reranker read: the question, or in a "
+        "chat a follow-up rewritten by the LLM to stand alone.")
     context_query: str | None = Field(
         None, description="In a chat without an LLM: the previous question with this one, searched too and fused "
         "with the question's own results.")

@@ -81,13 +81,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--embedder")
+    ap.add_argument("--only", nargs="*", help="labels to run, in this order (default: all)")
     ap.add_argument("--out", default="runs/blend.json")
     args = ap.parse_args()
     settings = Settings(**({"embed_model": args.embedder} if args.embedder else {}))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(out.read_text()) if out.is_file() else {}
-    for label, folder, held_out in SETS:
+    chosen = [next(s for s in SETS if s[0] == label) for label in args.only] if args.only else SETS
+    for label, folder, held_out in chosen:
         if label not in data:
             started = time.time()
             data[label] = record(settings, settings.datasets_dir / folder, args.queries, held_out)

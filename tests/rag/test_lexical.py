@@ -425,3 +425,21 @@ def test_two_threads_on_a_stale_index_build_it_once(settings: Settings, monkeypa
     for thread in threads:
         thread.join()
     assert len(builds) == 1 and len(got) == 3 and got[0] is got[1] is got[2]
+
+
+def test_the_per_query_check_reads_the_registry_only_when_the_generation_moved(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    Ingestor(settings).ingest([SourceFile("a.txt", data=BATTERY)])
+    kb = KnowledgeBase(settings)
+    indexes = LexicalIndexes()
+    indexes.get(kb, settings.data_dir)
+    reads = []
+    real_read = lexical.StoreState.read
+    monkeypatch.setattr(lexical.StoreState, "read", classmethod(lambda cls, kb: reads.append(1) or real_read(kb)))
+    for _ in range(3):
+        indexes.get(kb, settings.data_dir)
+    assert reads == []  # nothing committed: one read by id per query, no registry scan
+    generation = kb.generation()
+    Ingestor(settings).ingest([SourceFile("b.txt", data=b"Spare batteries ship within a week.")])
+    assert kb.generation() != generation
+    assert len(indexes.get(kb, settings.data_dir)) == 2 and reads  # the commit moved it: checked, rebuilt

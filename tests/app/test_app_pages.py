@@ -89,6 +89,24 @@ def test_ask_answers_with_citations_and_chunk_table(reranked: str) -> None:
     assert len(at.dataframe) == 2
 
 
+def test_a_follow_up_reads_the_chat_and_new_chat_forgets_it(reranked: str) -> None:
+    at = ask(start(), "How long does the battery take to charge?")
+    assert "searched for: “How long does the battery take to charge?”" in " ".join(texts(at.caption))
+    # the chunk the answer quoted shows its sentence in bold, as escaped text
+    quoted = [e for e in at.expander if "the answer's sentences in bold" in e.label]
+    assert quoted and any("**" in m for e in quoted for m in raw(e.markdown))
+    ask(at, "And with the fast charger?")
+    follow_up = at.session_state["chat"][1]["result"]
+    assert follow_up.context_query == "How long does the battery take to charge? And with the fast charger?"
+    assert any("(with the previous question), fused" in c for c in texts(at.caption))
+    assert len(at.get("download_button")) == 1
+    next(b for b in at.button if b.label == "New chat").click().run()
+    assert_clean(at)
+    assert at.session_state["chat"] == [] and not at.dataframe
+    ask(at, "And with the fast charger?")
+    assert at.session_state["chat"][0]["result"].context_query is None  # a new chat: no history
+
+
 def test_ask_streams_the_llm_answer(reranked: str, openai_server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
     monkeypatch.setenv("RAG_LLM_MODEL", "test-model")

@@ -109,8 +109,6 @@ def test_low_confidence_flag_follows_the_threshold(sample_store: Path, plumbing_
         "warranty claim", generate=False).low_confidence
 
 
-@pytest.mark.xfail(reason="issue 11 in progress: the new sentence splitter (rag/extract.py) cuts differently; "
-                   "to be reconciled with this contract", strict=False)
 def test_sentences_rejoin_wrapped_lines_and_keep_table_rows() -> None:
     from rag.answer import split_sentences
 

@@ -7,6 +7,7 @@ falls back to the extractive answer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from rag.settings import Settings
@@ -23,10 +24,28 @@ class LlmError(RuntimeError):
     """The LLM could not answer; the message is safe to show (it never holds the key)."""
 
 
-def build_messages(question: str, chunks: Sequence[ChunkHit]) -> list[dict[str, str]]:
+HISTORY_CHARS = 3000  # the budget of earlier turns in an answer's prompt (~750 tokens), newest kept first
+_TURN_ANSWER_CHARS = 600  # of each earlier answer
+_CITATION = re.compile(r"\s*\[\d+\]")
+
+
+def build_messages(question: str, chunks: Sequence[ChunkHit],
+                   history: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
+    """The chat for an answer: the rules, the chat's earlier turns (``history``: (question, answer) pairs, oldest
+    first, within ``HISTORY_CHARS``), then the numbered passages with the user's own question. Earlier answers
+    lose their [n] marks: those numbers named other passages."""
     context = "\n\n".join(f"[{n}] ({chunk.citation})\n{chunk.text}" for n, chunk in enumerate(chunks, 1))
+    turns: list[dict[str, str]] = []
+    budget = HISTORY_CHARS
+    for asked, answered in reversed(list(history)):
+        answered = _CITATION.sub("", answered)[:_TURN_ANSWER_CHARS]
+        budget -= len(asked) + len(answered)
+        if budget < 0:
+            break
+        turns[:0] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
+        *turns,
         {"role": "user", "content": f"Context passages:\n\n{context}\n\nQuestion: {question}"},
     ]
 
@@ -147,9 +166,11 @@ class LlmAnswerer:
             self.client.organization = None
             self.client.project = None
 
-    def answer(self, question: str, chunks: Sequence[ChunkHit], on_token: Callable[[str], None] | None = None) -> str:
-        """The model's answer from the numbered chunks; with ``on_token`` it streams each piece of text."""
-        return self.chat(build_messages(question, chunks), on_token)
+    def answer(self, question: str, chunks: Sequence[ChunkHit], on_token: Callable[[str], None] | None = None,
+               history: Sequence[tuple[str, str]] = ()) -> str:
+        """The model's answer from the numbered chunks, the chat's earlier (question, answer) turns before them;
+        with ``on_token`` it streams each piece of text."""
+        return self.chat(build_messages(question, chunks, history), on_token)
 
     def complete(self, prompt: str) -> str:
         """The model's reply to one user message (evaluation writes questions with it)."""

@@ -103,7 +103,11 @@ class RagPipeline:
         answer, mode, error, generate_ms, spans = "", "extractive", None, 0.0, []
         if generate:
             t = time.perf_counter()
-            answer, mode, error, spans = self._answer(searched, chunks, on_token, reranker)
+            # The LLM answers the user's own words with the chat before them; the extractive answer, which
+            # reads no history, the question searched (standalone when rewritten).
+            turns = followup.recent_turns(history) if self.settings.llm_configured else []
+            answer, mode, error, spans = self._answer(question if turns else searched, chunks, on_token, reranker,
+                                                      turns, extract_question=searched)
             generate_ms = _ms(t)
 
         best_rerank = best_rerank_score(chunks)
@@ -173,17 +177,18 @@ class RagPipeline:
 
     def _answer(
         self, question: str, chunks: list[ChunkHit], on_token: Callable[[str], None] | None,
-        reranker: Reranker | None = None,
+        reranker: Reranker | None = None, history: Sequence[tuple[str, str]] = (),
+        extract_question: str | None = None,
     ) -> tuple[str, str, str | None, list[AnswerSpan]]:
         """(answer, mode, error, spans): the LLM's answer, or the extractive one (its sentences chosen by the
-        reranker, or the embedder without one) when there is no LLM or it failed."""
+        reranker, or the embedder without one, for ``extract_question``) when there is no LLM or it failed."""
         error = None
         if self.settings.llm_configured and chunks:
             try:
-                return LlmAnswerer(self.settings).answer(question, chunks, on_token), "llm", None, []
+                return LlmAnswerer(self.settings).answer(question, chunks, on_token, history), "llm", None, []
             except LlmError as failure:
                 error = str(failure)
-        extracted = extract_answer(question, chunks, reranker=reranker, embedder=self.embedder)
+        extracted = extract_answer(extract_question or question, chunks, reranker=reranker, embedder=self.embedder)
         return extracted.answer, "extractive", error, extracted.spans
 
     def extractive(self, question: str, chunks: list[ChunkHit], *, rerank: bool = True) -> ExtractiveAnswer:

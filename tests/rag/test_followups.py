@@ -95,6 +95,22 @@ def test_with_an_llm_a_follow_up_is_rewritten_before_retrieval(small_chunks_stor
     assert not openai_server.requests[-1].get("stream")  # a plain completion
 
 
+def test_the_llm_answers_the_users_words_with_the_chat_before_them(small_chunks_store: Path, openai_server) -> None:
+    from rag.answer import HISTORY_CHARS
+
+    history = [{"question": "Which bikes do you sell? " + "x" * HISTORY_CHARS, "answer": "Cargo bikes [2]."},
+               {"question": "How long is the frame under warranty?", "answer": "For life [1]."}]
+    openai_server.answer = "How long is the motor under warranty?"  # the rewrite, then the answer, say the same
+    result = RagPipeline(_llm_settings(small_chunks_store, openai_server)).ask("And the motor?", history=history)
+    assert result.answer_mode == "llm" and result.searched_query == "How long is the motor under warranty?"
+    messages = openai_server.requests[-1]["messages"]
+    assert messages[0]["role"] == "system" and messages[-1]["content"].endswith("Question: And the motor?")
+    # the last turn, its [n] marks gone (they named other passages); the older one is past the budget
+    assert messages[1:3] == [{"role": "user", "content": "How long is the frame under warranty?"},
+                             {"role": "assistant", "content": "For life."}]
+    assert len(messages) == 4
+
+
 def test_a_failed_or_empty_rewrite_falls_back_to_the_question(small_chunks_store: Path, openai_server) -> None:
     history = [{"question": "How long is the frame under warranty?", "answer": "For life [1]."}]
     failing = RagPipeline(_llm_settings(small_chunks_store, openai_server, model="fail-500"))

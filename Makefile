@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run serve test browser benchmarks
+.PHONY: setup run serve test browser benchmarks reliability
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ serve: setup
 
 test: setup browser
 	$(PY) -m pytest
+
+# The fault-and-load suite (bad files, kill -9, a Chroma server killed, LLM faults, 8 CLI askers): prints a
+# table, writes it into docs/reliability.md, exits non-zero on any failed case. About 15 min on 2 cores.
+reliability: setup
+	$(PY) scripts/reliability.py
 
 # Regenerates BENCHMARKS.md (quality per dataset, speed vs the stock llama-index pipeline): 30-60 min.
 benchmarks: setup

@@ -85,6 +85,8 @@ class KeyStore:
                 return client.get_or_create_collection(
                     KEYS_COLLECTION, embedding_function=None, metadata={"purpose": "rerank-rag API keys (hashed)"})
             return client.get_collection(KEYS_COLLECTION, embedding_function=None)
+        except StoreError:
+            raise  # already in plain words (e.g. the server is unreachable)
         except Exception as error:  # noqa: BLE001 - chromadb's "not found" and connection errors vary by version
             if not create and ("does not exist" in str(error) or type(error).__name__ == "NotFoundError"):
                 return None
@@ -97,6 +99,8 @@ class KeyStore:
             return {}
         try:
             rows = collection.get(include=["metadatas"])
+        except StoreError:
+            raise
         except Exception as error:  # noqa: BLE001 - a Chroma server gone away, in whatever type its client raises
             raise StoreError(f"cannot read the API keys from the store ({type(error).__name__})") from error
         fields = ApiKey.__dataclass_fields__

@@ -105,7 +105,8 @@ def _content_streams(page) -> list:
     return [stream for stream in streams if isinstance(stream, StreamObject)]
 
 
-def _load_pdf(data: bytes, max_bytes: int | None = None) -> list[PageText]:
+def _load_pdf(data: bytes, max_bytes: int | None = None,
+              on_page: Callable[[int, int], None] | None = None) -> list[PageText]:
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, LimitReachedError, PyPdfError
 
@@ -129,6 +130,8 @@ def _load_pdf(data: bytes, max_bytes: int | None = None) -> list[PageText]:
                 if getattr(stream, "decoded_self", None) is not None:
                     stream.decoded_self = None
             total += len(text)
+            if on_page:
+                on_page(number, len(pages))
             if total > text_limit:
                 raise IngestError(f"its text runs over {text_limit:,} characters by page {number}, the most one "
                                   f"document may hold (as much as a text file of {_mb(text_limit)})")
@@ -457,9 +460,11 @@ LOADERS: dict[str, Callable[[bytes, int | None], list[PageText]]] = {
 SUPPORTED_SUFFIXES = tuple(sorted(LOADERS))
 
 
-def load_document(name: str, data: bytes, *, max_bytes: int | None = None) -> list[PageText]:
+def load_document(name: str, data: bytes, *, max_bytes: int | None = None,
+                  on_page: Callable[[int, int], None] | None = None) -> list[PageText]:
     """The non-empty pages of the file ``name`` whose content is ``data``; ``max_bytes`` (RAG_MAX_FILE_MB)
-    bounds the file and what it may expand to (see :func:`inflate_limit`)."""
+    bounds the file and what it may expand to (see :func:`inflate_limit`). ``on_page(done, total)`` follows
+    a PDF's pages as they are read (a 1,500-page one takes minutes)."""
     suffix = PurePath(name).suffix.lower()
     loader = LOADERS.get(suffix)
     if loader is None:
@@ -470,7 +475,8 @@ def load_document(name: str, data: bytes, *, max_bytes: int | None = None) -> li
         raise IngestError(f"too large: {len(data) / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:g} MB")
     if not data.strip():
         raise IngestError("empty file")
-    pages = [page for page in loader(data, max_bytes) if page.text]
+    read = loader(data, max_bytes, on_page) if loader is _load_pdf and on_page else loader(data, max_bytes)
+    pages = [page for page in read if page.text]
     if not pages:
         raise IngestError("no text found in the file")
     return pages

@@ -28,7 +28,7 @@ from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, PageText, load_docum
 from rag.lexical import rebuild as rebuild_lexical_index
 from rag.models import Embedder, load_embedder
 from rag.settings import Settings
-from rag.store import DocumentRecord, KnowledgeBase, collection_embedder, doc_id_for
+from rag.store import DocumentRecord, KnowledgeBase, StoreError, collection_embedder, doc_id_for
 
 Status = Literal["ok", "skipped", "failed"]
 
@@ -36,6 +36,9 @@ Status = Literal["ok", "skipped", "failed"]
 # thread's ingest (another browser session) has written but not yet committed. Other processes are
 # covered by the repair's grace period (see rag.store). Re-entrant so a batch can hold it throughout.
 WRITE_LOCK = threading.RLock()
+
+Progress = Callable[[str, str, int, int], None]  # (source, step, done, total)
+EMBED_SLICE = 256  # chunks embedded per progress report: eight of the embedder's batches
 
 
 @dataclass(frozen=True)
@@ -69,25 +72,52 @@ class FileResult:
     reason: str | None = None
     doc_id: str | None = None
     seconds: float = 0.0
+    repeated: int = 0  # chunks left out as exact repeats of another chunk of the same document
 
     def line(self) -> str:
         if self.status == "ok":
+            if self.repeated:
+                return (f"{self.source}: ok {self.chunks} chunks ({self.repeated:,} repeated chunks left out, "
+                        f"{self.chunks + self.repeated:,} in the file)")
             return f"{self.source}: ok {self.chunks} chunks"
         if self.status == "skipped":
-            return f"{self.source}: skipped (unchanged)"
+            return f"{self.source}: skipped ({self.reason or 'unchanged'})"
         return f"{self.source}: failed: {self.reason}"
 
 
 def expand_paths(paths: Iterable[str | Path]) -> Iterator[SourceFile]:
-    """Files as given, and the supported files under folders (named relative to that folder)."""
+    """Files as given, and the supported files under folders (named relative to that folder).
+
+    A name is a document's identity, so two different files that would get the same one (``ingest dirA
+    dirB``, each with its own ``notes.txt``) are each named by as much of their path as tells them apart
+    (``dirA/notes.txt``, ``dirB/notes.txt``): else the second would replace the first. The same file given
+    twice keeps its name; :meth:`Ingestor.ingest` reports the second as given twice.
+    """
+    found: list[tuple[str, Path]] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
             for child in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
                 if child.suffix.lower() in SUPPORTED_SUFFIXES:
-                    yield SourceFile(child.relative_to(path).as_posix(), path=child)
+                    found.append((child.relative_to(path).as_posix(), child))
         else:
-            yield SourceFile(path.name, path=path)
+            found.append((path.name, path))
+    files_named: dict[str, set[Path]] = {}
+    for name, path in found:
+        files_named.setdefault(name, set()).add(path.resolve())
+    for name, path in found:
+        clashing = files_named[name]
+        yield SourceFile(name if len(clashing) == 1 else _distinct_name(name, path.resolve(), clashing), path=path)
+
+
+def _distinct_name(name: str, path: Path, clashing: set[Path]) -> str:
+    """The shortest end of ``path``, longer than ``name``, that no other file of ``clashing`` ends with."""
+    others = [other.parts for other in clashing if other != path]
+    for length in range(len(Path(name).parts) + 1, len(path.parts) + 1):
+        tail = path.parts[-length:]
+        if all(other[-length:] != tail for other in others):
+            return "/".join(tail)
+    return path.as_posix()
 
 
 class Ingestor:
@@ -101,20 +131,29 @@ class Ingestor:
         self.embedder = embedder
         self.kb = KnowledgeBase(settings, collection, embed_model=self.embedder.name)
         self.splitter = make_splitter(settings, self.embedder)
+        self._batch: dict[str, str] = {}  # set per ingest() call
+        self._progress: Progress | None = None
         with WRITE_LOCK:
             self.kb.repair(settings.orphan_grace_s)  # sweep what a killed ingest or delete left behind
 
-    def ingest_paths(self, paths: Iterable[str | Path], on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
-        return self.ingest(expand_paths(paths), on_result)
+    def ingest_paths(self, paths: Iterable[str | Path], on_result: Callable[[FileResult], None] | None = None,
+                     on_progress: Progress | None = None) -> list[FileResult]:
+        return self.ingest(expand_paths(paths), on_result, on_progress)
 
-    def ingest(self, files: Iterable[SourceFile], on_result: Callable[[FileResult], None] | None = None) -> list[FileResult]:
+    def ingest(self, files: Iterable[SourceFile], on_result: Callable[[FileResult], None] | None = None,
+               on_progress: Progress | None = None) -> list[FileResult]:
         """Ingest each file on its own: one failing never stops the others.
+
+        ``on_progress(source, step, done, total)`` follows a large file: "pages read" of a PDF (called from
+        the parsing thread) and "chunks embedded" of a document of more than one slice of chunks.
 
         The next file is read, parsed and chunked in a worker thread while this one is embedded:
         pypdf is pure Python while torch releases the GIL, so the two overlap on separate cores.
         """
         results: list[FileResult] = []
         pending = iter(files)
+        self._batch = {}  # name → content sha256 of the files of this batch read so far
+        self._progress = on_progress
         with WRITE_LOCK, ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as parser:
             upcoming = self._submit_next(parser, pending)
             while upcoming is not None:
@@ -127,7 +166,10 @@ class Ingestor:
             if any(result.status == "ok" for result in results):
                 # Once per batch, not per file; queries would rebuild a stale index anyway, but the
                 # first question after an ingest should not wait for it.
-                rebuild_lexical_index(self.kb, self.settings.data_dir)
+                try:
+                    rebuild_lexical_index(self.kb, self.settings.data_dir)
+                except StoreError:
+                    pass  # the server went away after the last commit: the next question rebuilds it
         return results
 
     def _submit_next(self, parser: ThreadPoolExecutor, pending: Iterator[SourceFile]) -> Future | None:
@@ -148,32 +190,56 @@ class Ingestor:
                 )
             data = file.read()
             content_sha256 = hashlib.sha256(data).hexdigest()
+            # (files are prepared one at a time, in order, so this batch's names need no lock)
+            if file.name in self._batch:
+                if self._batch[file.name] == content_sha256:
+                    return FileResult(file.name, "skipped", reason="same file given twice",
+                                      seconds=time.perf_counter() - started)
+                raise IngestError(f"another file of this batch is named '{file.name}' too, and this one would "
+                                  "replace it: rename one of them")
+            self._batch[file.name] = content_sha256
             doc_id = doc_id_for(file.name)
             existing = self.kb.document(doc_id)
             if existing and existing.content_sha256 == content_sha256:
                 return FileResult(file.name, "skipped", existing.chunks, existing.pages, doc_id=doc_id,
                                   seconds=time.perf_counter() - started)
-            pages = load_document(file.name, data, max_bytes=max_bytes)
-            texts, pages_of_texts = self._chunk(pages)
-        except IngestError as error:
+            progress = self._progress
+            on_page = (lambda done, total: progress(file.name, "pages read", done, total)) if progress else None
+            pages = load_document(file.name, data, max_bytes=max_bytes, on_page=on_page)
+            texts, pages_of_texts, repeated = self._chunk(pages)
+        except (IngestError, StoreError) as error:  # StoreError: a Chroma server gone away fails this file alone
             return FileResult(file.name, "failed", reason=str(error), seconds=time.perf_counter() - started)
         except OSError as error:
             return FileResult(file.name, "failed", reason=f"cannot read the file: {error.strerror or error}",
                               seconds=time.perf_counter() - started)
         return _Prepared(file.name, doc_id, content_sha256, len(data), len(pages), texts, pages_of_texts,
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, repeated)
 
-    def _chunk(self, pages: list[PageText]) -> tuple[list[str], list[int | None]]:
+    def _chunk(self, pages: list[PageText]) -> tuple[list[str], list[int | None], int]:
+        """The document's chunks and their pages, each distinct text once; and how many repeats were left out.
+
+        Repeats are dropped because thousands of identical vectors break Chroma's HNSW graph: a 5 MB file
+        of one repeated line (4,744 identical chunks) filled every question's dense top-100, and once it
+        was deleted the graph led searches only to deleted nodes, so they found nothing. One copy answers
+        whatever the repeats would; its first page is kept.
+        """
         texts: list[str] = []
         page_numbers: list[int | None] = []
+        seen: set[str] = set()
+        repeated = 0
         for page in pages:
             for text in self.splitter.split_text(page.text):
-                if text.strip():
-                    texts.append(text)
-                    page_numbers.append(page.number)
+                if not text.strip():
+                    continue
+                if text in seen:
+                    repeated += 1
+                    continue
+                seen.add(text)
+                texts.append(text)
+                page_numbers.append(page.number)
         if not texts:
             raise IngestError("no text found in the file")
-        return texts, page_numbers
+        return texts, page_numbers, repeated
 
     def _commit(self, doc: _Prepared) -> FileResult:
         """Embed one prepared document and write it as a unit (see rag.store)."""
@@ -186,13 +252,21 @@ class Ingestor:
             if page is not None:
                 meta["page"] = page
             metadatas.append(meta)
-        embeddings = self.embedder.embed_documents(doc.texts)
+        embeddings: list = []
+        for start in range(0, len(doc.texts), EMBED_SLICE):  # in slices, to tell progress: no cost in speed
+            embeddings.extend(self.embedder.embed_documents(doc.texts[start : start + EMBED_SLICE]))
+            if self._progress and len(doc.texts) > EMBED_SLICE:
+                self._progress(doc.source, "chunks embedded", len(embeddings), len(doc.texts))
         chunk_ids = [f"{doc.doc_id}:{doc.content_sha256[:12]}:{i:05d}" for i in range(len(doc.texts))]
         record = DocumentRecord(doc_id=doc.doc_id, source=doc.source, content_sha256=doc.content_sha256,
                                 pages=doc.pages, chunks=len(doc.texts), ingested_at=ingested_at, size_bytes=doc.size)
-        self.kb.write_document(record, chunk_ids, doc.texts, embeddings, metadatas)
+        try:
+            self.kb.write_document(record, chunk_ids, doc.texts, embeddings, metadatas)
+        except StoreError as error:  # the server went away mid-write: uncommitted, so the next repair sweeps it
+            return FileResult(doc.source, "failed", reason=str(error),
+                              seconds=doc.seconds + time.perf_counter() - started)
         return FileResult(doc.source, "ok", len(doc.texts), doc.pages, doc_id=doc.doc_id,
-                          seconds=doc.seconds + time.perf_counter() - started)
+                          seconds=doc.seconds + time.perf_counter() - started, repeated=doc.repeated)
 
 
 @dataclass(frozen=True)
@@ -207,3 +281,4 @@ class _Prepared:
     texts: list[str]
     page_numbers: list[int | None]
     seconds: float
+    repeated: int = 0

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -38,9 +39,24 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.pipeline import Ingestor
+    from rag.store import StoreError
 
-    ingestor = Ingestor(settings)
-    results = ingestor.ingest_paths(args.paths, on_result=lambda result: print(result.line(), flush=True))
+    try:
+        ingestor = Ingestor(settings)
+    except StoreError as error:  # e.g. the Chroma server is down: say that nothing went in
+        print(f"error: {error}; no file was ingested", file=sys.stderr)
+        return 2
+    last = [time.monotonic()]
+
+    def progress(source: str, step: str, done: int, total: int) -> None:
+        # On stderr, every 2 s at most (a small file says nothing): a large PDF takes minutes, and stdout
+        # keeps its one line per file.
+        if time.monotonic() - last[0] >= 2.0:
+            last[0] = time.monotonic()
+            print(f"{source}: {done:,} of {total:,} {step}", file=sys.stderr, flush=True)
+
+    results = ingestor.ingest_paths(args.paths, on_result=lambda result: print(result.line(), flush=True),
+                                    on_progress=progress)
     if not results:
         print("error: no supported files found in the given paths", file=sys.stderr)
         return 1

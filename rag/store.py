@@ -13,8 +13,8 @@ an embedded store or a Chroma server shared by several machines.
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import chromadb
+import httpx
 from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
 
 from rag.settings import Settings
 
@@ -34,16 +36,71 @@ class StoreError(RuntimeError):
     """The store cannot serve this request; the message says why in plain words."""
 
 
-@functools.lru_cache(maxsize=8)
+# One client per store for the whole process, opened under a lock: chromadb keeps its systems in a
+# class-level dict keyed by path, and two threads constructing a client for the same fresh path at once
+# (four browser tabs on a new app server) race inside it: KeyError '<path>', "'RustBindingsAPI' object
+# has no attribute 'bindings'", "Could not connect to tenant default_tenant". lru_cache does not help:
+# it runs the function in every thread that misses.
+_CLIENTS: dict[tuple[str | None, str | None, int], ClientAPI] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
 def _client(data_dir: str | None, host: str | None, port: int) -> ClientAPI:
+    key = (data_dir, host, port)
+    client = _CLIENTS.get(key)
+    if client is None:
+        with _CLIENTS_LOCK:
+            client = _CLIENTS.get(key)
+            if client is None:
+                client = _CLIENTS[key] = _open(data_dir, host, port)
+    return client
+
+
+def unreachable(host: str, port: int, error: BaseException) -> StoreError:
+    """The one message for a Chroma server that cannot be reached, at the first connect or mid-request."""
+    detail = (str(error).splitlines() or [""])[0].strip() or type(error).__name__
+    return StoreError(f"cannot reach the Chroma server at {host}:{port}: the knowledge base is unreachable "
+                      f"({detail}); check that the server is running")
+
+
+class _Guarded:
+    """A Chroma HTTP client or collection whose calls raise :class:`StoreError` when the server is gone.
+
+    chromadb lets httpx's transport errors through as they are ("Server disconnected without sending a
+    response.", "Connection refused"), which every caller (CLI, app pages, API, ingest) would have to know;
+    as a StoreError they are told in plain words: the CLI's one line, the app's error box, the API's 503,
+    and one failed file in an ingest. Collections the client returns are guarded too.
+    """
+
+    def __init__(self, target: object, host: str, port: int) -> None:
+        self._target, self._host, self._port = target, host, port
+
+    def __getattr__(self, name: str):
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            try:
+                result = value(*args, **kwargs)
+            except httpx.TransportError as error:  # connect, read, write, protocol and timeout errors
+                raise unreachable(self._host, self._port, error) from error
+            if isinstance(result, Collection):
+                return _Guarded(result, self._host, self._port)
+            return result
+
+        return call
+
+
+def _open(data_dir: str | None, host: str | None, port: int) -> ClientAPI:
     telemetry = chromadb.config.Settings(anonymized_telemetry=False)
     if host:
         try:
             client = chromadb.HttpClient(host=host, port=port, settings=telemetry)
             client.heartbeat()
         except Exception as error:  # noqa: BLE001 - connection errors come in many types
-            raise StoreError(f"cannot reach the Chroma server at {host}:{port} ({type(error).__name__})") from error
-        return client
+            raise unreachable(host, port, error) from error
+        return _Guarded(client, host, port)  # type: ignore[return-value] - the same calls, errors translated
     assert data_dir is not None
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=data_dir, settings=telemetry)
@@ -156,30 +213,28 @@ class KnowledgeBase:
         swept) or no longer committed (replaced, being deleted) are left out, so readers see each
         document switch from one whole version to the next.
         """
-        if top_k < 1 or self.chunks.count() == 0:
-            return []
-        found = self.chunks.query(
-            query_embeddings=[list(map(float, query_embedding))],
-            n_results=top_k,
-            where=where,
-            include=["documents", "metadatas", "distances"],
-        )
-        metadatas = found["metadatas"][0]
-        committed = self._committed_versions({str(meta.get("doc_id")) for meta in metadatas})
-        return [
-            StoredChunk(
-                chunk_id=chunk_id,
-                doc_id=str(meta.get("doc_id", "")),
-                source=str(meta.get("source", "")),
-                page=meta.get("page"),
-                text=text or "",
-                score=1.0 - float(distance),  # Chroma's cosine distance is 1 - cosine similarity
-            )
-            for chunk_id, text, meta, distance in zip(
-                found["ids"][0], found["documents"][0], metadatas, found["distances"][0], strict=True
-            )
-            if committed.get(str(meta.get("doc_id"))) == meta.get("content_sha256")
-        ]
+        total = self.chunks.count() if top_k >= 1 else 0
+        vector = [list(map(float, query_embedding))]
+        asked = min(top_k, total)
+        while asked > 0:
+            found = self.chunks.query(query_embeddings=vector, n_results=asked, where=where,
+                                      include=["documents", "metadatas", "distances"])
+            metadatas = found["metadatas"][0]
+            committed = self._committed_versions({str(meta.get("doc_id")) for meta in metadatas})
+            kept = [
+                self._stored_chunk(chunk_id, text, meta, score=1.0 - float(distance))  # cosine distance = 1 - cos
+                for chunk_id, text, meta, distance in zip(
+                    found["ids"][0], found["documents"][0], metadatas, found["distances"][0], strict=True
+                )
+                if committed.get(str(meta.get("doc_id"))) == meta.get("content_sha256")
+            ]
+            # Uncommitted and replaced chunks are dropped after Chroma ranked them, so the nearest
+            # ``top_k`` may hold fewer committed ones (a killed ingest's chunks took 8 of 20 slots):
+            # ask for more until ``top_k`` are kept or Chroma has no more to give.
+            if len(kept) >= top_k or len(found["ids"][0]) < asked or asked >= total:
+                return kept[:top_k]
+            asked = min(asked * 4, total)
+        return []
 
     def _committed_versions(self, doc_ids: set[str]) -> dict[str, str]:
         """doc_id → committed content sha256, for these documents."""

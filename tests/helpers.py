@@ -155,3 +155,43 @@ def write_dataset(root: Path, corpus=CORPUS) -> Path:
     (root / "queries.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t, _ in QUERIES))
     (root / "qrels.tsv").write_text("".join(f"{i}\t{d}\t1\n" for i, _, d in QUERIES if d))
     return root
+
+
+# ---- a Chroma server that can be killed and started again ---------------------------------------------
+class ChromaServer:
+    """``chroma run`` on 127.0.0.1 over one folder, as a subprocess: start, kill -9, start again (same port)."""
+
+    def __init__(self, path: Path, port: int | None = None) -> None:
+        self.path, self.port = path, port or free_port()
+        self.host = "127.0.0.1"
+        self.process = None
+        self.log = path.parent / f"{path.name}.chroma.log"
+
+    def start(self, timeout_s: float = 60) -> ChromaServer:
+        import shutil
+        import subprocess
+        import sys
+        import urllib.request
+
+        chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [chroma, "run", "--host", self.host, "--port", str(self.port), "--path", str(self.path)],
+                stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.host}:{self.port}/api/v2/heartbeat", timeout=1)
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.time() > deadline:
+                    self.kill()
+                    raise RuntimeError(f"chroma server did not start: {self.log.read_text()[-2000:]}") from None
+                time.sleep(0.3)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: no goodbye to the clients."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)

@@ -35,6 +35,7 @@ test: setup browser
 
 # The fault-and-load suite (bad files, kill -9, a Chroma server killed, LLM faults, 8 CLI askers): prints a
 # table, writes it into docs/reliability.md, exits non-zero on any failed case. About 15 min on 2 cores.
+# The heavy cases (a 1,500-page PDF; 8 browsers during a 12-PDF upload), ~10 min: scripts/reliability.py --heavy
 reliability: setup
 	$(PY) scripts/reliability.py
 

@@ -272,6 +272,13 @@ class LlmAnswerer:
         if isinstance(error, openai.NotFoundError):
             return LlmError(f"The LLM server has no model '{model}' (404): check RAG_LLM_MODEL.")
         if isinstance(error, openai.RateLimitError):
+            try:
+                asked = float(error.response.headers.get("retry-after", ""))
+            except ValueError:
+                asked = None
+            if asked is not None and asked > _MAX_RETRY_AFTER_S:  # too long to hold the user's question
+                return LlmError(f"The LLM server is rate-limiting requests (429 Too Many Requests): it asks to "
+                                f"wait {asked:g} s; try again then.")
             return LlmError("The LLM server is rate-limiting requests (429 Too Many Requests): try again shortly.")
         if isinstance(error, openai.APITimeoutError):
             if parts:

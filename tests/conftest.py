@@ -3,6 +3,8 @@
 - ``settings``: Settings on a fresh temp data dir (embedded Chroma), packaged MiniLM embedder, no LLM.
 - ``openai_server``: an HTTP server that speaks OpenAI's chat-completions API, plain and streamed, and
   fails on demand by model name: ``fail-401`` (or key ``bad-key``), ``fail-429``, ``fail-500``,
+  ``fail-429-retry-after-N`` (429 with ``Retry-After: N`` for N seconds from its first request, then it
+  answers: a rate-limit window),
   ``hang`` (answers after 5 s), ``broken-stream`` (drops the connection mid-answer), ``stream-no-done``
   (ends the stream cleanly after two pieces, with neither a finish_reason nor ``[DONE]``),
   ``stream-no-finish`` (a whole answer and ``[DONE]``, no finish_reason), ``stream-no-done-finished``

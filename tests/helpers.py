@@ -28,6 +28,7 @@ class FakeOpenAI:
     url: str
     requests: list[dict] = field(default_factory=list)
     answer: str = "The refund window is 30 days [1]."
+    limited_since: dict[str, float] = field(default_factory=dict)  # fail-429-retry-after-N: its first 429
 
 
 def openai_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
@@ -37,16 +38,18 @@ def openai_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args) -> None:  # keep test output clean
             pass
 
-        def _json(self, status: int, payload: dict) -> None:
+        def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
             body = json.dumps(payload).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        def _error(self, status: int, message: str, kind: str) -> None:
-            self._json(status, {"error": {"message": message, "type": kind, "code": kind}})
+        def _error(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> None:
+            self._json(status, {"error": {"message": message, "type": kind, "code": kind}}, headers)
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             try:
@@ -65,6 +68,12 @@ def openai_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return self._error(401, "Incorrect API key provided: bad-key", "invalid_api_key")
             if model == "fail-429":
                 return self._error(429, "Rate limit reached", "rate_limit_exceeded")
+            if model.startswith("fail-429-retry-after-"):  # a rate-limit window of N s, as OpenAI's
+                wait = float(model.removeprefix("fail-429-retry-after-"))
+                since = state.limited_since.setdefault(model, time.monotonic())
+                if time.monotonic() - since < wait:
+                    return self._error(429, "Rate limit reached", "rate_limit_exceeded",
+                                       {"Retry-After": f"{wait:g}"})
             if model == "fail-500":
                 return self._error(500, "internal error", "server_error")
             if model == "hang":

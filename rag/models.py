@@ -88,6 +88,34 @@ def resolve_model(name: str, *, kind: str = "model") -> str:
     )
 
 
+class QueryCache:
+    """The last ``size`` query embeddings, by text: a question asked again (the Compare page asks each one
+    twice, rerank on and off; a chat repeats itself) skips the model. Thread-safe; rows are copies."""
+
+    def __init__(self, size: int = 256) -> None:
+        from collections import OrderedDict
+
+        self.size = size
+        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str], compute: Callable[[Sequence[str]], np.ndarray]) -> np.ndarray:
+        if len(texts) != 1 or self.size <= 0:  # batches (evaluation) go straight to the model
+            return compute(texts)
+        text = texts[0]
+        with self._lock:
+            row = self._rows.get(text)
+            if row is not None:
+                self._rows.move_to_end(text)
+                return row[None, :].copy()
+        rows = compute(texts)
+        with self._lock:
+            self._rows[text] = rows[0].copy()
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+        return rows
+
+
 # e5-style embedders were trained with these prefixes; without them their retrieval degrades.
 _PREFIXES: dict[str, tuple[str, str]] = {"e5": ("query: ", "passage: ")}
 
@@ -130,6 +158,7 @@ class SentenceTransformerEmbedder:
         self._lock = threading.Lock()
         self._chunk_tokenizer = copy.deepcopy(self.model.tokenizer)
         self._tokenize_lock = threading.Lock()
+        self._queries = QueryCache()
 
     @property
     def dimension(self) -> int:
@@ -156,7 +185,7 @@ class SentenceTransformerEmbedder:
             )
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, self.query_prefix)
+        return self._queries.embed(texts, lambda batch: self._encode(batch, self.query_prefix))
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self.passage_prefix)

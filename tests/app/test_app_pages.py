@@ -73,7 +73,7 @@ def test_ask_answers_with_citations_and_chunk_table(reranked: str) -> None:
     assert "Extractive answer" in markdown and "reranked by" in markdown
     assert "**[1]**" in markdown  # citations in the answer and in the sources line
     table = at.dataframe[0].value
-    # by default the final order blends the rerank score with the first stage's (rerank_weight 0.3)
+    # by default the final order blends the rerank score with the first stage's (rerank_weight 0.1)
     assert list(table.columns) == ["cite", "rank", "before rerank", "moved", "found by", "dense rank", "BM25 rank",
                                    "rerank score", "retrieval score", "final score", "source", "page", "text"]
     assert set(table["found by"]) <= {"dense", "bm25", "both"}
@@ -179,7 +179,7 @@ def test_document_text_is_rendered_as_text(data_dir: Path, tmp_path: Path, monke
     samples = tmp_path / "samples"
     samples.mkdir()
     (samples / "tricky.md").write_text(
-        "The refund window is thirty days. <img src=x onerror=alert(1)> [click](javascript:alert(1)) "
+        "The refund window is thirty days <img src=x onerror=alert(1)> [click](javascript:alert(1)) "
         "![pic](http://example.com/x.png) $x^2$ and *stars* stay literal."
     )
     monkeypatch.setenv("RAG_SAMPLE_DIR", str(samples))

@@ -16,6 +16,17 @@ DATASETS = REPO.parent / "shared" / "datasets"
 SEC_PDFS = DATASETS / "pdf_docugami_sec10q" / "pdfs"
 
 
+def ingest_sample_in_small_chunks(data_dir: Path) -> Path:
+    """The sample documents (data/sample) ingested in small chunks (64 tokens, ~21 of them) into ``data_dir``,
+    so that a question must find its own chunk. Returns ``data_dir``."""
+    from ingest.pipeline import Ingestor
+    from rag.settings import Settings
+
+    results = Ingestor(Settings(data_dir=data_dir, chunk_size=64, chunk_overlap=8)).ingest_paths([REPO / "data" / "sample"])
+    assert all(r.status == "ok" for r in results), [str(r) for r in results]
+    return data_dir
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,23 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import Ingestor
 from rag import followup
 from rag.cli import main
 from rag.pipeline import RagPipeline
 from rag.settings import Settings
-from tests.helpers import REPO
+from tests.helpers import ingest_sample_in_small_chunks
 
 FOLLOWUPS = Path(__file__).parent / "data" / "followups.jsonl"  # 13 chats of 3 turns about data/sample
 
 
 @pytest.fixture(scope="module")
 def small_chunks_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample documents in small chunks (about 21), so that a question must find its own."""
-    data_dir = tmp_path_factory.mktemp("followup-store")
-    results = Ingestor(Settings(data_dir=data_dir, chunk_size=64, chunk_overlap=8)).ingest_paths([REPO / "data" / "sample"])
-    assert all(r.status == "ok" for r in results)
-    return data_dir
+    return ingest_sample_in_small_chunks(tmp_path_factory.mktemp("followup-store"))
 
 
 def _hit(result, turn: dict) -> bool:

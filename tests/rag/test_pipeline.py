@@ -7,18 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import Ingestor
 from rag.pipeline import RagPipeline
 from rag.settings import Settings
-from tests.helpers import REPO
+from tests.helpers import ingest_sample_in_small_chunks
 
 
 @pytest.fixture(scope="module")
 def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("sample-store")
-    results = Ingestor(Settings(data_dir=data_dir, chunk_size=64, chunk_overlap=8)).ingest_paths([REPO / "data" / "sample"])
-    assert all(r.status == "ok" for r in results)
-    return data_dir
+    return ingest_sample_in_small_chunks(tmp_path_factory.mktemp("sample-store"))
 
 
 def test_without_rerank_the_first_retrieval_order_is_kept(sample_store: Path) -> None:

@@ -237,8 +237,9 @@ def score_sentences(question: str, chunks: Sequence[ChunkHit], *, reranker=None,
                     answer_chunks: int = ANSWER_CHUNKS) -> tuple[list[Sentence], list[int], list[float]]:
     """(all sentences of the answer chunks, the answerable candidates' indexes, their scores: higher answers
     better). Reranker: logit(sentence) + logit(previous + sentence) + logit(chunk's rerank score); embedder:
-    the two cosine similarities + ``EMBED_RANK_WEIGHT`` / chunk rank. Both: + ``NUMBER_BONUS`` for a sentence
-    with a number when the question asks for one."""
+    the two cosine similarities + ``EMBED_RANK_WEIGHT`` / chunk rank; each + ``NUMBER_BONUS`` for a sentence
+    with a number when the question asks for one. Given both models, the two scores standardised and mixed by
+    ``EMBEDDER_SHARE``."""
     chunks = list(chunks)[:answer_chunks]
     sentences = sentences_of(chunks)
     candidates = candidates_of(sentences)

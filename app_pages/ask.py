@@ -18,13 +18,15 @@ st.caption("Each answer cites the chunks it used as [n]; the table under it show
 
 settings = state.settings_or_stop()
 history: list[dict] = st.session_state.setdefault(CHAT, [])
-question = st.chat_input("Ask a question about your documents")
 
 try:
     rerank_error = state.prepare(settings)
 except ModelUnavailableError as error:
     st.error(f"The embedding model could not be loaded: {render.escape_md(str(error))}")
     st.stop()
+# Drawn once the models and the first start's sample documents are in: a question sent earlier would rerun the
+# page, stop that ingest between two files and be answered over part of the samples.
+question = st.chat_input("Ask a question about your documents")
 if rerank_error:
     st.error(f"The reranker could not be loaded, so answers below are NOT reranked (retrieval order only). "
              f"Fix it on the Settings page. Reason: {render.escape_md(str(rerank_error))}", icon=":material/error:")

@@ -174,7 +174,10 @@ def ingest_samples_on_first_start(settings: Settings) -> None:
         if marker.exists():  # another session did it while this one waited
             return
         kb = knowledge_base(base)
-        if not kb.documents():
+        # A rerun (a click elsewhere) can stop this run between two files. Documents commit whole, so the next run
+        # adds the sample files still missing, as long as the collection holds nothing but sample files.
+        present = {record.source for record in kb.documents()}
+        if present <= {file.name for file in files}:
             with st.status(f"First start: adding {len(files)} sample documents…", expanded=True) as status:
                 results = Ingestor(base, base.collection, embedder=embedder(base)).ingest(
                     files, on_result=lambda r: st.text(r.line()))

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers import SAMPLE
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 180  # models load on the first run of the test process; the machine may be busy
 
@@ -173,6 +175,36 @@ def test_low_confidence_warns_that_the_documents_may_not_answer(reranked: str,
     at = ask(start(), "What is the airspeed velocity of an unladen swallow?")
     assert any("may not contain the answer" in w for w in texts(at.warning))
     assert len(at.dataframe[0].value) == 5  # the chunks still show
+
+
+def documents_in(data_dir: Path) -> set[str]:
+    from rag.settings import Settings
+    from rag.store import KnowledgeBase
+
+    return {record.source for record in KnowledgeBase(Settings(data_dir=data_dir)).documents()}
+
+
+def test_a_first_start_ingest_cut_short_is_finished_on_the_next_run(data_dir: Path) -> None:
+    from ingest.pipeline import Ingestor
+    from rag.settings import Settings
+
+    # a rerun stopped the first start after one sample file: no marker, one document in
+    Ingestor(Settings(data_dir=data_dir)).ingest_paths([SAMPLE / "product-faq.txt"])
+    at = start()
+    assert documents_in(data_dir) == {p.name for p in SAMPLE.iterdir()}
+    assert any(s.label == "Added the sample documents (4 of 4)" for s in at.get("status"))
+    assert at.chat_input  # a question can be sent once the samples are in
+
+
+def test_a_collection_with_the_users_own_documents_gets_no_samples(data_dir: Path, tmp_path: Path) -> None:
+    from ingest.pipeline import Ingestor
+    from rag.settings import Settings
+
+    own = tmp_path / "minutes.txt"
+    own.write_text("The board met on Tuesday and approved the budget.")
+    Ingestor(Settings(data_dir=data_dir)).ingest_paths([own])
+    start()
+    assert documents_in(data_dir) == {"minutes.txt"}
 
 
 def test_document_text_is_rendered_as_text(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -143,12 +143,12 @@ def test_new_user_flow_in_a_real_browser(app_server, tmp_path: Path) -> None:
             expect(page.get_by_role("heading", name="Ask your documents")).to_be_visible(timeout=60_000)
             note(figures, "first_paint_after_open_s", opened)
             note(figures, "first_paint_after_start_s", started)
+            expect(page.get_by_text("Added the sample documents (4 of 4)")).to_be_visible(timeout=SLOW)
 
             # the first question about the sample documents (ingested on this first start)
             ask(page, "How long do I have to return a bike for a refund?", 0)
             note(figures, "first_answer_after_open_s", opened)
             note(figures, "first_answer_after_start_s", started)
-            expect(page.get_by_text("Added the sample documents")).to_be_visible()
             expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text("[1]")
 
             # Library: upload a real 10-Q while a second browser session asks a question

@@ -104,6 +104,8 @@ def badges(result: AskResult) -> str:
     if result.reranked:
         blend = f", weight {result.rerank_weight:g}" if result.blended else ""
         rerank = f":green-badge[:material/swap_vert: reranked by {escape_md(model_label(result.reranker))}{blend}]"
+    elif result.rerank_skipped:
+        rerank = ":orange-badge[:material/translate: not reranked: the reranker does not read this language]"
     else:
         rerank = ":orange-badge[:material/horizontal_rule: not reranked]"
     return f"{mode} {rerank}"
@@ -111,6 +113,8 @@ def badges(result: AskResult) -> str:
 
 def answer_notices(result: AskResult, settings: Settings) -> None:
     """The LLM's failure and the low-confidence warning, next to the answer where the user looks."""
+    if result.rerank_skipped:
+        st.caption(f":material/translate: Not reranked: {escape_md(result.rerank_skipped)}.")
     if result.error:
         st.error(f"The LLM could not answer, so this is an extractive answer from the passages instead. "
                  f"Reason: {escape_md(result.error)}", icon=":material/error:")

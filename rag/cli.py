@@ -85,6 +85,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print_answer(result)
     print()
+    if result.rerank_skipped:
+        print(f"not reranked: {result.rerank_skipped}")
     for n, chunk in enumerate(result.chunks, 1):
         moved = "" if chunk.rank_change is None else f", was #{chunk.retrieval_rank}"
         rerank = "" if chunk.rerank_score is None else f" rerank {chunk.rerank_score:.3f}"

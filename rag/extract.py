@@ -4,20 +4,17 @@ Used when no LLM is configured (or it failed). Sentences are chosen by how well 
 not by how much they resemble it. Each candidate sentence of the top chunks is read twice, alone and with
 the sentence before it as context, so that a sentence whose subject is in the one before ("It charges in 4.5
 hours.") and the answer under an FAQ's question ("How long does it take to charge? A full charge takes 4.5
-hours.") score as the passages they are. The cross-encoder reranker scores both passages (logits, plus its
-chunk's rerank logit: the best chunk most likely holds the answer), and so does the multilingual embedder
-(cosine similarities, plus a small chunk-rank prior); with both, a sentence scores the mean of the two
-standardised scores (see ``EMBEDDER_SHARE``), with one, that one's. Questions, bare headings and fragments
-are never quoted (a question is still the context of the sentence after it).
+hours.") score as the passages they are. Three scorers read both passages: the cross-encoder reranker, the
+multilingual embedder and the lexical overlap with the question (see ``SCORER_SHARES`` for why all three);
+a sentence scores the mean of their standardised scores. Questions, bare headings and fragments are never
+quoted (a question is still the context of the sentence after it).
 
 The answer leads with the best sentence; up to two more follow when they score within a margin of it,
 grouped by chunk in the chunk's own order. ``ExtractiveAnswer.spans`` says where each quoted sentence sits in
 its chunk's text (``chunk`` is the citation number), for the pages to highlight.
 
 Measured against the answer it replaces (sentences most similar to the question, by the embedder), on the
-same chunks of the default pipeline (held-out SQuAD articles 44-47, 200 questions, 190 with their passage
-found): lead holds a gold answer .50 -> .75, the answer .874 -> .874, at 553 -> 434 characters (reranker
-scoring alone; the mix's figures are beside ``EMBEDDER_SHARE``).
+same chunks of the default pipeline: BENCHMARKS.md, "Answer quality".
 
 >>> extract_answer("How long does the battery take to charge?", chunks, reranker=reranker, embedder=embedder)
 ExtractiveAnswer(answer='A full charge of the 500 Wh battery takes 4.5 hours with the standard 4 A charger. [1] ...')
@@ -25,12 +22,14 @@ ExtractiveAnswer(answer='A full charge of the 500 Wh battery takes 4.5 hours wit
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from rag.lexical import tokenize
 from rag.types import AnswerSpan, ChunkHit
 
 NOTHING_FOUND = "The documents contain nothing that matches this question."
@@ -38,20 +37,19 @@ ANSWER_CHUNKS = 3  # sentences come from the best-ranked chunks only
 MAX_SENTENCES = 3  # in an answer
 MAX_CANDIDATES = 32  # sentences scored per question (two passages each): bounds the work on table-heavy chunks
 MAX_SENTENCE_CHARS = 400  # a longer "sentence" (a table, a run-on list) is cut for the answer
-RERANK_MARGIN = 15.0  # reranker: a sentence after the lead is kept within this many logits (of three summed)
-EMBED_MARGIN = 0.3  # embedder: the same, in summed cosine similarity
-EMBED_RANK_WEIGHT = 0.1  # embedder: + this / chunk rank (the reranker uses the chunk's rerank logit)
-# With both models, a sentence's score is the mean of their standardised scores: the multilingual embedder
-# carries the languages the English-trained reranker reads poorly, the reranker what answers rather than
-# resembles. Measured on the same chunks (40 XQuAD-zh / 40 XQuAD-en / 20 held-out SQuAD questions whose
-# passage was found), contains / lead: reranker alone .60/.33, 1.0/.80, .80/.75; both .75/.45, .975/.85,
-# .85/.75; embedder alone .85/.68, 1.0/.80, .70/.55. Equal shares hold up best across the three.
-EMBEDDER_SHARE = 0.5
-MIXED_MARGIN = 1.0  # both: a sentence after the lead is kept within this many standard deviations
+RANK_PRIOR = 0.1  # embedder and lexical: + this / chunk rank (the reranker adds the chunk's rerank logit)
+# A sentence's score is the mean of three standardised scores: the reranker's (what answers rather than
+# resembles; it reads Chinese poorly, through an English vocabulary), the multilingual embedder's (meaning, in
+# any language) and the lexical overlap (the share of the question's words, IDF-weighted, that the passage
+# repeats: reading-comprehension questions reuse the answer sentence's words, in every language the BM25
+# tokenizer reads). Measured on the same chunks (questions whose passage was found), contains / lead:
+# XQuAD-zh (150) reranker + embedder .860/.673 -> all three .953/.807; see BENCHMARKS.md for the rest.
+SCORER_SHARES = {"reranker": 1 / 3, "embedder": 1 / 3, "lexical": 1 / 3}
+MIXED_MARGIN = 1.0  # a sentence after the lead is kept within this many standard deviations (of the mix)
 # A question that asks for a number or a date ("How many", "When", "多少", "哪一年") is answered by a sentence
-# with one: such sentences get this bonus (reranker logits / embedder cosine). Measured: +0.006 lead on
+# with one: such sentences get this bonus, in each scorer's own units. Measured: +0.006 lead on
 # held-out SQuAD, +0.05 on the sample FAQ questions.
-NUMBER_BONUS = (4.0, 0.05)
+NUMBER_BONUS = {"reranker": 4.0, "embedder": 0.05, "lexical": 0.1}
 _NUMERIC_QUESTION = re.compile(
     r"\b(how (many|much|long|old|far|big|large|tall|often)|what (year|percentage|percent|age)|when)\b"
     r"|多少|几|哪一?年|什么时候|何时", re.IGNORECASE)
@@ -233,13 +231,27 @@ def _standardised(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
 
 
+def lexical_overlap(question: str, texts: Sequence[str], idf_over: int) -> np.ndarray:
+    """For each text, the share of the question's terms (BM25's tokenizer: stemmed words, CJK characters and
+    bigrams) it contains, each term weighted by its IDF over the first ``idf_over`` texts (the candidate
+    sentences: a word every sentence repeats tells none apart). Hand-written: a BM25 score over a dozen
+    sentences would reward length and repetition, and this needs no index."""
+    terms = set(tokenize(question))
+    if not terms:
+        return np.zeros(len(texts))
+    bags = [set(tokenize(text)) for text in texts]
+    weight = {t: math.log((idf_over + 1) / (sum(t in bag for bag in bags[:idf_over]) + 0.5)) for t in terms}
+    total = sum(weight.values()) or 1.0
+    return np.array([sum(weight[t] for t in terms & bag) / total for bag in bags])
+
+
 def score_sentences(question: str, chunks: Sequence[ChunkHit], *, reranker=None, embedder=None,
                     answer_chunks: int = ANSWER_CHUNKS) -> tuple[list[Sentence], list[int], list[float]]:
     """(all sentences of the answer chunks, the answerable candidates' indexes, their scores: higher answers
-    better). Reranker: logit(sentence) + logit(previous + sentence) + logit(chunk's rerank score); embedder:
-    the two cosine similarities + ``EMBED_RANK_WEIGHT`` / chunk rank; each + ``NUMBER_BONUS`` for a sentence
-    with a number when the question asks for one. Given both models, the two scores standardised and mixed by
-    ``EMBEDDER_SHARE``."""
+    better). Each scorer reads every candidate alone and with its context, sums the two, and adds a chunk
+    prior (reranker: the chunk's rerank logit; embedder and lexical: ``RANK_PRIOR`` / chunk rank) and
+    ``NUMBER_BONUS`` for a sentence with a number when the question asks for one. The scorers at hand (the
+    lexical one always) are standardised over the candidates and mixed by ``SCORER_SHARES``."""
     chunks = list(chunks)[:answer_chunks]
     sentences = sentences_of(chunks)
     candidates = candidates_of(sentences)
@@ -249,35 +261,33 @@ def score_sentences(question: str, chunks: Sequence[ChunkHit], *, reranker=None,
     chunk_of = np.array([sentences[i].chunk - 1 for i in candidates])
     numeric = (np.array([_NUMBER.search(sentences[i].text) is not None for i in candidates])
                if _NUMERIC_QUESTION.search(question) else np.zeros(len(candidates), dtype=bool))
+    rank_prior = RANK_PRIOR / np.arange(1, len(chunks) + 1)
 
-    def passage_scores(raw: np.ndarray, prior: np.ndarray, bonus: float) -> np.ndarray:
-        alone = raw[: len(candidates)]
-        context = np.array([raw[j] if j is not None else alone[k] for k, j in enumerate(context_at)])
-        return alone + context + prior[chunk_of] + bonus * numeric
-
-    by_reranker = by_embedder = None
+    raw: dict[str, tuple[np.ndarray, np.ndarray]] = {  # scorer -> (its score of each passage, chunk prior)
+        "lexical": (lexical_overlap(question, texts, len(candidates)), rank_prior)}
     if reranker is not None:
         reranked = all(c.rerank_score is not None for c in chunks)
         prior = _logits([c.rerank_score for c in chunks]) if reranked else np.zeros(len(chunks))
-        by_reranker = passage_scores(_logits(reranker.score(question, texts)), prior, NUMBER_BONUS[0])
-    if embedder is not None and (reranker is None or EMBEDDER_SHARE > 0):
-        raw = embedder.embed_documents(texts) @ embedder.embed_queries([question])[0]
-        by_embedder = passage_scores(raw, EMBED_RANK_WEIGHT / np.arange(1, len(chunks) + 1), NUMBER_BONUS[1])
-    if by_reranker is None or by_embedder is None:
-        scores = by_reranker if by_embedder is None else by_embedder
-    else:  # each scale standardised over this question's candidates, then mixed
-        scores = (1 - EMBEDDER_SHARE) * _standardised(by_reranker) + EMBEDDER_SHARE * _standardised(by_embedder)
-    return sentences, candidates, [float(s) for s in scores]
+        raw["reranker"] = (_logits(reranker.score(question, texts)), prior)
+    if embedder is not None:
+        raw["embedder"] = (embedder.embed_documents(texts) @ embedder.embed_queries([question])[0], rank_prior)
+
+    mixed = np.zeros(len(candidates))
+    for name, (passage, prior) in raw.items():
+        alone = passage[: len(candidates)]
+        context = np.array([passage[j] if j is not None else alone[k] for k, j in enumerate(context_at)])
+        score = alone + context + prior[chunk_of] + NUMBER_BONUS[name] * numeric
+        mixed += SCORER_SHARES[name] * _standardised(score)
+    return sentences, candidates, [float(x) for x in mixed / sum(SCORER_SHARES[name] for name in raw)]
 
 
 def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, embedder=None,
                    max_sentences: int = MAX_SENTENCES) -> ExtractiveAnswer:
     """The extractive answer to ``question`` from ``chunks`` (best first): at most ``max_sentences``
-    sentences, the best one first, each cited [n]. ``reranker`` scores the sentences; without one, ``embedder``."""
+    sentences, the best one first, each cited [n], scored by the lexical overlap and whichever of ``reranker``
+    and ``embedder`` are given."""
     if not chunks:
         return ExtractiveAnswer(NOTHING_FOUND)
-    if reranker is None and embedder is None:
-        raise ValueError("extract_answer needs a reranker or an embedder")
     sentences, candidates, scores = score_sentences(question, chunks, reranker=reranker, embedder=embedder)
     if not candidates:  # nothing but headings and questions: quote the best chunk's start
         text = chunks[0].text.strip()
@@ -285,8 +295,7 @@ def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, 
         start = chunks[0].text.find(text[:1]) if text else 0
         return ExtractiveAnswer(f"{shown} [1]", [AnswerSpan(chunk=1, start=start, end=start + len(text))])
     order = sorted(range(len(candidates)), key=lambda k: -scores[k])
-    mixed = reranker is not None and embedder is not None and EMBEDDER_SHARE > 0
-    floor = scores[order[0]] - (MIXED_MARGIN if mixed else RERANK_MARGIN if reranker is not None else EMBED_MARGIN)
+    floor = scores[order[0]] - MIXED_MARGIN
     chosen = [candidates[order[0]]]
     for k in order[1:]:
         if len(chosen) >= max_sentences or scores[k] < floor:

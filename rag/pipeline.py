@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rag import followup
+from rag import catalog, followup
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.models import Embedder, load_embedder
@@ -81,7 +81,7 @@ class RagPipeline:
         top_n = min(top_n or self.settings.top_n, top_k)
         kb = self.knowledge_base(collection)
         embedder = self.embedder_for(kb)  # loads on first use: not part of the timings
-        reranker = self.reranker if rerank else None
+        reranker, rerank_skipped = self._reranker_for(question, rerank)
         started = time.perf_counter()
 
         first_stage = retrieval or self.settings.retrieval
@@ -125,6 +125,7 @@ class RagPipeline:
             retrieval=first_stage,
             reranker=reranker.name if reranker else None,
             rerank_weight=self.settings.rerank_weight if reranker else None,
+            rerank_skipped=rerank_skipped,
             llm_model=self.settings.llm_model if mode == "llm" else None,
             error=error,
             low_confidence=best_rerank is not None and best_rerank < self.settings.low_confidence_score,
@@ -195,7 +196,17 @@ class RagPipeline:
         extracted = extract_answer(extract_question or question, chunks, reranker=reranker, embedder=self.embedder)
         return extracted.answer, "extractive", error, extracted.spans
 
+    def _reranker_for(self, question: str, rerank: bool) -> tuple[Reranker | None, str | None]:
+        """(the reranker for ``question``, or None; why none although ``rerank`` asked for one)."""
+        reranker = self.reranker if rerank else None
+        language = catalog.unread_language(reranker.info, question) if reranker else None
+        if language is None or self.settings.rerank_every_language:
+            return reranker, None
+        return None, (f"{reranker.name} does not read {language}, so the first stage's order stands "
+                      f"(RAG_RERANK_EVERY_LANGUAGE=true reranks anyway)")
+
     def extractive(self, question: str, chunks: list[ChunkHit], *, rerank: bool = True) -> ExtractiveAnswer:
         """The extractive answer from ``chunks``, its sentences chosen by the settings' reranker (``rerank``)
         or the embedder: what the pipeline answers without an LLM."""
-        return extract_answer(question, chunks, reranker=self.reranker if rerank else None, embedder=self.embedder)
+        return extract_answer(question, chunks, reranker=self._reranker_for(question, rerank)[0],
+                              embedder=self.embedder)

@@ -109,6 +109,9 @@ class AskResult(BaseModel):
     retrieval: str = Field("dense", description="The first stage: dense, bm25 or hybrid.")
     reranker: str | None = None
     rerank_weight: float | None = Field(None, description="Weight of the rerank score in the final order; null when not reranked.")
+    rerank_skipped: str | None = Field(
+        None, description="Why the chunks were not reranked although rerank was on: the reranker does not read "
+        "the question's language (Settings.rerank_every_language).")
     llm_model: str | None = None
     error: str | None = Field(None, description="Why the LLM answer failed; the answer is then extractive.")
     low_confidence: bool = Field(False, description="The best rerank score is below the settings' threshold.")
@@ -149,6 +152,6 @@ class AskResult(BaseModel):
 # The fields of AskResult's public JSON (``rerank-rag ask --json``, the HTTP API), in one place.
 PUBLIC_FIELDS: frozenset[str] = frozenset({
     "question", "answer", "answer_mode", "reranked", "chunks", "candidates", "timings_ms", "collection", "embedder",
-    "retrieval", "reranker", "rerank_weight", "error", "low_confidence", "answer_spans", "searched_query",
+    "retrieval", "reranker", "rerank_weight", "rerank_skipped", "error", "low_confidence", "answer_spans", "searched_query",
     "context_query",
 })

@@ -41,6 +41,20 @@ def test_catalog_has_the_seed_list_and_the_shipped_default() -> None:
     assert catalog.lookup("some/unknown-model") is None
 
 
+@pytest.mark.parametrize(("reranker", "question", "unread"), [
+    ("rerank-minilm-l6", "电池充满电需要多长时间？", "Chinese"),
+    ("rerank-minilm-l6", "How long does the e-bike battery take to charge?", None),
+    ("rerank-minilm-l6", "What does 电池 mean in English?", None),  # mostly Latin letters
+    ("rerank-minilm-l6", "バッテリーの充電時間は？", "Japanese"),
+    ("mixedbread-ai/mxbai-rerank-base-v1", "배터리 충전 시간은?", "Korean"),
+    ("BAAI/bge-reranker-base", "电池充满电需要多长时间？", None),  # lists zh
+    ("BAAI/bge-reranker-v2-m3", "バッテリーの充電時間は？", None),  # multilingual
+    ("some/unknown-model", "电池充满电需要多长时间？", None),  # not in the catalog: assumed to read it
+])
+def test_a_reranker_reads_the_languages_its_catalog_entry_lists(reranker: str, question: str, unread) -> None:
+    assert catalog.unread_language(catalog.lookup(reranker), question) == unread
+
+
 def test_listing_says_what_is_available_here(offline_empty_cache, capsys) -> None:
     rows = {r["name"]: r for r in catalog.rows()}
     assert rows[catalog.DEFAULT_RERANKER]["available"] and rows[catalog.DEFAULT_RERANKER]["default"]

@@ -75,6 +75,20 @@ def test_rerank_weight_blends_both_stages_into_the_final_order(sample_store: Pat
         Settings(rerank_weight=1.5)
 
 
+def test_a_question_in_a_language_the_reranker_does_not_read_keeps_the_first_stage_order(sample_store: Path) -> None:
+    settings = Settings(data_dir=sample_store)  # the shipped reranker: English, says the catalog
+    chinese = RagPipeline(settings).ask("电池充满电需要多长时间？", top_k=8, top_n=3, generate=False)
+    assert not chinese.reranked and chinese.reranker is None and chinese.timings_ms.rerank == 0
+    assert "does not read Chinese" in chinese.rerank_skipped
+    assert [c.final_rank for c in chinese.candidates] == list(range(1, 9))  # the first stage's order
+    assert chinese.public_json()["rerank_skipped"] == chinese.rerank_skipped
+    english = RagPipeline(settings).ask("How long does the battery take to charge?", top_k=8, generate=False)
+    assert english.reranked and english.rerank_skipped is None
+    forced = RagPipeline(Settings(data_dir=sample_store, rerank_every_language=True)).ask(
+        "电池充满电需要多长时间？", top_k=8, generate=False)
+    assert forced.reranked and forced.rerank_skipped is None
+
+
 def test_extractive_answer_cites_its_chunks(sample_store: Path) -> None:
     result = RagPipeline(Settings(data_dir=sample_store)).ask("How many days of paid holiday do employees get?")
     assert result.answer_mode == "extractive" and result.error is None

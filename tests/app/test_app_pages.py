@@ -91,6 +91,14 @@ def test_ask_answers_with_citations_and_chunk_table(reranked: str) -> None:
     assert len(at.dataframe) == 2
 
 
+def test_a_question_the_reranker_cannot_read_says_why_it_was_not_reranked(data_dir: Path) -> None:
+    at = ask(start(), "退货退款的期限是多久？")  # the shipped reranker reads English only
+    markdown = " ".join(texts(at.markdown))
+    assert "not reranked: the reranker does not read this language" in markdown
+    assert any("does not read Chinese" in c for c in texts(at.caption))
+    assert "before rerank" not in at.dataframe[0].value.columns  # the first stage's order, shown as such
+
+
 def test_a_follow_up_reads_the_chat_and_new_chat_forgets_it(reranked: str) -> None:
     at = ask(start(), "How long does the battery take to charge?")
     assert "searched for: “How long does the battery take to charge?”" in " ".join(texts(at.caption))

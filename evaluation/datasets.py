@@ -2,7 +2,9 @@
 
 A dataset folder holds:
 
-* ``corpus.jsonl``  -- one ``{"id", "title", "text"}`` object per line;
+* ``corpus.jsonl``  -- one ``{"id", "title", "text"}`` object per line; a document kept as a file (a PDF)
+  has ``"path"`` (relative to the folder) and may leave ``text`` empty: it is parsed and chunked like an
+  ingested file;
 * ``queries.jsonl`` -- one ``{"id", "text"}`` object per line;
 * ``qrels.tsv``     -- ``query_id<TAB>doc_id<TAB>score``, no header; ``score > 0`` means relevant.
 
@@ -29,6 +31,7 @@ class Document:
     id: str
     title: str
     text: str
+    path: Path | None = None  # the document's file (corpus.jsonl "path"), read instead of ``text``
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,8 @@ def load_dataset(path: str | Path, name: str | None = None) -> RetrievalDataset:
     if not root.is_dir():
         raise DatasetFormatError(f"dataset folder not found: {root}")
     corpus = {
-        str(r["id"]): Document(str(r["id"]), str(r.get("title") or ""), str(r["text"]))
+        str(r["id"]): Document(str(r["id"]), str(r.get("title") or ""), str(r["text"]),
+                               root / str(r["path"]) if r.get("path") else None)
         for r in _read_jsonl(root / "corpus.jsonl")
     }
     queries = {str(r["id"]): Query(str(r["id"]), str(r["text"])) for r in _read_jsonl(root / "queries.jsonl")}

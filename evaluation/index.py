@@ -2,7 +2,9 @@
 
 One node per corpus document whose id is kept so qrels match (``title + "\\n" + text`` when titled);
 ``chunk=True`` splits long documents with ingest's own splitter and maps chunk hits back to their
-document. The collection name derives from (dataset path, corpus sha256, embedder, chunking), so a
+document. A document kept as a file (corpus.jsonl ``"path"``, e.g. the SEC 10-Q PDFs) is read by ingest's
+loaders and chunked page by page as ingest does, whatever ``chunk`` says: a whole PDF is no passage. The
+collection name derives from (dataset path, corpus sha256, embedder, chunking, the files' sha256), so a
 second run over the same corpus and embedder re-uses the vectors instead of re-embedding.
 """
 
@@ -11,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from evaluation.datasets import RetrievalDataset, load_dataset
+from evaluation.datasets import Document, RetrievalDataset, load_dataset
 from evaluation.report import IndexInfo
 from ingest.chunking import make_splitter
 from rag.settings import Settings
@@ -49,11 +51,30 @@ def dataset_label(path: Path) -> str:
     return f"{parent}/{path.name}" if parent and parent != "datasets" and (path.parent / "SOURCE.md").is_file() else path.name
 
 
-def index_key(dataset_dir: Path, embedder: str, chunk: bool, settings: Settings) -> str:
-    """The cache key of a corpus index: (dataset path, corpus sha256, embedder, chunking)."""
-    chunking = f"chunk:{settings.chunk_size}/{settings.chunk_overlap}" if chunk else "doc"
-    parts = [INDEX_LAYOUT, str(dataset_dir.resolve()), _file_sha256(dataset_dir / "corpus.jsonl"), embedder, chunking]
+def index_key(dataset_dir: Path, embedder: str, chunk: bool, settings: Settings,
+              files: Sequence[Path] = ()) -> str:
+    """The cache key of a corpus index: (dataset path, corpus sha256, embedder, chunking, the documents' files)."""
+    chunking = f"chunk:{settings.chunk_size}/{settings.chunk_overlap}" if chunk or files else "doc"
+    parts = [INDEX_LAYOUT, str(dataset_dir.resolve()), _file_sha256(dataset_dir / "corpus.jsonl"), embedder, chunking,
+             *(_file_sha256(path) for path in files)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _pieces(doc: Document, splitter) -> list[tuple[str, int | None]]:
+    """A corpus document's nodes: (text, page). A file is read and chunked as ingest does (pages kept)."""
+    if doc.path is not None:
+        from ingest.chunking import chunk_pages
+        from ingest.loaders import IngestError, load_document
+
+        try:
+            texts, pages, _ = chunk_pages(load_document(doc.path.name, doc.path.read_bytes()), splitter)
+        except (IngestError, OSError) as exc:
+            raise EvalError(f"corpus document {doc.id!r} ({doc.path}): {exc}") from exc
+        return list(zip(texts, pages))
+    body = f"{doc.title}\n{doc.text}" if doc.title else doc.text
+    if splitter is None:
+        return [(body, None)]
+    return [(p, None) for p in splitter.split_text(body) if p.strip()]
 
 
 def index_corpus(
@@ -70,7 +91,9 @@ def index_corpus(
     from rag.store import DocumentRecord, KnowledgeBase
 
     dataset_dir = Path(dataset_dir)
-    key = index_key(dataset_dir, settings.embed_model, chunk, settings)
+    dataset = dataset or load_dataset(dataset_dir)
+    files = [doc.path for doc in dataset.corpus.values() if doc.path is not None]
+    key = index_key(dataset_dir, settings.embed_model, chunk, settings, files)
     name = f"eval-{_slug(dataset_label(dataset_dir))}-{key[:16]}"
     started = time.perf_counter()
     embedder = load_embedder(settings.embed_model, settings.device, settings.embed_batch_size)
@@ -81,21 +104,18 @@ def index_corpus(
                          seconds=round(time.perf_counter() - started, 2))
     kb.drop()
     kb = KnowledgeBase(settings, name, embed_model=embedder.name)
-    dataset = dataset or load_dataset(dataset_dir)
     ids: list[str] = []
     texts: list[str] = []
     metadatas: list[dict] = []
-    splitter = make_splitter(settings, embedder) if chunk else None
+    splitter = make_splitter(settings, embedder) if chunk or files else None
     for doc in dataset.corpus.values():
-        body = f"{doc.title}\n{doc.text}" if doc.title else doc.text
-        pieces = [p for p in splitter.split_text(body) if p.strip()] if splitter else [body]
-        for n, piece in enumerate(pieces):
+        for n, (piece, page) in enumerate(_pieces(doc, splitter)):
             ids.append(doc.id if not splitter else f"{doc.id}#{n}")
             texts.append(piece)
             # The whole corpus is one committed document of the store (so readers see all of it or
             # none); each node's corpus id rides in ``source``, which qrels are matched against.
             metadatas.append({"doc_id": INDEX_RECORD_ID, "source": doc.id, "content_sha256": key,
-                              "chunk_index": n})
+                              "chunk_index": n} | ({"page": page} if page is not None else {}))
     if not texts:
         raise EvalError(f"the corpus of {dataset_dir} is empty")
     vectors = []

@@ -1,5 +1,6 @@
 """Retrieval metrics, all in one place: hit rate and MRR at a cut-off, nDCG@k, latency percentiles; and whether
-an answer holds a gold answer (:func:`answer_contains`, :func:`answer_lead`).
+an answer holds a gold answer (:func:`answer_contains`, :func:`answer_lead`) or how many of its words
+(:func:`answer_word_recall`).
 
 Thin typed wrapper around LlamaIndex's ``llama_index.core.evaluation.retrieval.metrics``
 ``HitRate`` and ``MRR``, so the numbers follow LlamaIndex's ``RetrieverEvaluator``
@@ -147,3 +148,18 @@ def answer_contains(gold_answers: Iterable[str], answer: str) -> bool:
                 return True
             start = text.find(needle, start + 1)
     return False
+
+
+def answer_word_recall(gold_answers: Iterable[str], answer: str) -> float:
+    """The share of a gold answer's distinct words that ``answer`` holds, the best over ``gold_answers``.
+
+    For long gold answers (a paragraph an LLM wrote, as in the SEC 10-Q set) no answer contains one
+    whole; this counts what it holds instead. Words are BM25's terms (``rag.lexical.tokenize``: stemmed,
+    English stop words out, CJK characters and bigrams), so "increased" matches "increase" and "the"
+    counts for nothing; citations are left out (a gold "1" must not match a "[1]").
+    """
+    from rag.lexical import tokenize
+
+    held = set(tokenize(strip_citations(answer)))
+    shares = [len(words & held) / len(words) for words in (set(tokenize(g)) for g in gold_answers) if words]
+    return max(shares, default=0.0)

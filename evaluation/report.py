@@ -43,12 +43,16 @@ class RunResult(BaseModel):
     lead_contains_given_hit: float | None = Field(None, description="The answer's lead (text before its first "
                                                   "[n] citation) contains a gold answer, over the queries with a hit.")
     answer_chars: float | None = Field(None, description="Mean length of the extractive answer in characters.")
+    answer_word_recall_given_hit: float | None = Field(
+        None, description="Mean share of the gold answer's words (BM25 terms) the answer holds, over the queries "
+        "with a hit: the measure for long gold answers, which no answer contains whole.")
     answer_ms: Latency | None = Field(None, description="Time to make the extractive answer from the chunks.")
     llm_answer_contains: float | None = Field(None, description="The LLM's answer (when one is configured): "
                                               "share that contains a gold answer; a failed answer counts as none.")
     llm_answer_contains_given_hit: float | None = None
     llm_lead_contains_given_hit: float | None = None
     llm_answer_chars: float | None = None
+    llm_answer_word_recall_given_hit: float | None = None
 
 
 class IndexInfo(BaseModel):
@@ -100,11 +104,13 @@ class EvalReport(BaseModel):
                     "rerank p50 ms": rerank.p50 if rerank and r.reranker else None}
             if r.answer_contains is not None:
                 row |= {"answer ∋ gold": r.answer_contains, "answer ∋ gold | hit": r.answer_contains_given_hit,
-                        "lead ∋ gold | hit": r.lead_contains_given_hit, "answer chars": r.answer_chars,
+                        "lead ∋ gold | hit": r.lead_contains_given_hit,
+                        "gold words held | hit": r.answer_word_recall_given_hit, "answer chars": r.answer_chars,
                         "answer p50 ms": r.answer_ms.p50 if r.answer_ms else None}
             if r.llm_answer_contains is not None:
                 row |= {"LLM ∋ gold": r.llm_answer_contains, "LLM ∋ gold | hit": r.llm_answer_contains_given_hit,
-                        "LLM lead ∋ gold | hit": r.llm_lead_contains_given_hit, "LLM chars": r.llm_answer_chars}
+                        "LLM lead ∋ gold | hit": r.llm_lead_contains_given_hit,
+                        "LLM gold words held | hit": r.llm_answer_word_recall_given_hit, "LLM chars": r.llm_answer_chars}
             out.append(row)
         return out
 
@@ -192,7 +198,8 @@ def markdown(report: EvalReport, chart_path: Path | None = None) -> str:
         f"Metrics: {report.metrics}. Latency: per query, no LLM, on this machine.",
         *([f"Answers: \"∋ gold\" = a gold answer, normalised (NFKC, case, punctuation and whitespace folded), "
            f"appears in the answer; \"| hit\" = over the queries whose relevant passage is among the top-"
-           f"{report.top_n}; the lead is the answer's text before its first [n] citation."]
+           f"{report.top_n}; the lead is the answer's text before its first [n] citation; \"gold words held\" = the "
+           f"mean share of the gold answer's words (BM25 terms) in the answer, for long gold answers."]
           if any(r.answer_contains is not None for r in report.runs) else []),
         "",
         report.table(),

@@ -33,6 +33,7 @@ from evaluation.index import EvalError, Progress, dataset_label, index_corpus
 from evaluation.metrics import (
     answer_contains,
     answer_lead,
+    answer_word_recall,
     first_occurrences,
     hit_rate,
     mrr,
@@ -147,7 +148,9 @@ def _answer_scores(settings: Settings, results: Sequence[AskResult], cases: Sequ
                 f"{prefix}answer_contains_given_hit": share([contains[i] for i in hits]),
                 f"{prefix}lead_contains_given_hit": share([answer_contains(rows[i][0], answer_lead(texts[i]))
                                                            for i in hits]),
-                f"{prefix}answer_chars": round(sum(len(t) for t in texts) / len(texts), 1)}
+                f"{prefix}answer_chars": round(sum(len(t) for t in texts) / len(texts), 1),
+                f"{prefix}answer_word_recall_given_hit": round(sum(answer_word_recall(rows[i][0], texts[i])
+                                                                   for i in hits) / len(hits), 4) if hits else None}
 
     out = {"answer_queries": len(rows), "answer_hit_queries": sum(1 for row in rows if row[1]),
            "answer_ms": percentiles(answer_ms), **scores("", [row[2] for row in rows])}

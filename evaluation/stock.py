@@ -2,7 +2,7 @@
 
 ``VectorStoreIndex`` over ``ChromaVectorStore`` with ``HuggingFaceEmbedding`` (or our embedder behind
 llama-index's ``BaseEmbedding`` when it is not a Hugging Face model), llama-index's ``BM25Retriever``
-beside it, both fused by ``QueryFusionRetriever`` (reciprocal rank, one query: no LLM), then
+beside it, both fused by ``QueryFusionRetriever`` (our fusion's own mode there, one query: no LLM), then
 ``SentenceTransformerRerank`` to top-n: the same job as our hybrid default, with the same models, chunks,
 per-side depth (``first_stage_k``), top-k and top-n. It reads PDFs page by page with pypdf, as
 llama-index's ``PDFReader`` does (``llama-index-readers-file`` is not a dependency here), and splits with
@@ -29,6 +29,9 @@ from evaluation.metrics import percentiles, stage_percentiles
 from ingest.chunking import make_splitter
 from rag.models import has_torch_weights, load_embedder
 from rag.settings import REPO_ROOT, Settings
+
+# Our fusions (rag.retrieve.fuse) by QueryFusionRetriever's names: the same formulas.
+STOCK_FUSION_MODES = {"relative": "relative_score", "rrf": "reciprocal_rerank", "distribution": "dist_based_score"}
 
 
 def stock_reranker_path(settings: Settings, workdir: Path, explicit: str | None = None) -> tuple[str, str]:
@@ -184,7 +187,7 @@ def stock(settings: Settings, files: list[Path], dataset_dir: Path, n: int, work
         nodes = [TextNode(id_=d.id, text=f"{d.title}\n{d.text}" if d.title else d.text) for d in dataset.corpus.values()]
         VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=qstore), embed_model=embed)
     qindex = VectorStoreIndex.from_vector_store(qstore, embed_model=embed)
-    if hybrid:  # each side ranks first_stage_k deep, as ours does, and RRF keeps top_k
+    if hybrid:  # each side ranks first_stage_k deep, as ours does, and the same fusion keeps top_k
         from llama_index.core.llms import MockLLM
         from llama_index.core.retrievers import QueryFusionRetriever
 
@@ -194,7 +197,7 @@ def stock(settings: Settings, files: list[Path], dataset_dir: Path, n: int, work
         retriever = QueryFusionRetriever(
             [qindex.as_retriever(similarity_top_k=depth),
              _bm25_retriever().from_defaults(nodes=corpus_nodes, similarity_top_k=depth)],
-            llm=MockLLM(), mode="reciprocal_rerank", similarity_top_k=settings.top_k, num_queries=1,
+            llm=MockLLM(), mode=STOCK_FUSION_MODES[settings.fusion], similarity_top_k=settings.top_k, num_queries=1,
             use_async=False)
     else:
         retriever = qindex.as_retriever(similarity_top_k=settings.top_k)
@@ -217,7 +220,8 @@ def stock(settings: Settings, files: list[Path], dataset_dir: Path, n: int, work
     total = percentiles(samples["total"])
     return {
         "pipeline": "llama-index VectorStoreIndex + ChromaVectorStore + HuggingFaceEmbedding"
-                    + (" + BM25Retriever + QueryFusionRetriever (RRF)" if hybrid else "")
+                    + (f" + BM25Retriever + QueryFusionRetriever ({STOCK_FUSION_MODES[settings.fusion]})"
+                       if hybrid else "")
                     + (" + SentenceTransformerRerank" if rerank else ""),
         "stock_hybrid": hybrid,
         "reranker_backend": backend_note,

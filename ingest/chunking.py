@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from llama_index.core.node_parser import SentenceSplitter
 
+    from ingest.loaders import PageText
     from rag.settings import Settings
 
 
@@ -19,7 +20,6 @@ class Tokenizing(Protocol):
     max_tokens: int
 
     def tokenize(self, text: str) -> list[int]: ...
-
 
 
 def make_splitter(settings: Settings, embedder: Tokenizing) -> SentenceSplitter:
@@ -32,3 +32,32 @@ def make_splitter(settings: Settings, embedder: Tokenizing) -> SentenceSplitter:
         # The default secondary regex already ends sentences at 。？！ as well as . ? !, so Chinese text
         # splits at its sentences before it is cut at an arbitrary token.
     )
+
+
+def chunk_pages(pages: list[PageText], splitter: SentenceSplitter) -> tuple[list[str], list[int | None], int]:
+    """A document's chunks and their pages, each distinct text once; and how many repeats were left out.
+
+    Pages are split one by one, so every chunk has one page to cite. Repeats are dropped because thousands
+    of identical vectors break Chroma's HNSW graph: a 5 MB file of one repeated line (4,744 identical
+    chunks) filled every question's dense top-100, and once it was deleted the graph led searches only to
+    deleted nodes, so they found nothing. One copy answers whatever the repeats would; its first page is kept.
+    """
+    from ingest.loaders import IngestError
+
+    texts: list[str] = []
+    page_numbers: list[int | None] = []
+    seen: set[str] = set()
+    repeated = 0
+    for page in pages:
+        for text in splitter.split_text(page.text):
+            if not text.strip():
+                continue
+            if text in seen:
+                repeated += 1
+                continue
+            seen.add(text)
+            texts.append(text)
+            page_numbers.append(page.number)
+    if not texts:
+        raise IngestError("no text found in the file")
+    return texts, page_numbers, repeated

@@ -16,15 +16,15 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from ingest.chunking import make_splitter
-from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, PageText, load_document, safe_source_name
+from ingest.chunking import chunk_pages, make_splitter
+from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, load_document, safe_source_name
 from rag.lexical import rebuild as rebuild_lexical_index
 from rag.models import Embedder, load_embedder
 from rag.settings import Settings
@@ -206,7 +206,7 @@ class Ingestor:
             progress = self._progress
             on_page = (lambda done, total: progress(file.name, "pages read", done, total)) if progress else None
             pages = load_document(file.name, data, max_bytes=max_bytes, on_page=on_page)
-            texts, pages_of_texts, repeated = self._chunk(pages)
+            texts, pages_of_texts, repeated = chunk_pages(pages, self.splitter)
         except (IngestError, StoreError) as error:  # StoreError: a Chroma server gone away fails this file alone
             return FileResult(file.name, "failed", reason=str(error), seconds=time.perf_counter() - started)
         except OSError as error:
@@ -214,32 +214,6 @@ class Ingestor:
                               seconds=time.perf_counter() - started)
         return _Prepared(file.name, doc_id, content_sha256, len(data), len(pages), texts, pages_of_texts,
                          time.perf_counter() - started, repeated)
-
-    def _chunk(self, pages: list[PageText]) -> tuple[list[str], list[int | None], int]:
-        """The document's chunks and their pages, each distinct text once; and how many repeats were left out.
-
-        Repeats are dropped because thousands of identical vectors break Chroma's HNSW graph: a 5 MB file
-        of one repeated line (4,744 identical chunks) filled every question's dense top-100, and once it
-        was deleted the graph led searches only to deleted nodes, so they found nothing. One copy answers
-        whatever the repeats would; its first page is kept.
-        """
-        texts: list[str] = []
-        page_numbers: list[int | None] = []
-        seen: set[str] = set()
-        repeated = 0
-        for page in pages:
-            for text in self.splitter.split_text(page.text):
-                if not text.strip():
-                    continue
-                if text in seen:
-                    repeated += 1
-                    continue
-                seen.add(text)
-                texts.append(text)
-                page_numbers.append(page.number)
-        if not texts:
-            raise IngestError("no text found in the file")
-        return texts, page_numbers, repeated
 
     def _commit(self, doc: _Prepared) -> FileResult:
         """Embed one prepared document and write it as a unit (see rag.store)."""

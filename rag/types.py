@@ -23,12 +23,13 @@ class ChunkHit(BaseModel):
     text: str
     retrieval_rank: int = Field(description="Rank after the first stage (the fused rank in hybrid retrieval).")
     retrieval_score: float = Field(
-        description="The first stage's score: cosine similarity (dense), BM25 (bm25), reciprocal-rank fusion (hybrid).")
+        description="The first stage's score: cosine similarity (dense), BM25 (bm25), the fused score (hybrid, "
+        "see RAG_FUSION).")
     dense_rank: int | None = Field(None, description="Rank in the dense search; null when it did not run or find it.")
     dense_score: float | None = Field(None, description="Cosine similarity of question and chunk embeddings.")
     bm25_rank: int | None = Field(None, description="Rank in the BM25 search; null when it did not run or find it.")
     bm25_score: float | None = None
-    fused_rank: int | None = Field(None, description="Rank after reciprocal rank fusion; null unless hybrid.")
+    fused_rank: int | None = Field(None, description="Rank after fusing dense and BM25; null unless hybrid.")
     fused_score: float | None = None
     rerank_rank: int | None = None
     rerank_score: float | None = Field(None, description="Cross-encoder relevance; null when not reranked.")

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from evaluation.datasets import DatasetFormatError, load_dataset
-from evaluation.index import EvalError
-from evaluation.metrics import answer_contains, answer_lead, normalize_answer, strip_citations
+from evaluation.index import EvalError, index_corpus
+from evaluation.metrics import answer_contains, answer_lead, answer_word_recall, normalize_answer, strip_citations
 from evaluation.run import evaluate_dataset
 from rag.cli import main
+from rag.pipeline import RagPipeline
 from rag.settings import Settings
-from tests.helpers import QUERIES, write_dataset
+from tests.helpers import CORPUS, QUERIES, write_dataset
 
 GOLD = {"q1": ["Ada Lovelace"], "q2": ["Rayleigh scattering"], "q3": ["Camellia sinensis"], "q4": ["Paris"]}
 
@@ -99,3 +100,53 @@ def test_eval_answers_counts_a_wrong_answer_and_a_miss(tmp_path: Path, capsys) -
 def test_eval_answers_needs_gold_answers(tmp_path: Path) -> None:
     with pytest.raises(EvalError, match="answers.jsonl"):
         evaluate_dataset(Settings(data_dir=tmp_path / "store"), write_dataset(tmp_path / "plain"), answers=True)
+
+
+def test_word_recall_counts_the_gold_words_an_answer_holds() -> None:
+    gold = ["Total net sales increased to $82,959 million in the quarter."]
+    # terms: total, net, sale(s), increas(ed), 82, 959, million, quarter; "the", "in", "to" count for nothing
+    assert answer_word_recall(gold, "Total net sales increased to 82,959 million in the quarter [1].") == 1.0
+    assert answer_word_recall(gold, "Net sales increase: 82,959 million [2]") == pytest.approx(6 / 8)
+    assert answer_word_recall(gold, "The weather was fine.") == 0.0
+    assert answer_word_recall(["1"], "See [1].") == 0.0  # a citation mark is no answer
+    # Chinese: characters and bigrams; of 电 池 充 电池 池充 充电 the answer lacks only 池充; the best gold counts
+    assert answer_word_recall(["nothing here", "电池充电"], "电池需要充电") == pytest.approx(5 / 6)
+    assert answer_word_recall([], "anything") == 0.0
+
+
+def _pdf_dataset(root: Path) -> Path:
+    """A corpus with one document kept as a PDF (the sample returns and service guide, two pages)."""
+    (root / "pdfs").mkdir(parents=True)
+    (root / "pdfs" / "guide.pdf").write_bytes(Path("data/sample/returns-and-service.pdf").read_bytes())
+    corpus = [{"id": "guide.pdf", "title": "guide", "text": "", "path": "pdfs/guide.pdf"}]
+    corpus += [{"id": i, "title": t, "text": x} for i, t, x in CORPUS]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
+    queries = {"p1": ("How much does a full service with a new chain cost?", "149 pounds"),
+               "p2": ("Within how many days can unused accessories be returned?", "60 days")}
+    (root / "queries.jsonl").write_text("".join(json.dumps({"id": q, "text": t}) + "\n" for q, (t, _) in queries.items()))
+    (root / "qrels.tsv").write_text("".join(f"{q}\tguide.pdf\t1\n" for q in queries))
+    (root / "answers.jsonl").write_text("".join(json.dumps({"id": q, "answers": [a]}) + "\n"
+                                                for q, (_, a) in queries.items()))
+    return root
+
+
+def test_a_corpus_document_kept_as_a_pdf_is_parsed_and_chunked_by_page(tmp_path: Path) -> None:
+    dataset = _pdf_dataset(tmp_path / "pdfset")
+    settings = Settings(data_dir=tmp_path / "store", reranker="none")
+    report = evaluate_dataset(settings, dataset, first_stages=["hybrid"], rerankers=[], top_n=2, answers=True)
+    run = report.runs[0]
+    assert run.hit_rate == 1.0 and run.answer_hit_queries == 2
+    assert run.answer_word_recall_given_hit is not None and run.answer_word_recall_given_hit > 0.5
+    assert "gold words held | hit" in report.table()
+    info = index_corpus(settings, dataset)
+    assert info.cached and info.nodes > len(CORPUS) + 1  # the PDF is more than one node: a chunk per page at least
+    chunk = RagPipeline(settings).ask("What does a full service with a new chain cost?", collection=info.collection,
+                                      top_n=1, generate=False).chunks[0]
+    assert chunk.source == "guide.pdf" and chunk.page == 2  # the page it was read from, as ingest keeps it
+
+
+def test_a_corpus_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    dataset = _pdf_dataset(tmp_path / "pdfset")
+    (dataset / "pdfs" / "guide.pdf").write_bytes(b"%PDF-1.4 not really")
+    with pytest.raises(EvalError, match="guide.pdf"):
+        index_corpus(Settings(data_dir=tmp_path / "store"), dataset)

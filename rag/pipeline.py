@@ -206,7 +206,8 @@ class RagPipeline:
                       f"(RAG_RERANK_EVERY_LANGUAGE=true reranks anyway)")
 
     def extractive(self, question: str, chunks: list[ChunkHit], *, rerank: bool = True) -> ExtractiveAnswer:
-        """The extractive answer from ``chunks``, its sentences chosen by the settings' reranker (``rerank``)
-        or the embedder: what the pipeline answers without an LLM."""
+        """The extractive answer from ``chunks``: what the pipeline answers without an LLM. Its sentences are
+        scored by the words they share with the question, the embedder and, with ``rerank`` and a reranker
+        that reads the question's language, the reranker (``rag.extract.score_sentences``)."""
         return extract_answer(question, chunks, reranker=self._reranker_for(question, rerank)[0],
                               embedder=self.embedder)

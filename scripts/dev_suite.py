@@ -41,6 +41,7 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--only", nargs="*", help="labels or folders to run (default: all)")
     ap.add_argument("--embedder", help="embedder (default: the settings')")
+    ap.add_argument("--first-stages", nargs="*", help="dense, bm25, hybrid (default: all three)")
     ap.add_argument("--out", default="runs/dev_suite.json")
     args = ap.parse_args()
     settings = Settings(**({"embed_model": args.embedder} if args.embedder else {}))
@@ -54,7 +55,7 @@ def main() -> int:
             continue
         started = time.time()
         report = evaluate_dataset(settings, settings.datasets_dir / folder, queries=args.queries,
-                                  relevant_docs=held_out,
+                                  relevant_docs=held_out, first_stages=args.first_stages,
                                   progress=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {label}: {m}",
                                                            file=sys.stderr, flush=True))
         done[label] = report.model_dump()

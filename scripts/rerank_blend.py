@@ -37,7 +37,7 @@ from rag.pipeline import RagPipeline  # noqa: E402
 from rag.rerank import minmax  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
-WEIGHTS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 
 
 def record(settings: Settings, folder: Path, queries: int, held_out: str | None) -> list[dict]:

@@ -74,10 +74,10 @@ class Settings(BaseSettings):
     rerank_weight: float = Field(
         0.1, ge=0.0, le=1.0,
         description="Final order = w * rerank + (1 - w) * first-stage score, both min-max normalised over the "
-        "top-k; 1 orders by the rerank score alone. 0.1, chosen by the worst set (scripts/rerank_blend.py, MRR@5 "
-        "on the same hybrid candidates): the shipped reranker alone lowers every set (held-out SQuAD .861 -> "
-        ".833, XQuAD-en .985 -> .975, XQuAD-zh .945 -> .368: it reads Chinese through an English vocabulary); "
-        "0.1 raises SQuAD to .871 and XQuAD-en to .987 and costs XQuAD-zh .003, where 0.3 cost it .130.",
+        "top-k; 1 orders by the rerank score alone. 0.1 was chosen by the worst dev set on the RRF first stage "
+        "(scripts/rerank_blend.py): the shipped reranker alone ranks below the first stage on most sets. On the "
+        "relative-fusion first stage no weight keeps every English set within -.005 while gaining anywhere; 0.1 "
+        "gains .007-.021 on cisi, medline, npl and loses .005-.010 on SQuAD, XQuAD-en, smarttv (BENCHMARKS.md).",
     )
     rerank_depth: int = Field(
         10, ge=1, le=200,

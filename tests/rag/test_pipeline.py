@@ -24,7 +24,8 @@ def test_without_rerank_the_first_retrieval_order_is_kept(sample_store: Path) ->
     assert len(result.candidates) == 8 and len(result.chunks) == 3
     assert [c.retrieval_rank for c in result.candidates] == list(range(1, 9))
     scores = [c.retrieval_score for c in result.candidates]
-    assert scores == sorted(scores, reverse=True) and -1 <= scores[-1] <= scores[0] <= 1
+    # hybrid, relative fusion: each side's scores scaled to [0, 1] over its own list, then added
+    assert scores == sorted(scores, reverse=True) and 0 <= scores[-1] <= scores[0] <= 2
     assert all(c.rerank_rank is None and c.rerank_score is None for c in result.candidates)
     assert result.chunks == result.candidates[:3]
     assert any("4.5 hours" in c.text for c in result.chunks)

@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evaluation.datasets import load_dataset  # noqa: E402
 from evaluation.index import dataset_label, index_corpus  # noqa: E402
-from evaluation.metrics import answer_contains, answer_lead  # noqa: E402
-from rag.lexical import tokenize  # noqa: E402
+from evaluation.metrics import answer_contains, answer_lead, answer_word_recall  # noqa: E402
 from rag.pipeline import RagPipeline  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
@@ -41,11 +40,6 @@ def old_answer(question: str, chunks, embedder) -> str:
     lead = next((i for i in ranked if sentences[i][0] == 1), ranked[0])
     chosen = sorted({lead, *[i for i in ranked if i != lead][:2]})
     return " ".join(f"{sentences[i][1]} [{sentences[i][0]}]" for i in chosen)
-
-
-def word_share(golds: list[str], answer: str) -> float:
-    words = set(tokenize(answer))
-    return max(len(set(tokenize(g)) & words) / max(1, len(set(tokenize(g)))) for g in golds)
 
 
 def main() -> int:
@@ -72,7 +66,7 @@ def main() -> int:
         hits += 1
         for name, answer in (("old", old_answer(query.text, result.chunks, embedder)), ("new", result.answer)):
             totals[name] += [answer_contains(gold, answer), answer_contains(gold, answer_lead(answer)), len(answer),
-                             word_share(gold, answer)]
+                             answer_word_recall(gold, answer)]
     print(f"{dataset.name}: {hits} questions with their passage found")
     print("| answer | contains, given hit | lead contains, given hit | chars | gold words held |\n|---|---|---|---|---|")
     for name, (contains, lead, chars, share) in totals.items():

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rag.models import Embedder
-from rag.settings import FUSIONS, RETRIEVAL_MODES, RetrievalMode, Settings
+from rag.settings import FUSIONS, RETRIEVAL_MODES, Fusion, RetrievalMode, Settings
 from rag.store import KnowledgeBase, StoredChunk
 
 
@@ -54,7 +54,7 @@ def _normalised(scores: Sequence[float], method: str) -> list[float]:
     return [min(1.0, max(0.0, (s - low) / (high - low))) for s in scores]
 
 
-def fuse(method: str, ranked: Mapping[str, Sequence[tuple[str, float]]], *, k: int = 60,
+def fuse(method: Fusion, ranked: Mapping[str, Sequence[tuple[str, float]]], *, k: int = 60,
          weights: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
     """Fuse each side's (id, score) list, best first, by ``method`` (one of :data:`FUSIONS`).
 

@@ -5,7 +5,8 @@
 Per set: the first N judged queries (the held-out parts of the reranker's training sets, as in
 scripts/dev_suite.py), each side's top ``first_stage_k`` from the cached corpus index
 (``evaluation.index.index_corpus``), then every fusion of ``rag.retrieve.FUSIONS`` over the same two
-lists. Prints MRR@5 and recall@20 (the reranker's candidates) per set and fusion, and writes them as JSON.
+lists. Prints MRR@5 and hit@20 (a relevant document among the reranker's 20 candidates) per set and
+fusion, and writes them as JSON.
 """
 
 from __future__ import annotations

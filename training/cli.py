@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+
 from training.export import export_onnx
 from training.train import DEFAULT_MAX_LENGTH, TrainConfig, train
 
@@ -22,9 +24,11 @@ def _kv(items: list[str] | None, cast=str) -> dict:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", action="append", required=True, metavar="PATH",
+    p.add_argument("--dataset", action="append", default=[], metavar="PATH",
                    help="BEIR folder (corpus.jsonl, queries.jsonl, qrels.tsv) or .jsonl of "
                         '{"query","positive","negatives"?}; repeat for several')
+    p.add_argument("--mined", action="append", default=[], metavar="FILE",
+                   help="queries and negatives mined beforehand by `reranker mine` (repeat for several)")
     p.add_argument("--out", required=True, help="output folder (loads with sentence_transformers.CrossEncoder)")
     p.add_argument("--base", default=None, help="base checkpoint (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--embedder", default=None, help="first-stage embedder for hard negatives (default: packaged MiniLM)")
@@ -46,6 +50,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-lr", type=float, default=1e-3, help="pooler + head learning rate")
     p.add_argument("--warmup", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cuda or cpu")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+                   help="shorten the schedule so that training ends within MIN minutes (measured speed)")
     p.add_argument("--train-embeddings", action="store_true",
                    help="also train the word-embedding matrix (default: frozen, as in the base)")
     p.add_argument("--log-every", type=int, default=10, help="progress line every N steps")
@@ -56,18 +63,54 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        datasets=a.dataset, out=a.out, base=a.base, embedder=a.embedder, include=_kv(a.include),
+        datasets=a.dataset, mined=a.mined, out=a.out, base=a.base, embedder=a.embedder, include=_kv(a.include),
         exclude_overlap=a.exclude_overlap, max_queries=_kv(a.max_queries, int), seed=a.seed,
         max_length=a.max_length, epochs=a.epochs, max_steps=a.max_steps, queries_per_step=a.queries_per_step,
         negatives=a.negatives, mine_top=a.mine_top, lr=a.lr, head_lr=a.head_lr, warmup=a.warmup,
-        threads=a.threads, freeze_embeddings=not a.train_embeddings, log_every=a.log_every, val=a.val, val_include=_kv(a.val_include), val_max_queries=a.val_max_queries,
+        threads=a.threads, device=a.device, time_budget_min=a.time_budget,
+        freeze_embeddings=not a.train_embeddings, log_every=a.log_every, val=a.val, val_include=_kv(a.val_include),
+        val_max_queries=a.val_max_queries,
     )
 
 
-def _run_train(a: argparse.Namespace, settings=None) -> int:
-    def log(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
+
+def _run_mine(a: argparse.Namespace, settings=None) -> int:
+    import random
+
+    from rag.settings import Settings
+    from training.data import normalise_text
+    from training.mine import mine_dataset, save_mined
+
+    from evaluation.datasets import load_dataset
+
+    settings = settings or Settings()
+    includes, hold_out, caps = _kv(a.include), _kv(a.hold_out_first, int), _kv(a.max_queries, int)
+    exclude = {normalise_text(doc.text) for d in a.exclude_overlap for doc in load_dataset(d).corpus.values()}
+    rng = random.Random(a.seed)
+    queries, sources = [], []
+    try:
+        for d in a.dataset:
+            name = Path(d).name
+            got, info = mine_dataset(settings, d, include=includes.get(name), hold_out_first=hold_out.get(name, 0),
+                                     exclude_texts=exclude, max_queries=caps.get(name, caps.get("*")), rng=rng,
+                                     top=a.top, log=_log)
+            queries += got
+            sources.append(info)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    first_stage = {"retrieval": settings.retrieval, "fusion": settings.fusion, "embed_model": settings.embed_model,
+                   "first_stage_k": settings.first_stage_k, "top": a.top}
+    save_mined(a.out, queries, sources, first_stage)
+    _log(f"{len(queries)} queries with {sum(len(q.negatives) for q in queries)} negatives -> {a.out}")
+    return 0
+
+
+def _run_train(a: argparse.Namespace, settings=None) -> int:
+    log = _log
     try:
         train(config_from_args(a), log=log)
     except (ValueError, FileNotFoundError) as exc:
@@ -85,6 +128,21 @@ def register(subparsers, parent_parser=None) -> None:
     t = sub.add_parser("train", help="fine-tune a cross-encoder reranker", parents=parents)
     add_train_arguments(t)
     t.set_defaults(func=_run_train)
+    m = sub.add_parser("mine", help="mine training queries and hard negatives with the app's first stage",
+                       parents=parents)
+    m.add_argument("--dataset", action="append", required=True, metavar="DIR", help="BEIR folder; repeat")
+    m.add_argument("--out", required=True, help="the mined file (JSON) that `reranker train --mined` reads")
+    m.add_argument("--include", action="append", metavar="NAME=REGEX",
+                   help="train only on docs of dataset NAME whose id matches REGEX (the rest stays held out)")
+    m.add_argument("--hold-out-first", action="append", metavar="NAME=N",
+                   help="keep dataset NAME's first N judged queries (what eval --queries N reads) held out, "
+                        "and every query sharing a relevant document with them")
+    m.add_argument("--exclude-overlap", action="append", default=[], metavar="DIR",
+                   help="drop training docs whose text appears in this BEIR folder (keeps it held out)")
+    m.add_argument("--max-queries", action="append", metavar="[NAME=]N", help="cap on queries per dataset")
+    m.add_argument("--top", type=int, default=20, help="negative pool: the first stage's top-N non-relevant")
+    m.add_argument("--seed", type=int, default=13)
+    m.set_defaults(func=_run_mine)
     e = sub.add_parser("export", help="export a trained reranker to (int8) ONNX for fast CPU inference",
                        parents=parents)
     e.add_argument("src", help="trained model folder (output of `reranker train`)")

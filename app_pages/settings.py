@@ -49,7 +49,7 @@ with st.form("settings"):
     a, b, c, d = st.columns(4)
     top_k = a.number_input("top_k: candidates retrieved", 1, 200, settings.top_k)
     top_n = b.number_input("top_n: chunks kept for the answer", 1, 50, settings.top_n)
-    weight = d.number_input("Rerank weight", 0.0, 1.0, float(settings.rerank_weight), step=0.1, format="%.2f",
+    weight = d.number_input("Rerank weight", 0.0, 1.0, float(settings.rerank_weight), step=0.05, format="%.2f",
                             help="Final order = weight × rerank + (1 − weight) × retrieval score, both min-max "
                                  "normalised over the candidates. 1 = the rerank score alone.")
     low = c.number_input("Low-confidence threshold (rerank score)", value=float(settings.low_confidence_score),

@@ -75,7 +75,7 @@ def test_ask_answers_with_citations_and_chunk_table(reranked: str) -> None:
     assert "Extractive answer" in markdown and "reranked by" in markdown
     assert "**[1]**" in markdown  # citations in the answer and in the sources line
     table = at.dataframe[0].value
-    # by default the final order blends the rerank score with the first stage's (rerank_weight 0.1)
+    # by default the final order blends the rerank score with the first stage's (RAG_RERANK_WEIGHT)
     assert list(table.columns) == ["cite", "rank", "before rerank", "moved", "found by", "dense rank", "BM25 rank",
                                    "rerank score", "retrieval score", "final score", "source", "page", "text"]
     assert set(table["found by"]) <= {"dense", "bm25", "both"}

@@ -102,7 +102,7 @@ def test_filters_keep_held_out_documents_out(tmp_path: Path) -> None:
     assert set(kept.queries) == {"q1", "q2", "q3", "q4", "q5"}
 
 
-def test_cli_registers_reranker_train_and_export() -> None:
+def test_cli_registers_reranker_train_mine_and_export() -> None:
     parser = argparse.ArgumentParser(prog="rerank-rag")
     register(parser.add_subparsers(dest="command"))
     a = parser.parse_args(["reranker", "train", "--dataset", "d1", "--dataset", "d2", "--out", "o",
@@ -110,6 +110,10 @@ def test_cli_registers_reranker_train_and_export() -> None:
     assert a.dataset == ["d1", "d2"] and a.seed == 7 and callable(a.func)
     a = parser.parse_args(["reranker", "export", "src", "dst"])
     assert a.src == "src" and callable(a.func)
+    a = parser.parse_args(["reranker", "mine", "--dataset", "d1", "--out", "m.json", "--hold-out-first", "d1=300"])
+    assert a.dataset == ["d1"] and a.hold_out_first == ["d1=300"] and a.top == 20 and callable(a.func)
+    a = parser.parse_args(["reranker", "train", "--mined", "m.json", "--out", "o", "--time-budget", "3"])
+    assert a.mined == ["m.json"] and a.dataset == [] and a.time_budget == 3.0 and a.device == "auto"
 
 
 def test_export_int8_onnx_scores_like_torch(tmp_path: Path) -> None:

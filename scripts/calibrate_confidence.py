@@ -68,9 +68,9 @@ def main() -> int:
     ap.add_argument("--max-false-alarm", type=float, default=0.15,
                     help="largest share of answered questions a set may be warned on (default 0.15)")
     a = ap.parse_args()
-    from rag.rerank import Reranker
+    from rag.rerank import load_reranker
 
-    score = Reranker(a.reranker).score
+    score = load_reranker(a.reranker).score
     emb = MiningEmbedder()
     per_set = {}
     for key in a.sets.split(","):

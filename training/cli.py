@@ -80,11 +80,10 @@ def _log(msg: str) -> None:
 def _run_mine(a: argparse.Namespace, settings=None) -> int:
     import random
 
+    from evaluation.datasets import load_dataset
     from rag.settings import Settings
     from training.data import normalise_text
     from training.mine import mine_dataset, save_mined
-
-    from evaluation.datasets import load_dataset
 
     settings = settings or Settings()
     includes, hold_out, caps = _kv(a.include), _kv(a.hold_out_first, int), _kv(a.max_queries, int)
@@ -110,9 +109,8 @@ def _run_mine(a: argparse.Namespace, settings=None) -> int:
 
 
 def _run_train(a: argparse.Namespace, settings=None) -> int:
-    log = _log
     try:
-        train(config_from_args(a), log=log)
+        train(config_from_args(a), log=_log)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -120,7 +118,7 @@ def _run_train(a: argparse.Namespace, settings=None) -> int:
 
 
 def register(subparsers, parent_parser=None) -> None:
-    """CLI contract (rag.cli COMMAND_MODULES): ``rerank-rag reranker train|export ...``;
+    """CLI contract (rag.cli COMMAND_MODULES): ``rerank-rag reranker train|mine|export ...``;
     handlers are ``func(args, settings) -> int``."""
     parents = [parent_parser] if parent_parser is not None else []
     p = subparsers.add_parser("reranker", help="reranker tools (train)", parents=parents)

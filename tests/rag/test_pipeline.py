@@ -33,8 +33,10 @@ def test_without_rerank_the_first_retrieval_order_is_kept(sample_store: Path) ->
 
 
 def test_rerank_orders_by_its_scores_and_keeps_both_ranks(sample_store: Path, plumbing_reranker: str) -> None:
-    # rerank_weight 1: the rerank score alone orders (the default blends in the first stage)
-    pipeline = RagPipeline(Settings(data_dir=sample_store, reranker=plumbing_reranker, rerank_weight=1.0))
+    # rerank_weight 1: the rerank score alone orders (the default blends in the first stage); depth 10: all of
+    # the top 10 reranked (the default cascade reranks fewer: tests/rag/test_speed_levers.py)
+    pipeline = RagPipeline(Settings(data_dir=sample_store, reranker=plumbing_reranker, rerank_weight=1.0,
+                                    rerank_depth=10))
     result = pipeline.ask("Can I return a bike?", top_k=10, top_n=4, generate=False)
     assert result.reranked and result.reranker == plumbing_reranker
     candidates = result.candidates
@@ -54,7 +56,7 @@ def test_rerank_orders_by_its_scores_and_keeps_both_ranks(sample_store: Path, pl
 
 def test_rerank_weight_blends_both_stages_into_the_final_order(sample_store: Path, plumbing_reranker: str) -> None:
     def ask(weight: float):
-        settings = Settings(data_dir=sample_store, reranker=plumbing_reranker, rerank_weight=weight)
+        settings = Settings(data_dir=sample_store, reranker=plumbing_reranker, rerank_weight=weight, rerank_depth=10)
         return RagPipeline(settings).ask("Can I return a bike?", top_k=10, top_n=4, generate=False)
 
     alone, blended, retrieval_only = ask(1.0), ask(0.5), ask(0.0)

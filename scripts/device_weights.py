@@ -34,7 +34,7 @@ def _cross_encoder(path: str, max_length: int | None = None):
 
 
 def base(dst: Path) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     from rag.models import packaged_minilm_path
 
@@ -43,8 +43,6 @@ def base(dst: Path) -> None:
     for f in src.iterdir():
         if f.is_file() and f.suffix in (".json", ".txt") and f.name != "data_config.json":
             shutil.copy2(f, dst / f.name)
-    from safetensors.torch import load_file
-
     tensors = {k: v.half().contiguous() for k, v in load_file(str(src / "model.safetensors")).items()}
     save_file(tensors, str(dst / "model.safetensors"))
 

@@ -31,7 +31,7 @@ class SourceInfo:
     queries_used: int = 0
     include: str | None = None
     excluded_overlap_docs: int = 0
-    held_out_queries: int = 0  # judged queries kept out (training.mine.held_out_queries)
+    held_out_queries: int = 0  # judged queries kept out (training.mine.held_out)
 
 
 def normalise_text(text: str) -> str:

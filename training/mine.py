@@ -24,15 +24,16 @@ from training.data import SourceInfo, TrainQuery, filter_dataset
 MINED_FORMAT = 1
 
 
-def held_out_queries(ds: RetrievalDataset, first: int) -> set[str]:
-    """The first ``first`` judged queries in file order (what ``scripts/dev_suite.py --queries N`` and
-    ``rerank-rag eval --queries N`` read), plus every query that shares a relevant document with one of
-    them: a training query must not be a re-wording of a held-out one with the same answer passage."""
+def held_out(ds: RetrievalDataset, first: int) -> tuple[set[str], set[str]]:
+    """(query ids, their relevant passages) kept out of training: the first ``first`` judged queries in file
+    order (what ``scripts/dev_suite.py --queries N`` and ``rerank-rag eval --queries N`` read), plus every
+    query that shares a relevant document with one of them: a training query must not be a re-wording of a
+    held-out one with the same answer passage."""
     if first <= 0:
-        return set()
-    held = [q.id for q in ds.queries_with_qrels(first)]
-    held_docs = set().union(*(ds.relevant(q) for q in held)) if held else set()
-    return set(held) | {q.id for q in ds.queries_with_qrels() if ds.relevant(q.id) & held_docs}
+        return set(), set()
+    held = {q.id for q in ds.queries_with_qrels(first)}
+    held |= {q.id for q in ds.queries_with_qrels() if ds.relevant(q.id) & set().union(*map(ds.relevant, held))}
+    return held, set().union(*map(ds.relevant, held))
 
 
 def mine_dataset(settings, dataset_dir: str | Path, *, include: str | None = None, hold_out_first: int = 0,
@@ -49,8 +50,7 @@ def mine_dataset(settings, dataset_dir: str | Path, *, include: str | None = Non
     dataset_dir = Path(dataset_dir)
     full = load_dataset(dataset_dir, name=dataset_label(dataset_dir))
     allowed, dropped = filter_dataset(full, include, exclude_texts)
-    held = held_out_queries(full, hold_out_first)
-    held_docs = set().union(*(full.relevant(q) for q in held)) if held else set()
+    held, held_docs = held_out(full, hold_out_first)
     queries = [q for q in allowed.queries_with_qrels() if q.id not in held and q.text.strip()]
     info = SourceInfo(name=full.name, path=str(dataset_dir), kind="beir", docs=len(allowed.corpus),
                       queries_available=len(queries), include=include, excluded_overlap_docs=dropped,

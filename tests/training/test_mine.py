@@ -14,7 +14,7 @@ import pytest
 from evaluation.datasets import load_dataset
 from rag.settings import Settings
 from tests.training.test_training import PAIRS, TOPICS, predict, tiny_config, write_beir
-from training.mine import held_out_queries, load_mined, mine_dataset, save_mined
+from training.mine import held_out, load_mined, mine_dataset, save_mined
 from training.train import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,8 +26,8 @@ def test_held_out_queries_take_the_first_judged_and_every_question_on_their_pass
         q.write(json.dumps({"id": "q0-reworded", "text": "On which island does Mount Etna stand?"}) + "\n")
         r.write("q0-reworded\td0\t1\n")
     ds = load_dataset(data)
-    assert held_out_queries(ds, 2) == {"q0", "q1", "q0-reworded"}
-    assert held_out_queries(ds, 0) == set()
+    assert held_out(ds, 2) == ({"q0", "q1", "q0-reworded"}, {"d0", "d1"})
+    assert held_out(ds, 0) == (set(), set())
 
 
 def test_mining_ranks_with_the_first_stage_and_keeps_held_out_passages_out(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 from pydantic import ValidationError
 
-from rag.models import ModelUnavailableError, load_embedder
+from rag.models import ModelUnavailableError, configured_embedder
 from rag.pipeline import RagPipeline
 from app_pages.rendering import escape_md
 from ingest.pipeline import WRITE_LOCK
@@ -112,7 +112,7 @@ def embedder(settings: Settings):
     """The embedder of this session's collection: the one it was built with, else the settings'."""
     name = collection_embedder(settings) or settings.embed_model
     return _load("embedder", name, settings.device,
-                 lambda: load_embedder(name, settings.device, settings.embed_batch_size))
+                 lambda: configured_embedder(settings, name))
 
 
 def reranker(settings: Settings):

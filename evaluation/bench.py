@@ -67,11 +67,11 @@ def _files(docs: Path, max_docs: int | None) -> list[Path]:
 def bench_ingest(settings: Settings, files: list[Path], workdir: Path) -> dict:
     from ingest.loaders import load_document
     from ingest.pipeline import Ingestor
-    from rag.models import load_embedder
+    from rag.models import configured_embedder
     from rag.store import KnowledgeBase
 
     s = settings.model_copy(update={"data_dir": workdir / "ours"})
-    embedder = load_embedder(s.embed_model, s.device, s.embed_batch_size)  # loading is not ingest
+    embedder = configured_embedder(s)  # loading is not ingest
     embedder.embed_documents(["warm-up"])
     started = time.perf_counter()
     results = Ingestor(s, "bench-ingest", embedder=embedder).ingest_paths(files)

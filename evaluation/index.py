@@ -87,7 +87,7 @@ def index_corpus(
     progress: Progress | None = None,
 ) -> IndexInfo:
     """Index ``dataset_dir``'s corpus with ``settings.embed_model`` into a cached throwaway collection."""
-    from rag.models import load_embedder
+    from rag.models import configured_embedder
     from rag.store import DocumentRecord, KnowledgeBase
 
     dataset_dir = Path(dataset_dir)
@@ -96,7 +96,7 @@ def index_corpus(
     key = index_key(dataset_dir, settings.embed_model, chunk, settings, files)
     name = f"eval-{_slug(dataset_label(dataset_dir))}-{key[:16]}"
     started = time.perf_counter()
-    embedder = load_embedder(settings.embed_model, settings.device, settings.embed_batch_size)
+    embedder = configured_embedder(settings)
     kb = KnowledgeBase(settings, name, embed_model=embedder.name)
     committed = kb.document(INDEX_RECORD_ID)
     if committed is not None and committed.content_sha256 == key and not rebuild:

@@ -162,11 +162,11 @@ def assemble(settings: Settings, folder: Path, vectors, max_chunks: int = 100_00
 
     from ingest.chunking import make_splitter
     from rag.lexical import rebuild
-    from rag.models import load_embedder
+    from rag.models import configured_embedder
     from rag.store import DocumentRecord, KnowledgeBase, doc_id_for
 
     s = scale_settings(settings, folder)
-    splitter = make_splitter(s, load_embedder(s.embed_model, s.device, s.embed_batch_size))
+    splitter = make_splitter(s, configured_embedder(s))
     kb = KnowledgeBase(s, COLLECTION, embed_model=s.embed_model)
     rng = np.random.default_rng(seed)
     base = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

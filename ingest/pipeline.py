@@ -26,7 +26,7 @@ from typing import Literal
 from ingest.chunking import chunk_pages, make_splitter
 from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, load_document, safe_source_name
 from rag.lexical import rebuild as rebuild_lexical_index
-from rag.models import Embedder, load_embedder
+from rag.models import Embedder, configured_embedder
 from rag.settings import Settings
 from rag.store import DocumentRecord, KnowledgeBase, StoreError, collection_embedder, doc_id_for
 
@@ -127,7 +127,7 @@ class Ingestor:
         self.settings = settings
         if embedder is None:  # an existing collection keeps the embedder it was built with
             name = collection_embedder(settings, collection) or settings.embed_model
-            embedder = load_embedder(name, settings.device, settings.embed_batch_size)
+            embedder = configured_embedder(settings, name)
         self.embedder = embedder
         self.kb = KnowledgeBase(settings, collection, embed_model=self.embedder.name)
         self.splitter = make_splitter(settings, self.embedder)

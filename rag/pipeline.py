@@ -16,9 +16,9 @@ from rag import catalog, followup
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.models import Embedder, configured_embedder
-from rag.rerank import Reranker, interpolate, load_reranker
+from rag.rerank import Reranker, blend, load_reranker
 from rag.retrieve import Candidate, retrieve
-from rag.settings import RetrievalMode, Settings
+from rag.settings import RerankBlend, RetrievalMode, Settings
 from rag.store import KnowledgeBase
 from rag.types import AnswerSpan, AskResult, ChunkHit, StageTimings, best_rerank_score
 
@@ -97,7 +97,7 @@ class RagPipeline:
 
         t = time.perf_counter()
         candidates = self._rank(searched, first.candidates, reranker, self.settings.rerank_weight, context=context,
-                                depth=self.settings.rerank_depth)
+                                depth=self.settings.rerank_depth, blend_kind=self.settings.rerank_blend)
         rerank_ms = _ms(t) if reranker else 0.0
         chunks = sorted(candidates, key=lambda c: c.final_rank)[:top_n]
 
@@ -136,21 +136,26 @@ class RagPipeline:
 
     @staticmethod
     def _rank(question: str, found: list[Candidate], reranker: Reranker | None,
-              rerank_weight: float = 1.0, context: str | None = None, depth: int | None = None) -> list[ChunkHit]:
+              rerank_weight: float = 1.0, context: str | None = None, depth: int | None = None,
+              blend_kind: RerankBlend = "linear") -> list[ChunkHit]:
         """All candidates in first-stage order, with their rerank rank and scores when reranked. With a
         ``context`` query (a follow-up's previous question with it), a chunk scores the better of the two.
         ``depth``: only the first ``depth`` candidates are reranked (the cascade of ``Settings.rerank_depth``);
-        the others keep their first-stage order below them, with no rerank or final score."""
+        the others keep their first-stage order below them, with no rerank or final score. The final order
+        blends the reranker's logits with the first stage (:func:`rag.rerank.blend`); the rerank score shown
+        is the readable one (``Reranker.readable``)."""
         scored = found[:depth] if depth else found
-        rerank_scores = reranker.score(question, [c.chunk.text for c in scored]) if reranker and scored else None
-        if rerank_scores is not None and context:
-            also = reranker.score(context, [c.chunk.text for c in scored])
-            rerank_scores = [max(a, b) for a, b in zip(rerank_scores, also, strict=True)]
+        logits = reranker.logits(question, [c.chunk.text for c in scored]) if reranker and scored else None
+        if logits is not None and context:
+            also = reranker.logits(context, [c.chunk.text for c in scored])
+            logits = [max(a, b) for a, b in zip(logits, also, strict=True)]
+        rerank_scores = reranker.readable(logits) if logits is not None else None
         final_scores: list[float] | None = None
         rerank_rank: dict[int, int] = {}
-        if rerank_scores is not None:
+        if logits is not None:
             final_scores = (rerank_scores if rerank_weight >= 1.0 else
-                            interpolate(rerank_scores, [c.score for c in scored], rerank_weight))
+                            blend(logits, [c.score for c in scored], blend_kind, rerank_weight,
+                                  confidence=max(rerank_scores)))
             # A stable sort: equal final scores keep their retrieval order; the unscored follow in theirs.
             order = sorted(range(len(scored)), key=lambda i: -final_scores[i]) + list(range(len(scored), len(found)))
             rerank_rank = {i: rank for rank, i in enumerate(order, 1)}

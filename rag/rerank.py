@@ -22,9 +22,9 @@ from pathlib import Path
 
 from rag import catalog
 from rag.models import ModelUnavailableError, has_torch_weights, resolve_model
-from rag.settings import NO_RERANK, reranker_off
+from rag.settings import NO_RERANK, RerankBlend, reranker_off
 
-__all__ = ["NO_RERANK", "CrossEncoderReranker", "LLMYesNoReranker", "Reranker", "interpolate", "load_reranker",
+__all__ = ["NO_RERANK", "CrossEncoderReranker", "LLMYesNoReranker", "Reranker", "blend", "interpolate", "load_reranker",
            "make_reranker", "minmax", "reranker_from_spec", "resolve_reranker"]
 # Preferred ONNX files inside a model folder, best first (int8 is what we ship).
 ONNX_FILES = ("onnx/model_qint8.onnx", "onnx/model_qint8_avx512_vnni.onnx", "onnx/model_quint8_avx2.onnx",
@@ -39,6 +39,12 @@ def resolve_reranker(name: str) -> tuple[str, catalog.RerankerInfo | None]:
         if missing:
             raise ModelUnavailableError(f"reranker '{name}' is not available: {missing}.")
         return str(catalog.shipped_path(info)), info
+    if info is not None and info.packaged:
+        from rag.packaged import model_folder
+
+        folder = model_folder(info.hub_id)
+        if folder is not None:
+            return str(folder), info
     return resolve_model(info.hub_id if info and info.hub_id else name, kind="reranker"), info
 
 
@@ -48,6 +54,12 @@ def onnx_file(path: str) -> str | None:
         if (Path(path) / rel).is_file():
             return rel
     return None
+
+
+def sigmoid(x: float) -> float:
+    import math
+
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def minmax(xs: Sequence[float]) -> list[float]:
@@ -62,6 +74,26 @@ def interpolate(rerank_scores: Sequence[float], retrieval_scores: Sequence[float
     if not rerank_scores:
         return []
     return [alpha * a + (1 - alpha) * b for a, b in zip(minmax(rerank_scores), minmax(retrieval_scores))]
+
+
+def blend(logits: Sequence[float], retrieval_scores: Sequence[float], kind: RerankBlend, weight: float,
+          confidence: float = 1.0) -> list[float]:
+    """The final score of each reranked candidate (given in first-stage order), higher first.
+
+    ``linear``: :func:`interpolate` of the logits and the first stage's scores. ``confident``: the same with
+    the weight times ``confidence`` (the best candidate's readable score), so that where the reranker finds
+    nothing convincing the first stage's order stands. ``rrf``: a fusion of ranks, ``w / (60 + rerank rank)
+    + (1 - w) / (60 + first-stage rank)``: the scales of neither side matter. ``weight >= 1``: the logits.
+    """
+    if len(logits) != len(retrieval_scores):
+        raise ValueError("logits and retrieval_scores differ in length")
+    if weight >= 1.0 or not logits:
+        return list(logits)
+    if kind == "rrf":
+        by_rerank = sorted(range(len(logits)), key=lambda i: -logits[i])
+        rerank_rank = {i: rank for rank, i in enumerate(by_rerank, 1)}
+        return [weight / (60 + rerank_rank[i]) + (1 - weight) / (60 + i + 1) for i in range(len(logits))]
+    return interpolate(logits, retrieval_scores, weight * confidence if kind == "confident" else weight)
 
 
 class Reranker(ABC):
@@ -79,7 +111,15 @@ class Reranker(ABC):
 
     @abstractmethod
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
-        """One relevance score per text, higher is more relevant, in the order given."""
+        """One relevance score per text, higher is more relevant, in the order given: the score people read."""
+
+    def logits(self, query: str, texts: Sequence[str]) -> list[float]:
+        """The model's raw relevance per text, what blends and cascades order by (default: ``score``)."""
+        return self.score(query, texts)
+
+    def readable(self, logits: Sequence[float]) -> list[float]:
+        """:meth:`logits` as :meth:`score` gives them (default: unchanged)."""
+        return list(logits)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, backend={self.backend!r})"
@@ -139,8 +179,11 @@ class CrossEncoderReranker(Reranker):
 
     ``backend``: "onnx" (ONNX Runtime on the folder's ``onnx/*.onnx`` file; the shipped default is
     int8, ``onnx/model_qint8.onnx``) or "torch" (sentence-transformers ``CrossEncoder``). Default:
-    ONNX when the folder has an ONNX file, torch otherwise. Scores are sigmoid(logit) for one-logit
-    models in both backends, so they rank identically.
+    ONNX when the folder has an ONNX file, torch otherwise. :meth:`logits` gives the model's raw
+    relevance (what orders); :meth:`score` the readable one, ``sigmoid(a * logit + b)`` with the catalog
+    entry's calibration (a probability fitted on dev data) or plain ``sigmoid(logit)`` without one. A plain
+    sigmoid saturates (four passages of one question read 1.000, 1.000, 1.000, .999 with MS MARCO's
+    MiniLM), a fitted one spreads them and means the same across questions. Both backends rank identically.
     """
 
     kind = "cross-encoder"
@@ -153,6 +196,7 @@ class CrossEncoderReranker(Reranker):
         onnx = file_name or onnx_file(self.path)
         self.backend = backend or ("onnx" if onnx else "torch")
         self.batch_size = batch_size
+        self.calibration = (self.info.calibration if self.info and self.info.calibration else None) or (1.0, 0.0)
         self._lock = threading.Lock()
         if self.backend == "onnx":
             if not onnx:
@@ -188,7 +232,7 @@ class CrossEncoderReranker(Reranker):
         self._inputs = [i.name for i in self.session.get_inputs()]
         self.model = None
 
-    def _score_onnx(self, query: str, texts: Sequence[str]) -> list[float]:
+    def _logits_onnx(self, query: str, texts: Sequence[str]) -> list[float]:
         """One run per pair, each at its own length: nothing padded, and a pair's score never depends on
         which other candidates came with it.
 
@@ -209,19 +253,30 @@ class CrossEncoderReranker(Reranker):
         for i in range(len(texts)):
             feed = {name: np.array([encoded[name][i]], dtype=np.int64) for name in self._inputs}
             logits = self.session.run(None, feed)[0]
-            value = logits[0, 0] if logits.shape[1] == 1 else logits[0, -1] - logits[0, 0]
-            out.append(float(1.0 / (1.0 + np.exp(-value))))
+            out.append(float(logits[0, 0] if logits.shape[1] == 1 else logits[0, -1] - logits[0, 0]))
         return out
 
-    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+    def logits(self, query: str, texts: Sequence[str]) -> list[float]:
+        """The model's raw relevance per text (its logit; for a two-logit head, relevant minus not)."""
         if not texts:
             return []
         with self._lock:
             if self.backend == "onnx":
-                return self._score_onnx(query, texts)
-            scores = self.model.predict([(query, text) for text in texts], batch_size=self.batch_size,
-                                        show_progress_bar=False)
-        return [float(score) for score in scores]
+                return self._logits_onnx(query, texts)
+            import torch
+
+            raw = self.model.predict([(query, text) for text in texts], batch_size=self.batch_size,
+                                     show_progress_bar=False, activation_fn=torch.nn.Identity())
+        raw = [list(map(float, r)) if getattr(r, "ndim", 0) else float(r) for r in raw]
+        return [r[-1] - r[0] if isinstance(r, list) else r for r in raw]
+
+    def readable(self, logits: Sequence[float]) -> list[float]:
+        """Logits as the scores people read: ``sigmoid(a * logit + b)`` (see the class docstring)."""
+        a, b = self.calibration
+        return [sigmoid(a * x + b) for x in logits]
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        return self.readable(self.logits(query, texts))
 
 
 class LLMYesNoReranker(Reranker):

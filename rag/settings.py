@@ -28,6 +28,7 @@ RetrievalMode = Literal["hybrid", "dense", "bm25"]
 RETRIEVAL_MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
 Fusion = Literal["relative", "rrf", "distribution"]
 FUSIONS: tuple[str, ...] = ("relative", "rrf", "distribution")
+RerankBlend = Literal["linear", "rrf", "confident"]
 
 
 def reranker_off(name: str | None) -> bool:
@@ -83,6 +84,11 @@ class Settings(BaseSettings):
         "hybrid first stage, depth 6 at 0.1 lowers no set's MRR@5 by more than .003 and gains .005-.017 on cisi, "
         "medline, npl and s10; depth 10 at 0.1 loses .007 on smarttv, at 0.3 .015.",
     )
+    rerank_blend: RerankBlend = Field(
+        "linear", description="How rerank_weight mixes the reranker into the final order: linear (the rerank logits "
+        "and first-stage scores min-max scaled, then mixed), rrf (their ranks fused: w / (60 + rerank rank) + "
+        "(1 - w) / (60 + first-stage rank)) or confident (linear, its weight scaled by the best candidate's "
+        "readable rerank score). scripts/rerank_blend.py measures them.")
     rerank_depth: int = Field(
         6, ge=1, le=200,
         description="The reranker scores only the first stage's top-d of the top-k candidates; the rest keep their "

@@ -46,6 +46,11 @@ class _ConstantReranker:
     def score(self, query, texts):
         return list(self.scores)
 
+    logits = score  # the pipeline orders by logits and shows the readable score: here one and the same
+
+    def readable(self, logits):
+        return list(logits)
+
 
 def _found(*ids):
     return [Candidate(StoredChunk(chunk_id=i, doc_id=i, source=i, page=None, text=i, score=1.0 - n / 10),

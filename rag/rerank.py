@@ -212,14 +212,16 @@ class CrossEncoderReranker(Reranker):
                     f"reranker '{name}': {self.path} has no torch weights (model.safetensors); "
                     f"it ships as ONNX only, load it with backend='onnx'.")
             self.file_name = None
-            self.model = CrossEncoder(self.path, device=device, max_length=max_length)
+            self.model = CrossEncoder(self.path, device=device,
+                                      max_length=max_length or (self.info.max_length if self.info else None))
 
     def _init_onnx(self, file_name: str, max_length: int | None, threads: int | None) -> None:
         import onnxruntime as ort
 
         self.file_name = file_name
         self.tokenizer = _PairTokenizer(self.path)
-        self.max_length = max_length or min(self.tokenizer.model_max_length, 512)
+        default = self.info.max_length if self.info and self.info.max_length else self.tokenizer.model_max_length
+        self.max_length = max_length or min(default, 512)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # ONNX Runtime's idle threads spin after each call and starve the next query's embedding

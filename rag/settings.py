@@ -129,6 +129,16 @@ class Settings(BaseSettings):
     orphan_grace_s: float = Field(
         3600.0, ge=0, description="Uncommitted chunks younger than this may be a running ingest's: kept."
     )
+    # Reading documents (ingest/pdf.py, ingest/ocr.py, ingest/furniture.py).
+    ocr: Literal["auto", "off", "force"] = Field(
+        "auto", description="OCR (RapidOCR, PP-OCRv4, English and Chinese, offline): auto reads the PDF pages with "
+        "(almost) no text layer that hold an image, and image files (PNG, JPEG, TIFF); force reads every PDF page "
+        "by OCR, its text layer ignored; off never (a scanned PDF then fails with that reason).")
+    ocr_dpi: int = Field(200, ge=72, le=600, description="Resolution PDF pages are rendered at for OCR "
+                         "(BENCHMARKS.md: character error rate and pages/s by resolution).")
+    strip_running_lines: bool = Field(
+        True, description="Leave running headers, footers and page numbers (lines repeated at the top or bottom of "
+        "most pages of a PDF of 3 pages or more) out of the chunks.")
 
     # LLM: any OpenAI-compatible chat-completions server (OpenAI, Ollama, vLLM, LM Studio).
     openai_api_key: SecretStr | None = Field(

@@ -246,18 +246,34 @@ def lexical_overlap(question: str, texts: Sequence[str], idf_over: int) -> np.nd
 
 
 def score_sentences(question: str, chunks: Sequence[ChunkHit], *, reranker=None, embedder=None,
-                    answer_chunks: int = ANSWER_CHUNKS) -> tuple[list[Sentence], list[int], list[float]]:
+                    answer_chunks: int = ANSWER_CHUNKS, context: str | None = None,
+                    context_share: float = 0.0) -> tuple[list[Sentence], list[int], list[float]]:
     """(all sentences of the answer chunks, the answerable candidates' indexes, their scores: higher answers
     better). Each scorer reads every candidate alone and with its context, sums the two, and adds a chunk
     prior (reranker: the chunk's rerank logit; embedder and lexical: ``RANK_PRIOR`` / chunk rank) and
     ``NUMBER_BONUS`` for a sentence with a number when the question asks for one. The scorers at hand (the
-    lexical one always) are standardised over the candidates and mixed by ``SCORER_SHARES``."""
+    lexical one always) are standardised over the candidates and mixed by ``SCORER_SHARES``. With a
+    ``context`` query (an elliptical follow-up's, :mod:`rag.followup`), each score moves ``context_share`` of
+    the way to the context query's."""
     chunks = list(chunks)[:answer_chunks]
     sentences = sentences_of(chunks)
     candidates = candidates_of(sentences)
     if not candidates:
         return sentences, [], []
     texts, context_at = _passages(sentences, candidates)
+    documents = embedder.embed_documents(texts) if embedder is not None else None
+    mixed = _mixed_scores(question, chunks, sentences, candidates, texts, context_at, reranker, embedder, documents)
+    if context and context_share:
+        also = _mixed_scores(context, chunks, sentences, candidates, texts, context_at, reranker, embedder, documents)
+        mixed = (1 - context_share) * mixed + context_share * also
+    return sentences, candidates, [float(x) for x in mixed]
+
+
+def _mixed_scores(question: str, chunks: list[ChunkHit], sentences: list[Sentence], candidates: list[int],
+                  texts: list[str], context_at: list[int | None], reranker, embedder,
+                  documents: np.ndarray | None) -> np.ndarray:
+    """The candidates' scores for ``question``: each scorer's, standardised, mixed (see :func:`score_sentences`);
+    ``documents``: the passages' embeddings."""
     chunk_of = np.array([sentences[i].chunk - 1 for i in candidates])
     numeric = (np.array([_NUMBER.search(sentences[i].text) is not None for i in candidates])
                if _NUMERIC_QUESTION.search(question) else np.zeros(len(candidates), dtype=bool))
@@ -269,26 +285,28 @@ def score_sentences(question: str, chunks: Sequence[ChunkHit], *, reranker=None,
         reranked = all(c.rerank_score is not None for c in chunks)
         prior = _logits([c.rerank_score for c in chunks]) if reranked else np.zeros(len(chunks))
         raw["reranker"] = (_logits(reranker.score(question, texts)), prior)
-    if embedder is not None:
-        raw["embedder"] = (embedder.embed_documents(texts) @ embedder.embed_queries([question])[0], rank_prior)
+    if embedder is not None and documents is not None:
+        raw["embedder"] = (documents @ embedder.embed_queries([question])[0], rank_prior)
 
     mixed = np.zeros(len(candidates))
     for name, (passage, prior) in raw.items():
         alone = passage[: len(candidates)]
-        context = np.array([passage[j] if j is not None else alone[k] for k, j in enumerate(context_at)])
-        score = alone + context + prior[chunk_of] + NUMBER_BONUS[name] * numeric
+        with_before = np.array([passage[j] if j is not None else alone[k] for k, j in enumerate(context_at)])
+        score = alone + with_before + prior[chunk_of] + NUMBER_BONUS[name] * numeric
         mixed += SCORER_SHARES[name] * _standardised(score)
-    return sentences, candidates, [float(x) for x in mixed / sum(SCORER_SHARES[name] for name in raw)]
+    return mixed / sum(SCORER_SHARES[name] for name in raw)
 
 
 def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, embedder=None,
-                   max_sentences: int = MAX_SENTENCES) -> ExtractiveAnswer:
+                   max_sentences: int = MAX_SENTENCES, context: str | None = None,
+                   context_share: float = 0.0) -> ExtractiveAnswer:
     """The extractive answer to ``question`` from ``chunks`` (best first): at most ``max_sentences``
     sentences, the best one first, each cited [n], scored by the lexical overlap and whichever of ``reranker``
-    and ``embedder`` are given."""
+    and ``embedder`` are given (and ``context``, see :func:`score_sentences`)."""
     if not chunks:
         return ExtractiveAnswer(NOTHING_FOUND)
-    sentences, candidates, scores = score_sentences(question, chunks, reranker=reranker, embedder=embedder)
+    sentences, candidates, scores = score_sentences(question, chunks, reranker=reranker, embedder=embedder,
+                                                    context=context, context_share=context_share)
     if not candidates:  # nothing but headings and questions: quote the best chunk's start
         text = chunks[0].text.strip()
         shown = _display(text)

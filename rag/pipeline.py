@@ -16,7 +16,7 @@ from rag import catalog, followup
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.models import Embedder, configured_embedder
-from rag.rerank import Reranker, blend, load_reranker
+from rag.rerank import Reranker, blend, load_reranker, sigmoid
 from rag.retrieve import Candidate, retrieve
 from rag.settings import RerankBlend, RetrievalMode, Settings
 from rag.store import KnowledgeBase
@@ -72,7 +72,9 @@ class RagPipeline:
         ``generate=False`` stops after ranking (evaluation, benchmarks). ``on_token`` streams the LLM's answer.
         ``history``: the chat's earlier turns, oldest first (AskResults, or objects/dicts with ``question`` and
         ``answer``), for follow-up questions (:mod:`rag.followup`): with an LLM the question is rewritten to
-        stand alone before retrieval; without, the previous question with this one is searched too and fused.
+        stand alone before retrieval; without, the previous question with this one is searched too and fused,
+        and it counts in the ranking and the answer only as far as the follow-up leans on it
+        (:func:`rag.followup.context_share`).
         """
         question = question.strip()
         if not question:
@@ -85,19 +87,21 @@ class RagPipeline:
         started = time.perf_counter()
 
         first_stage = retrieval or self.settings.retrieval
-        searched, context = question, None
+        searched, context, share = question, None, None
         if history and self.settings.llm_configured:
             searched = followup.rewrite_question(self.settings, question, history)
         elif history:
             context = followup.context_query(question, history)
+            share = followup.context_share(question) if context else None
         first = retrieve(searched, kb, embedder, self.settings, mode=first_stage, top_k=top_k)
         if context:
             also = retrieve(context, kb, embedder, self.settings, mode=first_stage, top_k=top_k)
-            first = followup.fuse(first, also, top_k=top_k, rrf_k=self.settings.rrf_k)
+            first = followup.fuse(first, also, top_k=top_k, rrf_k=self.settings.rrf_k,
+                                  context_weight=followup.fusion_weight(share or 0.0))
 
         t = time.perf_counter()
-        candidates = self._rank(searched, first.candidates, reranker, self.settings.rerank_weight, context=context,
-                                depth=self.settings.rerank_depth, blend_kind=self.settings.rerank_blend)
+        candidates = self._rank(searched, first.candidates, reranker, self.settings.rerank_weight,
+                                context=context if share else None, context_share=share or 0.0, depth=self.settings.rerank_depth, blend_kind=self.settings.rerank_blend)
         rerank_ms = _ms(t) if reranker else 0.0
         chunks = sorted(candidates, key=lambda c: c.final_rank)[:top_n]
 
@@ -108,7 +112,8 @@ class RagPipeline:
             # reads no history, the question searched (standalone when rewritten).
             turns = followup.recent_turns(history) if self.settings.llm_configured else []
             answer, mode, error, spans = self._answer(question if turns else searched, chunks, on_token, reranker,
-                                                      turns, extract_question=searched)
+                                                      turns, extract_question=searched,
+                                                      context=context if share else None, context_share=share or 0.0)
             generate_ms = _ms(t)
 
         best_rerank = best_rerank_score(chunks)
@@ -132,30 +137,32 @@ class RagPipeline:
             answer_spans=spans,
             searched_query=searched,
             context_query=context,
+            context_share=share,
         )
 
     @staticmethod
     def _rank(question: str, found: list[Candidate], reranker: Reranker | None,
               rerank_weight: float = 1.0, context: str | None = None, depth: int | None = None,
-              blend_kind: RerankBlend = "linear") -> list[ChunkHit]:
+              blend_kind: RerankBlend = "linear", context_share: float = 0.0) -> list[ChunkHit]:
         """All candidates in first-stage order, with their rerank rank and scores when reranked. With a
-        ``context`` query (a follow-up's previous question with it), a chunk scores the better of the two.
+        ``context`` query (an elliptical follow-up's previous question with it), a chunk's logit moves
+        ``context_share`` of the way to the context's (:func:`rag.followup.blend`): the follow-up leads.
         ``depth``: only the first ``depth`` candidates are reranked (the cascade of ``Settings.rerank_depth``);
         the others keep their first-stage order below them, with no rerank or final score. The final order
         blends the reranker's logits with the first stage (:func:`rag.rerank.blend`); the rerank score shown
         is the readable one (``Reranker.readable``)."""
         scored = found[:depth] if depth else found
         logits = reranker.logits(question, [c.chunk.text for c in scored]) if reranker and scored else None
-        if logits is not None and context:
+        if logits is not None and context and context_share:
             also = reranker.logits(context, [c.chunk.text for c in scored])
-            logits = [max(a, b) for a, b in zip(logits, also, strict=True)]
+            logits = followup.blend(logits, also, context_share)
         rerank_scores = reranker.readable(logits) if logits is not None else None
         final_scores: list[float] | None = None
         rerank_rank: dict[int, int] = {}
         if logits is not None:
             final_scores = (rerank_scores if rerank_weight >= 1.0 else
                             blend(logits, [c.score for c in scored], blend_kind, rerank_weight,
-                                  confidence=max(rerank_scores)))
+                                  confidence=sigmoid(max(logits))))
             # A stable sort: equal final scores keep their retrieval order; the unscored follow in theirs.
             order = sorted(range(len(scored)), key=lambda i: -final_scores[i]) + list(range(len(scored), len(found)))
             rerank_rank = {i: rank for rank, i in enumerate(order, 1)}
@@ -188,7 +195,7 @@ class RagPipeline:
     def _answer(
         self, question: str, chunks: list[ChunkHit], on_token: Callable[[str], None] | None,
         reranker: Reranker | None = None, history: Sequence[tuple[str, str]] = (),
-        extract_question: str | None = None,
+        extract_question: str | None = None, context: str | None = None, context_share: float = 0.0,
     ) -> tuple[str, str, str | None, list[AnswerSpan]]:
         """(answer, mode, error, spans): the LLM's answer, or the extractive one (its sentences chosen by the
         reranker, or the embedder without one, for ``extract_question``) when there is no LLM or it failed."""
@@ -198,7 +205,8 @@ class RagPipeline:
                 return LlmAnswerer(self.settings).answer(question, chunks, on_token, history), "llm", None, []
             except LlmError as failure:
                 error = str(failure)
-        extracted = extract_answer(extract_question or question, chunks, reranker=reranker, embedder=self.embedder)
+        extracted = extract_answer(extract_question or question, chunks, reranker=reranker, embedder=self.embedder,
+                                   context=context, context_share=context_share)
         return extracted.answer, "extractive", error, extracted.spans
 
     def _reranker_for(self, question: str, rerank: bool) -> tuple[Reranker | None, str | None]:

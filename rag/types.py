@@ -125,6 +125,9 @@ class AskResult(BaseModel):
     context_query: str | None = Field(
         None, description="In a chat without an LLM: the previous question with this one, searched too and fused "
         "with the question's own results.")
+    context_share: float | None = Field(
+        None, description="In a chat without an LLM: the share of the rerank and sentence scores the context query "
+        "gave (0 for a follow-up that stands alone, 0.5 for one that leaves out what the chat said); null otherwise.")
 
     def public_json(self) -> dict:
         """The result as ``rerank-rag ask --json`` prints it and the HTTP API returns it (JSON-ready)."""
@@ -154,5 +157,5 @@ class AskResult(BaseModel):
 PUBLIC_FIELDS: frozenset[str] = frozenset({
     "question", "answer", "answer_mode", "reranked", "chunks", "candidates", "timings_ms", "collection", "embedder",
     "retrieval", "reranker", "rerank_weight", "rerank_skipped", "error", "low_confidence", "answer_spans", "searched_query",
-    "context_query",
+    "context_query", "context_share",
 })

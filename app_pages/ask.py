@@ -57,14 +57,6 @@ def show_answer(result, settings) -> None:
 for turn in history:
     show(turn)
 
-if history:
-    new_chat, download, _ = st.columns([1, 1, 3])
-    new_chat.button("New chat", icon=":material/add_comment:", help="Forget this chat: the next question starts "
-                    "afresh", on_click=history.clear)
-    download.download_button("Download chat", render.chat_markdown([turn["result"] for turn in history]),
-                             file_name="chat.md", mime="text/markdown", icon=":material/download:",
-                             help="The questions, answers, their sources and the queries searched, as Markdown")
-
 PENDING = "pending_question"  # an example question clicked below
 EXAMPLES = ["How long do I have to return a bike for a refund?", "How many days of paid holiday do employees get?",
             "How long does the battery take to charge?"]
@@ -101,3 +93,13 @@ if question and question.strip():
             placeholder.empty()
             show_answer(result, settings)
             history.append({"result": result, "settings": settings})
+
+# Drawn after the answer of this run is in the history: drawn before it, "Download chat" saved the chat without
+# the answer just given (its data is fixed when the button is drawn).
+if history:
+    new_chat, download, _ = st.columns([1, 1, 3])
+    new_chat.button("New chat", icon=":material/add_comment:", help="Forget this chat: the next question starts "
+                    "afresh", on_click=history.clear)
+    download.download_button("Download chat", render.chat_markdown([turn["result"] for turn in history]),
+                             file_name="chat.md", mime="text/markdown", icon=":material/download:",
+                             help="The questions, answers, their sources and the queries searched, as Markdown")

@@ -130,6 +130,13 @@ def sources_line(chunks: list[ChunkHit]) -> str:
     return "  \n".join(f"**[{n}]** {escape_md(chunk.citation)}" for n, chunk in enumerate(chunks, 1))
 
 
+NOT_FOUND = "–"  # a rank cell of a search that did not find the chunk
+
+
+def _rank_cell(rank: int | None) -> str:
+    return NOT_FOUND if rank is None else str(rank)
+
+
 def chunk_frame(chunks: list[ChunkHit]) -> pd.DataFrame:
     return pd.DataFrame([
         {
@@ -138,8 +145,8 @@ def chunk_frame(chunks: list[ChunkHit]) -> pd.DataFrame:
             "before rerank": c.retrieval_rank,
             "moved": c.movement,
             "found by": c.found_by,
-            "dense rank": c.dense_rank,
-            "BM25 rank": c.bm25_rank,
+            "dense rank": _rank_cell(c.dense_rank),
+            "BM25 rank": _rank_cell(c.bm25_rank),
             "rerank score": c.rerank_score,
             "retrieval score": c.retrieval_score,
             "final score": c.final_score,
@@ -154,7 +161,10 @@ def chunk_frame(chunks: list[ChunkHit]) -> pd.DataFrame:
 RETRIEVAL_SCORE_HELP = {
     "dense": "Cosine similarity of the question and chunk embeddings",
     "bm25": "BM25 score of the question's words in the chunk",
-    "hybrid": "Reciprocal rank fusion of the dense and BM25 ranks: sum of 1 / (60 + rank)",
+    "hybrid": "The fused score of the dense and BM25 searches. Relative fusion (the default): each search's "
+              "scores scaled to 0-1 over its own list, then added, so 0 to 2 (2: first in both); RRF: the sum of "
+              "1 / (60 + rank), about 0.01-0.03. Its scale moves with the question (a follow-up's fuses two "
+              "searches by rank): compare chunks within one answer, not across answers",
 }
 
 
@@ -186,10 +196,10 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
                                              width="small"),
         "found by": st.column_config.TextColumn("found by", help="Which first-stage search found the chunk: the "
                                                 "embeddings (dense), the words (BM25), or both", width="small"),
-        "dense rank": st.column_config.NumberColumn("dense rank", help="Rank in the embedding search (empty: not "
-                                                    "in its top)", width="small"),
-        "BM25 rank": st.column_config.NumberColumn("BM25 rank", help="Rank in the word (BM25) search (empty: not "
-                                                   "in its top)", width="small"),
+        "dense rank": st.column_config.TextColumn("dense rank", help=f"Rank in the embedding search ({NOT_FOUND}: "
+                                                  "not in its top)", width="small"),
+        "BM25 rank": st.column_config.TextColumn("BM25 rank", help=f"Rank in the word (BM25) search ({NOT_FOUND}: "
+                                                 "not in its top)", width="small"),
         "rerank score": st.column_config.ProgressColumn(
             "rerank score", help="Cross-encoder relevance", format="%.3f", min_value=rr_lo, max_value=rr_hi),
         "retrieval score": st.column_config.ProgressColumn(
@@ -199,9 +209,10 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
             "final score", help=f"What ordered the chunks: {result.rerank_weight:g} × rerank + "
             f"{1 - result.rerank_weight:g} × retrieval score, each min-max normalised over the candidates",
             format="%.3f", min_value=0.0, max_value=1.0) if result.blended else None,
-        "source": st.column_config.TextColumn("source"),
+        "source": st.column_config.TextColumn("source", width="small"),
         "page": st.column_config.TextColumn("page", width="small"),
-        "text": st.column_config.TextColumn("text", width="large"),
+        # medium: with every column shown the table then fits the chat's column; the full text is below it
+        "text": st.column_config.TextColumn("text", width="medium"),
     }
     hidden = [] if result.reranked else ["before rerank", "moved", "rerank score"]
     if result.retrieval != "hybrid":  # one search ran: its rank is the rank before rerank

@@ -234,6 +234,18 @@ class LexicalIndex:
         # bm25s scores every chunk: those sharing no term with the query score 0, and are no hit.
         return [(self.chunk_ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
+    def coverage(self, query: str) -> float:
+        """The share of ``query``'s distinct terms that occur in the index: about 1 when the question's words are
+        the collection's, near 0 when they are not (a Chinese question over English text, whose only matches are
+        numbers). A plain share, not IDF-weighted: one rare word a small collection lacks (a name) must not
+        silence BM25. 1 for a query with no terms."""
+        terms = set(tokenize(query))
+        if not terms:
+            return 1.0
+        if self.retriever is None:
+            return 0.0
+        return sum(term in self.retriever.vocab_dict for term in terms) / len(terms)
+
     def save(self, folder: str | Path) -> None:
         """Write the index into a new folder, the manifest last: a folder with a manifest is whole."""
         folder = Path(folder)
@@ -550,3 +562,8 @@ def lexical_search(kb: KnowledgeBase, data_dir: str | Path, query: str, k: int) 
     hits = lexical_index(kb, data_dir).search(query, k)
     scores = dict(hits)
     return [dataclasses.replace(chunk, score=scores[chunk.chunk_id]) for chunk in kb.get_chunks(list(scores))]
+
+
+def lexical_coverage(kb: KnowledgeBase, data_dir: str | Path, query: str) -> float:
+    """How much of ``query`` the collection's words cover (:meth:`LexicalIndex.coverage`)."""
+    return lexical_index(kb, data_dir).coverage(query)

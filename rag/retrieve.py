@@ -110,6 +110,7 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
     timings: dict[str, float] = {"embed": 0.0, "search": 0.0, "bm25": 0.0, "fuse": 0.0}
     dense: list[StoredChunk] = []
     lexical: list[StoredChunk] = []
+    bm25_weight = settings.bm25_weight  # less when the collection lacks the question's words (bm25_coverage_full)
     if mode in ("dense", "hybrid"):
         t = time.perf_counter()
         query_embedding = embedder.embed_queries([question])[0]
@@ -118,10 +119,12 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
         dense = kb.search(query_embedding, depth)
         timings["search"] = _ms(t)
     if mode in ("bm25", "hybrid"):
-        from rag.lexical import lexical_search
+        from rag.lexical import lexical_coverage, lexical_search
 
         t = time.perf_counter()
         lexical = lexical_search(kb, settings.data_dir, question, depth)
+        if mode == "hybrid" and settings.bm25_coverage_full > 0:
+            bm25_weight *= min(1.0, lexical_coverage(kb, settings.data_dir, question) / settings.bm25_coverage_full)
         timings["bm25"] = _ms(t)
 
     by_id = {c.chunk_id: c for c in [*lexical, *dense]}
@@ -131,7 +134,7 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
         t = time.perf_counter()
         fused = fuse(settings.fusion, {"dense": [(c.chunk_id, c.score) for c in dense],
                                        "bm25": [(c.chunk_id, c.score) for c in lexical]},
-                     k=settings.rrf_k, weights={"dense": settings.dense_weight, "bm25": settings.bm25_weight})
+                     k=settings.rrf_k, weights={"dense": settings.dense_weight, "bm25": bm25_weight})
         timings["fuse"] = _ms(t)
         order = fused[:top_k]
     else:

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal rank fusion constant: score = w / (rrf_k + rank).")
     dense_weight: float = Field(1.0, ge=0.0, le=10.0, description="Hybrid: weight of the dense side in the fusion.")
     bm25_weight: float = Field(1.0, ge=0.0, le=10.0, description="Hybrid: weight of the BM25 side in the fusion.")
+    bm25_coverage_full: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="Hybrid: BM25 weighs fully when the collection holds at least this share of the question's words "
+        "(IDF-weighted), less in proportion below it, so that a question in another language than the documents, "
+        "whose words barely occur, is ranked by the (multilingual) dense side; 0 always weighs BM25 fully "
+        "(scripts/crosslingual_compare.py).")
     top_k: int = Field(20, ge=1, le=200, description="Candidates from the first retrieval, given to the reranker.")
     top_n: int = Field(5, ge=1, le=50, description="Chunks kept after rerank, given to the LLM.")
     rerank_weight: float = Field(

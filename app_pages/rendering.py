@@ -120,8 +120,11 @@ def answer_notices(result: AskResult, settings: Settings) -> None:
                  f"Reason: {escape_md(result.error)}", icon=":material/error:")
     if result.low_confidence:
         best = result.best_rerank_score
-        st.warning(f"The documents may not contain the answer: the best rerank score is {best:.3f}, below "
-                   f"the threshold of {settings.low_confidence_score:g}.", icon=":material/warning:")
+        cosine = max((c.dense_score for c in result.chunks if c.dense_score is not None), default=None)
+        reason = (f"the best rerank score is {best:.3f}, below the threshold of {settings.low_confidence_score:g}"
+                  if best is not None else f"nothing was reranked and the best embedding similarity is "
+                  f"{cosine:.3f}, below {settings.low_confidence_cosine:g}")
+        st.warning(f"The documents may not contain the answer: {reason}.", icon=":material/warning:")
     if not result.chunks:
         st.info("The collection has no documents yet: add some on the Library page.", icon=":material/info:")
 

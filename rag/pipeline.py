@@ -133,7 +133,7 @@ class RagPipeline:
             rerank_skipped=rerank_skipped,
             llm_model=self.settings.llm_model if mode == "llm" else None,
             error=error,
-            low_confidence=best_rerank is not None and best_rerank < self.settings.low_confidence_score,
+            low_confidence=self._low_confidence(best_rerank, chunks),
             answer_spans=spans,
             searched_query=searched,
             context_query=context,
@@ -208,6 +208,14 @@ class RagPipeline:
         extracted = extract_answer(extract_question or question, chunks, reranker=reranker, embedder=self.embedder,
                                    context=context, context_share=context_share)
         return extracted.answer, "extractive", error, extracted.spans
+
+    def _low_confidence(self, best_rerank: float | None, chunks: list[ChunkHit]) -> bool:
+        """Whether the documents may not answer: the best rerank score below ``low_confidence_score``; with
+        nothing reranked, the best dense cosine below ``low_confidence_cosine`` (no dense search: no judgement)."""
+        if best_rerank is not None:
+            return best_rerank < self.settings.low_confidence_score
+        cosines = [c.dense_score for c in chunks if c.dense_score is not None]
+        return bool(cosines) and max(cosines) < self.settings.low_confidence_cosine
 
     def _reranker_for(self, question: str, rerank: bool) -> tuple[Reranker | None, str | None]:
         """(the reranker for ``question``, or None; why none although ``rerank`` asked for one)."""

@@ -76,10 +76,10 @@ class Settings(BaseSettings):
     bm25_weight: float = Field(1.0, ge=0.0, le=10.0, description="Hybrid: weight of the BM25 side in the fusion.")
     bm25_coverage_full: float = Field(
         0.5, ge=0.0, le=1.0,
-        description="Hybrid: BM25 weighs fully when the collection holds at least this share of the question's words "
-        "(IDF-weighted), less in proportion below it, so that a question in another language than the documents, "
-        "whose words barely occur, is ranked by the (multilingual) dense side; 0 always weighs BM25 fully "
-        "(scripts/crosslingual_compare.py).")
+        description="Hybrid: BM25 weighs fully when the collection holds at least this share of the question's "
+        "distinct terms (rag.lexical.LexicalIndex.coverage), less in proportion below it, so that a question in "
+        "another language than the documents, whose words barely occur, is ranked by the (multilingual) dense "
+        "side; 0 always weighs BM25 fully (scripts/crosslingual_compare.py).")
     top_k: int = Field(20, ge=1, le=200, description="Candidates from the first retrieval, given to the reranker.")
     top_n: int = Field(5, ge=1, le=50, description="Chunks kept after rerank, given to the LLM.")
     rerank_weight: float = Field(
@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         "answered questions in every held-out set: 6 % on SQuAD, 11 % on XQuAD-en, while it warns on 40 % and "
         "88 % of the same questions once their passages are removed); other rerankers score on other scales."
     )
+
+    low_confidence_cosine: float = Field(
+        0.80, ge=-1.0, le=1.0,
+        description="When nothing was reranked (a language the reranker does not read, or no reranker): a best "
+        "dense cosine below this flags that the documents may not answer. Set for the default embedder (e5-small) "
+        "from the sample documents: Chinese questions they answer score .83-.85, ones they do not (pandas, Apple's "
+        "sales) .75-.78; not yet calibrated on a held-out set.")
 
     datasets_dir: Path = Field(
         REPO_ROOT.parent / "shared" / "datasets",

@@ -10,6 +10,7 @@ import pytest
 
 from rag.lexical import LexicalIndex, lexical_coverage
 from rag.models import configured_embedder
+from rag.pipeline import RagPipeline
 from rag.retrieve import retrieve
 from rag.settings import Settings
 from rag.store import KnowledgeBase
@@ -44,3 +45,11 @@ def test_a_chinese_question_over_english_documents_is_ranked_by_the_dense_side(s
     assert [c.chunk.chunk_id for c in hybrid] == [c.chunk.chunk_id for c in dense]
     english = retrieve("How long does the battery take to charge?", kb, embedder, settings, mode="hybrid", top_k=5)
     assert any(c.bm25_rank is not None for c in english.candidates[:3])  # BM25 still counts where it matches
+
+
+def test_the_warning_fires_when_nothing_was_reranked_and_the_dense_match_is_weak(sample_store: Path) -> None:
+    pipeline = RagPipeline(Settings(data_dir=sample_store, chunk_size=64, chunk_overlap=8))
+    unanswerable = pipeline.ask("苹果公司截至2023年7月1日的三个月总净销售额是多少？", generate=False)  # Apple's sales
+    assert not unanswerable.reranked and unanswerable.low_confidence
+    answerable = pipeline.ask("电池充电需要多长时间？", generate=False)  # the battery's charging time: in the FAQ
+    assert not answerable.reranked and not answerable.low_confidence

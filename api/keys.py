@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from rag.settings import Settings
 from rag.store import StoreError, open_client
 
-KEYS_COLLECTION = "rerank-rag-keys"
+from rag.store_names import KEYS_COLLECTION  # noqa: E402,F401 - one list of reserved names
 SCOPES: tuple[str, ...] = ("read", "write", "admin")
 ALL_COLLECTIONS = "*"
 TOKEN_PREFIX = "rr_"

@@ -266,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.debug = getattr(args, "debug", False)
     try:
-        return args.func(args, settings_from(args))
+        settings = settings_from(args)
+        from rag.store_names import check_user_collection
+
+        check_user_collection(settings.collection)  # the store's own collections are no command's target
+        return args.func(args, settings)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

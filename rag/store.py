@@ -14,103 +14,30 @@ an embedded store or a Chroma server shared by several machines.
 from __future__ import annotations
 
 import hashlib
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-import chromadb
-import httpx
 from chromadb.api import ClientAPI
-from chromadb.api.models.Collection import Collection
 
+# Re-exported: callers import the store's names from here (rag.store is the knowledge base's one door).
+from rag.chroma_client import StoreError, claim_embedded, open_client, unreachable  # noqa: F401
 from rag.settings import Settings
+from rag.store_names import (  # noqa: F401
+    INTERNAL_COLLECTIONS,
+    KEYS_COLLECTION,
+    REGISTRY,
+    ReservedCollectionError,
+    all_collection_names,
+    check_user_collection,
+    collection_embedder,
+    collection_names,
+    is_store_internal,
+    reserved_reason,
+)
 
-REGISTRY = "rerank-rag-registry"
 _PAGE = 1000  # rows per read when scanning metadata
-
-
-class StoreError(RuntimeError):
-    """The store cannot serve this request; the message says why in plain words."""
-
-
-# One client per store for the whole process, opened under a lock: chromadb keeps its systems in a
-# class-level dict keyed by path, and two threads constructing a client for the same fresh path at once
-# (four browser tabs on a new app server) race inside it: KeyError '<path>', "'RustBindingsAPI' object
-# has no attribute 'bindings'", "Could not connect to tenant default_tenant". lru_cache does not help:
-# it runs the function in every thread that misses.
-_CLIENTS: dict[tuple[str | None, str | None, int], ClientAPI] = {}
-_CLIENTS_LOCK = threading.Lock()
-
-
-def _client(data_dir: str | None, host: str | None, port: int) -> ClientAPI:
-    key = (data_dir, host, port)
-    client = _CLIENTS.get(key)
-    if client is None:
-        with _CLIENTS_LOCK:
-            client = _CLIENTS.get(key)
-            if client is None:
-                client = _CLIENTS[key] = _open(data_dir, host, port)
-    return client
-
-
-def unreachable(host: str, port: int, error: BaseException) -> StoreError:
-    """The one message for a Chroma server that cannot be reached, at the first connect or mid-request."""
-    detail = (str(error).splitlines() or [""])[0].strip() or type(error).__name__
-    return StoreError(f"cannot reach the Chroma server at {host}:{port}: the knowledge base is unreachable "
-                      f"({detail}); check that the server is running")
-
-
-class _Guarded:
-    """A Chroma HTTP client or collection whose calls raise :class:`StoreError` when the server is gone.
-
-    chromadb lets httpx's transport errors through as they are ("Server disconnected without sending a
-    response.", "Connection refused"), which every caller (CLI, app pages, API, ingest) would have to know;
-    as a StoreError they are told in plain words: the CLI's one line, the app's error box, the API's 503,
-    and one failed file in an ingest. Collections the client returns are guarded too.
-    """
-
-    def __init__(self, target: object, host: str, port: int) -> None:
-        self._target, self._host, self._port = target, host, port
-
-    def __getattr__(self, name: str):
-        value = getattr(self._target, name)
-        if not callable(value):
-            return value
-
-        def call(*args, **kwargs):
-            try:
-                result = value(*args, **kwargs)
-            except httpx.TransportError as error:  # connect, read, write, protocol and timeout errors
-                raise unreachable(self._host, self._port, error) from error
-            if isinstance(result, Collection):
-                return _Guarded(result, self._host, self._port)
-            return result
-
-        return call
-
-
-def _open(data_dir: str | None, host: str | None, port: int) -> ClientAPI:
-    telemetry = chromadb.config.Settings(anonymized_telemetry=False)
-    if host:
-        try:
-            client = chromadb.HttpClient(host=host, port=port, settings=telemetry)
-            client.heartbeat()
-        except Exception as error:  # noqa: BLE001 - connection errors come in many types
-            raise unreachable(host, port, error) from error
-        return _Guarded(client, host, port)  # type: ignore[return-value] - the same calls, errors translated
-    assert data_dir is not None
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=data_dir, settings=telemetry)
-
-
-def open_client(settings: Settings) -> ClientAPI:
-    """Chroma server when ``chroma_host`` is set, else the embedded store under ``data_dir``."""
-    if settings.chroma_host:
-        return _client(None, settings.chroma_host, settings.chroma_port)
-    return _client(str(Path(settings.data_dir).expanduser().resolve() / "chroma"), None, 0)
 
 
 def _utc(timestamp: str) -> datetime:
@@ -147,22 +74,11 @@ class StoredChunk:
     score: float  # cosine similarity to the query
 
 
-# Collections of the store that hold no documents: the registry here, the HTTP API's keys (api.keys).
-INTERNAL_COLLECTIONS = frozenset({REGISTRY, "rerank-rag-keys"})
-
-
-def collection_names(settings: Settings) -> list[str]:
-    return sorted(c.name for c in open_client(settings).list_collections()
-                  if c.name not in INTERNAL_COLLECTIONS and not c.name.endswith(".reindex"))
-
-
-def collection_embedder(settings: Settings, name: str | None = None) -> str | None:
-    """The embedder a collection was built with; None when it does not exist yet (or never recorded one)."""
-    try:
-        collection = open_client(settings).get_collection(name or settings.collection)
-    except Exception:  # noqa: BLE001 - chromadb raises NotFoundError or ValueError by version
-        return None
-    return (collection.metadata or {}).get("embed_model")
+def _is_chunk_record(meta: dict | None) -> bool:
+    """A chunk carries its document's id and version; registry and key records carry other fields."""
+    meta = meta or {}
+    return ("doc_id" in meta and "content_sha256" in meta
+            and not {"collection", "generation_of", "scope", "key_id"} & meta.keys())
 
 
 class KnowledgeBase:
@@ -175,6 +91,9 @@ class KnowledgeBase:
 
     def __init__(self, settings: Settings, name: str | None = None, *, embed_model: str | None = None) -> None:
         self.name = name or settings.collection
+        if is_store_internal(self.name):  # the registry swept as chunks would lose every document record
+            raise ReservedCollectionError(f"the collection '{self.name}' is the store's own, not one of documents")
+        self.settings = settings
         self.client = open_client(settings)
         finish_reindex(self.client, self.name)
         self.embed_model = embed_model or collection_embedder(settings, self.name) or settings.embed_model
@@ -213,6 +132,7 @@ class KnowledgeBase:
         swept) or no longer committed (replaced, being deleted) are left out, so readers see each
         document switch from one whole version to the next.
         """
+        claim_embedded(self.settings, write=False)
         total = self.chunks.count() if top_k >= 1 else 0
         vector = [list(map(float, query_embedding))]
         asked = min(top_k, total)
@@ -305,6 +225,7 @@ class KnowledgeBase:
         metadatas: list[dict],
     ) -> None:
         """Write all chunks, then commit the record, then drop the chunks of the replaced version."""
+        claim_embedded(self.settings, write=True)
         batch = self.client.get_max_batch_size()
         for start in range(0, len(chunk_ids), batch):
             end = start + batch
@@ -327,6 +248,7 @@ class KnowledgeBase:
 
     def delete_document(self, doc_id: str) -> int:
         """Remove a document and all its chunks; returns how many chunks went."""
+        claim_embedded(self.settings, write=True)
         chunk_count = len(self.chunks.get(where={"doc_id": doc_id}, include=[])["ids"])
         self.registry.delete(ids=[self._registry_id(doc_id)])
         self.chunks.delete(where={"doc_id": doc_id})
@@ -340,10 +262,13 @@ class KnowledgeBase:
         ``grace_s`` seconds: younger ones may belong to an ingest still running in another process
         (another app server, a CLI), which would lose its chunks just before committing them.
         """
+        claim_embedded(self.settings, write=True)
         committed = {record.doc_id: record for record in self.documents()}
         now = datetime.now(UTC)
         orphans = []
         for chunk_id, meta in self._chunk_metadata():
+            if not _is_chunk_record(meta):
+                continue  # not a chunk of a document (someone else's record): never this sweep's to delete
             record = committed.get(str(meta.get("doc_id")))
             if record is not None and record.content_sha256 == meta.get("content_sha256"):
                 continue
@@ -357,6 +282,7 @@ class KnowledgeBase:
 
     def drop(self) -> None:
         """Delete the whole collection and its registry records."""
+        claim_embedded(self.settings, write=True)
         self.registry.delete(where={"collection": self.name})
         self.registry.delete(ids=[self._generation_id()])
         self.client.delete_collection(self.name)
@@ -461,6 +387,7 @@ class KnowledgeBase:
         leaves the old collection in use (the next reindex starts over); a kill during the swap is
         finished by :func:`finish_reindex` when the store is next opened. Returns the chunks copied.
         """
+        claim_embedded(self.settings, write=True)
         staging_name = f"{self.name}.reindex"
         try:
             self.client.delete_collection(staging_name)

@@ -1,0 +1,157 @@
+"""Opening Chroma: one client per store for the whole process, a server's transport errors in plain words,
+and one process at a time writing to an embedded store.
+
+**Two processes on one embedded store** (measured with chromadb 1.5.9, ``PersistentClient``): a process that
+has queried a collection keeps its vector index in memory; a commit by another process lands in the
+SQLite log, so ``get`` (the registry, BM25's reads) sees it at once, but ``query`` does not, neither
+through the same collection object nor through ``get_collection`` again. Only a fresh client after
+``clear_system_cache()`` does, and that call tears down the client every other thread of the process is
+using. So an embedded store is one process's: a process that searches it takes a shared lock on
+``<store>/rerank-rag.lock``, one that writes chunks an exclusive one, both held until it exits, and the
+other process gets one message naming Chroma's server mode, where every process sees every commit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+import chromadb
+import httpx
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+
+from rag.settings import Settings
+
+
+class StoreError(RuntimeError):
+    """The store cannot serve this request; the message says why in plain words."""
+
+
+# One client per store for the whole process, opened under a lock: chromadb keeps its systems in a
+# class-level dict keyed by path, and two threads constructing a client for the same fresh path at once
+# (four browser tabs on a new app server) race inside it: KeyError '<path>', "'RustBindingsAPI' object
+# has no attribute 'bindings'", "Could not connect to tenant default_tenant". lru_cache does not help:
+# it runs the function in every thread that misses.
+_CLIENTS: dict[tuple[str | None, str | None, int], ClientAPI] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client(data_dir: str | None, host: str | None, port: int) -> ClientAPI:
+    key = (data_dir, host, port)
+    client = _CLIENTS.get(key)
+    if client is None:
+        with _CLIENTS_LOCK:
+            client = _CLIENTS.get(key)
+            if client is None:
+                client = _CLIENTS[key] = _open(data_dir, host, port)
+    return client
+
+
+def unreachable(host: str, port: int, error: BaseException) -> StoreError:
+    """The one message for a Chroma server that cannot be reached, at the first connect or mid-request."""
+    detail = (str(error).splitlines() or [""])[0].strip() or type(error).__name__
+    return StoreError(f"cannot reach the Chroma server at {host}:{port}: the knowledge base is unreachable "
+                      f"({detail}); check that the server is running")
+
+
+class _Guarded:
+    """A Chroma HTTP client or collection whose calls raise :class:`StoreError` when the server is gone.
+
+    chromadb lets httpx's transport errors through as they are ("Server disconnected without sending a
+    response.", "Connection refused"), which every caller (CLI, app pages, API, ingest) would have to know;
+    as a StoreError they are told in plain words: the CLI's one line, the app's error box, the API's 503,
+    and one failed file in an ingest. Collections the client returns are guarded too.
+    """
+
+    def __init__(self, target: object, host: str, port: int) -> None:
+        self._target, self._host, self._port = target, host, port
+
+    def __getattr__(self, name: str):
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            try:
+                result = value(*args, **kwargs)
+            except httpx.TransportError as error:  # connect, read, write, protocol and timeout errors
+                raise unreachable(self._host, self._port, error) from error
+            if isinstance(result, Collection):
+                return _Guarded(result, self._host, self._port)
+            return result
+
+        return call
+
+
+def _open(data_dir: str | None, host: str | None, port: int) -> ClientAPI:
+    telemetry = chromadb.config.Settings(anonymized_telemetry=False)
+    if host:
+        try:
+            client = chromadb.HttpClient(host=host, port=port, settings=telemetry)
+            client.heartbeat()
+        except Exception as error:  # noqa: BLE001 - connection errors come in many types
+            raise unreachable(host, port, error) from error
+        return _Guarded(client, host, port)  # type: ignore[return-value] - the same calls, errors translated
+    assert data_dir is not None
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=data_dir, settings=telemetry)
+
+
+def embedded_path(settings: Settings) -> str:
+    return str(Path(settings.data_dir).expanduser().resolve() / "chroma")
+
+
+def open_client(settings: Settings) -> ClientAPI:
+    """Chroma server when ``chroma_host`` is set, else the embedded store under ``data_dir``."""
+    if settings.chroma_host:
+        return _client(None, settings.chroma_host, settings.chroma_port)
+    return _client(embedded_path(settings), None, 0)
+
+
+# ---- one process per embedded store -------------------------------------------------------------------
+_HELD: dict[str, tuple[int, int]] = {}  # store path -> (open lock file descriptor, the flock mode it holds)
+_HELD_LOCK = threading.Lock()
+
+
+def _refused(path: str, writing: bool) -> StoreError:
+    doing = "write to" if writing else "search"
+    return StoreError(
+        f"the embedded store {path} is in use by another process, so this one cannot {doing} it: two processes "
+        "on one embedded Chroma store do not see each other's writes. Stop the other process (`rerank-rag serve`, "
+        f"the app, an ingest), or run Chroma in server mode (`chroma run --path {path}`) and point every process "
+        "at it with RAG_CHROMA_HOST and RAG_CHROMA_PORT")
+
+
+def claim_embedded(settings: Settings, *, write: bool) -> None:
+    """Hold this process's claim on an embedded store: shared to search it, exclusive to write chunks.
+
+    flock rather than a pid file: the kernel drops it when the process dies (kill -9 included), so a
+    crashed server never leaves the store locked. A server-mode store needs no claim.
+    """
+    if settings.chroma_host:
+        return
+    path = embedded_path(settings)
+    wanted = fcntl.LOCK_EX if write else fcntl.LOCK_SH
+    with _HELD_LOCK:
+        fd, held = _HELD.get(path, (-1, 0))
+        if held == fcntl.LOCK_EX or held == wanted:
+            return
+        if fd < 0:
+            Path(path).mkdir(parents=True, exist_ok=True)
+            fd = os.open(os.path.join(path, "rerank-rag.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, wanted | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:  # a failed upgrade may have dropped the shared lock (flock converts non-atomically)
+                if not held:
+                    raise BlockingIOError
+                fcntl.flock(fd, held | fcntl.LOCK_NB)
+                _HELD[path] = (fd, held)
+            except BlockingIOError:
+                _HELD.pop(path, None)
+                os.close(fd)
+            raise _refused(path, write) from None
+        _HELD[path] = (fd, wanted)

@@ -153,6 +153,16 @@ class Settings(BaseSettings):
         True, description="Leave running headers, footers and page numbers (lines repeated at the top or bottom of "
         "most pages of a PDF of 3 pages or more) out of the chunks.")
 
+    # Bounds and who may call (the HTTP API and the app; README's limits table lists each).
+    allowed_hosts: str = Field(
+        "", description="Comma-separated Host names the API answers besides the loopback names (and the bound "
+        "address); '*' answers any. Requests with another Host, and state-changing ones from another Origin, get 403.")
+    max_question_chars: int = Field(4000, ge=1, le=100_000, description="Longest question (and rerank query, and "
+                                    "chat message) on every endpoint and in the app, after control characters go.")
+    max_chat_chars: int = Field(16_000, ge=1, le=1_000_000, description="All messages of one chat request together.")
+    max_request_mb: float = Field(10.0, gt=0, description="Largest JSON request body, checked while it is read and "
+                                  "before the key; uploads have their own limit (serve --upload-limit-mb).")
+
     # LLM: any OpenAI-compatible chat-completions server (OpenAI, Ollama, vLLM, LM Studio).
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key")

@@ -36,7 +36,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -553,15 +553,25 @@ def rebuild(kb: KnowledgeBase, data_dir: str | Path) -> LexicalIndex:
     return _INDEXES.rebuild(kb, data_dir)
 
 
-def lexical_search(kb: KnowledgeBase, data_dir: str | Path, query: str, k: int) -> list[StoredChunk]:
-    """The BM25 top-``k`` chunks of ``kb`` for ``query``, best first, ``score`` the BM25 score.
+FILTERED_DEPTH = 20  # a filtered BM25 search reads this many times k hits before it filters them
+
+
+def lexical_search(kb: KnowledgeBase, data_dir: str | Path, query: str, k: int,
+                   sources: Collection[str] | None = None) -> list[StoredChunk]:
+    """The BM25 top-``k`` chunks of ``kb`` for ``query``, best first, ``score`` the BM25 score; with ``sources``,
+    of those documents only (the same filter as the dense side's Chroma ``where``: BM25's best
+    ``FILTERED_DEPTH`` x ``k`` hits are read and those of other documents dropped).
 
     A hit whose document was replaced or deleted after the freshness check is left out (see
     ``KnowledgeBase.get_chunks``), so this can return fewer than ``k``.
     """
-    hits = lexical_index(kb, data_dir).search(query, k)
+    hits = lexical_index(kb, data_dir).search(query, k if sources is None else k * FILTERED_DEPTH)
     scores = dict(hits)
-    return [dataclasses.replace(chunk, score=scores[chunk.chunk_id]) for chunk in kb.get_chunks(list(scores))]
+    chunks = [dataclasses.replace(chunk, score=scores[chunk.chunk_id]) for chunk in kb.get_chunks(list(scores))]
+    if sources is not None:
+        wanted = set(sources)
+        chunks = [chunk for chunk in chunks if chunk.source in wanted][:k]
+    return chunks
 
 
 def lexical_coverage(kb: KnowledgeBase, data_dir: str | Path, query: str) -> float:

@@ -65,6 +65,7 @@ class RagPipeline:
         generate: bool = True,
         on_token: Callable[[str], None] | None = None,
         history: Sequence[Any] | None = None,
+        sources: Sequence[str] | None = None,
     ) -> AskResult:
         """Answer ``question``; ``rerank=False`` keeps the first retrieval's order (the "off" side of a demo).
 
@@ -74,7 +75,8 @@ class RagPipeline:
         ``answer``), for follow-up questions (:mod:`rag.followup`): with an LLM the question is rewritten to
         stand alone before retrieval; without, the previous question with this one is searched too and fused,
         and it counts in the ranking and the answer only as far as the follow-up leans on it
-        (:func:`rag.followup.context_share`).
+        (:func:`rag.followup.context_share`). ``sources``: ask only these documents (their ``source``, as
+        ``rerank-rag docs`` lists them); None or empty asks the whole collection.
         """
         question = question.strip()
         if not question:
@@ -93,9 +95,10 @@ class RagPipeline:
         elif history:
             context = followup.context_query(question, history)
             share = followup.context_share(question) if context else None
-        first = retrieve(searched, kb, embedder, self.settings, mode=first_stage, top_k=top_k)
+        sources = sorted(set(sources)) if sources else None
+        first = retrieve(searched, kb, embedder, self.settings, mode=first_stage, top_k=top_k, sources=sources)
         if context:
-            also = retrieve(context, kb, embedder, self.settings, mode=first_stage, top_k=top_k)
+            also = retrieve(context, kb, embedder, self.settings, mode=first_stage, top_k=top_k, sources=sources)
             first = followup.fuse(first, also, top_k=top_k, rrf_k=self.settings.rrf_k,
                                   context_weight=followup.fusion_weight(share or 0.0))
 
@@ -138,6 +141,7 @@ class RagPipeline:
             searched_query=searched,
             context_query=context,
             context_share=share,
+            sources=sources,
         )
 
     @staticmethod

@@ -102,8 +102,9 @@ def _ms(since: float) -> float:
 
 
 def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Settings, *,
-             mode: RetrievalMode, top_k: int) -> FirstStage:
-    """The first stage's top ``top_k`` for ``question`` over ``kb``."""
+             mode: RetrievalMode, top_k: int, sources: Sequence[str] | None = None) -> FirstStage:
+    """The first stage's top ``top_k`` for ``question`` over ``kb``; with ``sources``, over those documents only
+    (both sides filtered the same way: Chroma's ``where`` on the source, BM25's hits by it)."""
     if mode not in RETRIEVAL_MODES:
         raise ValueError(f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, not {mode!r}")
     depth = top_k if mode != "hybrid" else max(top_k, settings.first_stage_k)
@@ -116,13 +117,14 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
         query_embedding = embedder.embed_queries([question])[0]
         timings["embed"] = _ms(t)
         t = time.perf_counter()
-        dense = kb.search(query_embedding, depth)
+        where = None if sources is None else {"source": {"$in": list(sources)}}
+        dense = kb.search(query_embedding, depth, where=where)
         timings["search"] = _ms(t)
     if mode in ("bm25", "hybrid"):
         from rag.lexical import lexical_coverage, lexical_search
 
         t = time.perf_counter()
-        lexical = lexical_search(kb, settings.data_dir, question, depth)
+        lexical = lexical_search(kb, settings.data_dir, question, depth, sources=sources)
         if mode == "hybrid" and settings.bm25_coverage_full > 0:
             bm25_weight *= min(1.0, lexical_coverage(kb, settings.data_dir, question) / settings.bm25_coverage_full)
         timings["bm25"] = _ms(t)

@@ -129,6 +129,9 @@ class AskResult(BaseModel):
         None, description="In a chat without an LLM: the share of the rerank and sentence scores the context query "
         "gave (0 for a follow-up that stands alone, 0.5 for one that leaves out what the chat said); null otherwise.")
 
+    sources: list[str] | None = Field(
+        None, description="The documents the question was asked of (their sources); null: the whole collection.")
+
     def public_json(self) -> dict:
         """The result as ``rerank-rag ask --json`` prints it and the HTTP API returns it (JSON-ready)."""
         return self.model_dump(mode="json", include=set(PUBLIC_FIELDS))
@@ -157,5 +160,5 @@ class AskResult(BaseModel):
 PUBLIC_FIELDS: frozenset[str] = frozenset({
     "question", "answer", "answer_mode", "reranked", "chunks", "candidates", "timings_ms", "collection", "embedder",
     "retrieval", "reranker", "rerank_weight", "rerank_skipped", "error", "low_confidence", "answer_spans", "searched_query",
-    "context_query", "context_share",
+    "context_query", "context_share", "sources",
 })

@@ -53,25 +53,33 @@ def stock_reranker_path(settings: Settings, workdir: Path, explicit: str | None 
         return path, "torch (the reranker's own checkpoint)"
     import json as _json
 
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from rag.rerank import CrossEncoderReranker
+
+    # the same truncation as ours (256 tokens for the default L-12, 160 for rerank-minilm-l6)
+    max_length = CrossEncoderReranker(settings.reranker, max_length=settings.rerank_max_length).max_length
+    folder = workdir / "stock-reranker"
+    torch.manual_seed(0)
     base = resolve_model("all-MiniLM-L6-v2")
     ours = _json.loads((Path(path) / "config.json").read_text())
     theirs = _json.loads((Path(base) / "config.json").read_text())
     same = all(ours.get(k) == theirs.get(k) for k in ("num_hidden_layers", "hidden_size", "intermediate_size",
                                                        "num_attention_heads", "vocab_size"))
-    if not same:
-        raise RuntimeError(f"reranker '{settings.reranker}' has no torch weights for the stock pipeline's "
-                           "SentenceTransformerRerank: pass --stock-reranker PATH (a torch checkpoint of it)")
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    torch.manual_seed(0)
-    folder = workdir / "stock-reranker"
-    # the same truncation as ours: the shipped tokenizer's model_max_length (160 for the default)
-    tok_config = Path(path) / "tokenizer_config.json"
-    max_length = int(_json.loads(tok_config.read_text()).get("model_max_length", 512)) if tok_config.is_file() else 512
-    CrossEncoder(base, num_labels=1, max_length=min(max_length, 512)).save_pretrained(str(folder))
-    return str(folder), ("torch fp32, same architecture (MiniLM-L6 H384) as the ONNX-only default, built from the "
-                         "packaged all-MiniLM-L6-v2 weights")
+    if same:
+        CrossEncoder(base, num_labels=1, max_length=max_length).save_pretrained(str(folder))
+        return str(folder), ("torch fp32, same architecture (MiniLM-L6 H384) as the ONNX-only default, built from "
+                             "the packaged all-MiniLM-L6-v2 weights")
+    # No torch weights offline (the packaged L-12 is an int8 ONNX file): its architecture from its config with
+    # fresh weights. Its scores mean nothing; its compute is the fp32 checkpoint's, all a speed comparison needs.
+    config = AutoConfig.from_pretrained(path, num_labels=1)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(path).save_pretrained(str(folder))
+    CrossEncoder(str(folder), num_labels=1, max_length=max_length).save_pretrained(str(folder))
+    return str(folder), (f"torch fp32, the reranker's architecture ({config.num_hidden_layers} layers, "
+                         f"H{config.hidden_size}) from its config.json with fresh weights")
 
 
 def _engine_embedding(settings: Settings):

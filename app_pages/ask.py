@@ -27,6 +27,11 @@ except ModelUnavailableError as error:
 # Drawn once the models and the first start's sample documents are in: a question sent earlier would rerun the
 # page, stop that ingest between two files and be answered over part of the samples.
 question = st.chat_input("Ask a question about your documents")
+DOCUMENTS = "ask_documents"  # session_state key: the documents this chat asks (none chosen: all of them)
+sources = sorted({record.source for record in state.knowledge_base(settings).documents()})
+chosen = st.multiselect("Ask only these documents", sources, key=DOCUMENTS, placeholder="All documents",
+                        help="Leave empty to ask the whole collection; pick one or a few to search only them "
+                        "(both the embedding and the word search are filtered)")
 if rerank_error:
     st.error(f"The reranker could not be loaded, so answers below are NOT reranked (retrieval order only). "
              f"Fix it on the Settings page. Reason: {render.escape_md(str(rerank_error))}", icon=":material/error:")
@@ -85,7 +90,8 @@ if question and question.strip():
 
         try:
             result = state.pipeline(settings).ask(question, rerank=rerank_error is None, on_token=on_token,
-                                                  history=[turn["result"] for turn in history])
+                                                  history=[turn["result"] for turn in history],
+                                                  sources=[s for s in chosen if s in sources] or None)
         except (StoreError, ModelUnavailableError, ValueError) as error:
             placeholder.empty()
             st.error(f"The question could not be answered: {render.escape_md(str(error))}")

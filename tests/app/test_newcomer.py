@@ -46,3 +46,16 @@ def _walk(node):
     yield node
     for child in getattr(node, "children", {}).values():
         yield from _walk(child)
+
+
+def test_the_document_filter_asks_only_the_chosen_document(data_dir: Path, plumbing_reranker: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_RERANKER", plumbing_reranker)
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    chooser = next(m for m in at.multiselect if m.label == "Ask only these documents")
+    assert "warranty.html" in chooser.options
+    chooser.set_value(["warranty.html"]).run()
+    at.chat_input[0].set_value("How long is the battery covered?").run()
+    assert not at.exception
+    result = at.session_state["chat"][-1]["result"]
+    assert result.sources == ["warranty.html"] and {c.source for c in result.candidates} == {"warranty.html"}

@@ -5,7 +5,7 @@ a table and "Apple Inc. | Q3 2023 Form 10-Q | 10" was the first dense hit for an
 are left out of the text before chunking and kept on the page (``PageText.running``).
 
 A line is running when, with its digits and whitespace folded ("Page 3 of 40" and "Page 4 of 40" are one
-line), it stands among the first (or last) ``EDGE_LINES`` lines of at least ``MIN_SHARE`` of the pages with
+line), it stands among the first (or last) ``EDGE_LINES`` lines (a third of a short page's) of at least ``MIN_SHARE`` of the pages with
 text, and of ``MIN_PAGES`` at least: never in a document of one or two pages, never a line seen once. Only the
 lines at the very edge of a page are left out (peeled off while they are running lines), so a repeated line
 inside the body stays. Hand-written: pypdf gives text, not layout, and no library we have finds these.
@@ -31,9 +31,14 @@ def line_key(line: str) -> str:
     return _DIGITS.sub("#", " ".join(line.split())).casefold()
 
 
+def _edge(lines: list) -> int:
+    """How many lines at each edge of a page may be running: ``EDGE_LINES``, a third of a short page's."""
+    return min(EDGE_LINES, max(1, len(lines) // 3))
+
+
 def _edges(lines: list[str]) -> tuple[list[str], list[str]]:
     keys = [line_key(line) for line in lines]
-    return keys[:EDGE_LINES], keys[-EDGE_LINES:]
+    return keys[:_edge(keys)], keys[-_edge(keys):]
 
 
 def running_keys(pages: list[PageText]) -> tuple[set[str], set[str]]:
@@ -63,10 +68,11 @@ def strip_running_lines(pages: list[PageText]) -> tuple[list[PageText], int]:
         lines = page.text.splitlines()
         filled = [i for i, line in enumerate(lines) if line.strip()]  # blank lines stay where they are
         start, end = 0, len(filled)
-        while start < min(end, EDGE_LINES) and line_key(lines[filled[start]]) in top:
+        edge = _edge(filled)
+        while start < min(end, edge) and line_key(lines[filled[start]]) in top:
             used.add(("top", line_key(lines[filled[start]])))
             start += 1
-        while end > max(start, len(filled) - EDGE_LINES) and line_key(lines[filled[end - 1]]) in bottom:
+        while end > max(start, len(filled) - edge) and line_key(lines[filled[end - 1]]) in bottom:
             used.add(("bottom", line_key(lines[filled[end - 1]])))
             end -= 1
         if start == 0 and end == len(filled):

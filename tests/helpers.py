@@ -215,3 +215,42 @@ class ChromaServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
+
+
+# ---- generated documents (issue 23: OCR, running lines) ------------------------------------------
+def text_pdf(pages: list[list[str]]) -> bytes:
+    """A PDF with a text layer: each page a list of lines (Helvetica 11 pt, top to bottom), written by pypdf."""
+    import io
+
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+                             NameObject("/BaseFont"): NameObject("/Helvetica")})
+    for lines in pages:
+        page = writer.add_blank_page(width=595, height=842)
+        ops = [b"BT /F1 11 Tf 14 TL 60 800 Td"]
+        for line in lines:
+            escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+            ops.append(b"(" + escaped.encode("latin-1") + b") Tj T*")
+        ops.append(b"ET")
+        content = DecodedStreamObject()
+        content.set_data(b"\n".join(ops))
+        page[NameObject("/Contents")] = writer._add_object(content.flate_encode())
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def text_image(lines: list[str], size: int = 40, width: int = 1600):
+    """A white page image with ``lines`` in black DejaVu Sans (Debian's fonts-dejavu-core): a scan to OCR."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype("DejaVuSans.ttf", size)
+    image = Image.new("RGB", (width, 120 + int(size * 1.6) * len(lines)), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((60, 60 + int(size * 1.6) * i), line, fill="black", font=font)
+    return image

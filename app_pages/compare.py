@@ -1,6 +1,7 @@
 """Compare: one question answered twice, side by side, each side with its own first stage (dense, BM25,
-hybrid) and rerank on or off (by default: embedding search alone against hybrid + rerank), plus a slope
-chart of every top-k candidate from its first-stage rank to its rerank rank."""
+hybrid) and reranker (none, any catalog entry available here, or a folder; by default: embedding search alone
+against hybrid + the configured reranker), plus a slope chart of every top-k candidate from its first-stage
+rank to its rerank rank."""
 
 from __future__ import annotations
 
@@ -9,53 +10,65 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import rendering as render, state
+from rag import catalog
 from rag.models import ModelUnavailableError
+from rag.settings import NO_RERANK
 from rag.store import StoreError
 from rag.types import AskResult
 
 RESULT = "compare_result"  # session_state key: (off, on | None) of the last comparison
 
 st.title("Compare")
-st.caption("The same question twice, each side with its own first stage and rerank on or off: for example the "
-           "top-n straight from the embedding search, against the top-n after hybrid search and the cross-encoder "
-           "reranked all top-k candidates. Each side gets its own answer.")
+st.caption("The same question twice, each side with its own first stage and reranker (or none): the top-n straight "
+           "from the embedding search against hybrid search + the cross-encoder, or one reranker against another "
+           "(MiniLM-L6 against MiniLM-L12, say). Each side gets its own answer.")
 FIRST_STAGES = {"dense": "Embeddings (dense)", "bm25": "Words (BM25)", "hybrid": "Hybrid (dense + BM25)"}
 
 settings = state.settings_or_stop()
 
+
+def reranker_choices(configured: str) -> list[str]:
+    """'none', the configured reranker, and every catalog reranker that can be loaded here."""
+    names = [NO_RERANK, configured] + [r["name"] for r in catalog.rows() if r["available"]]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+choices = reranker_choices(settings.reranker)
 with st.form("compare"):
     question = st.text_input("Question", placeholder="e.g. What were the total net sales?")
     left_cfg, right_cfg = st.columns(2)
     left_stage = left_cfg.selectbox("Left: first stage", list(FIRST_STAGES), index=0, format_func=FIRST_STAGES.get)
-    left_rerank = left_cfg.toggle("Left: rerank", value=False)
+    left_reranker = left_cfg.selectbox("Left: reranker", choices, index=0, format_func=render.model_label,
+                                       help="'none' keeps the first stage's order")
+    left_folder = left_cfg.text_input("Left: or a reranker folder", placeholder="/path/to/model",
+                                      help="A local cross-encoder folder; overrides the choice above")
     right_stage = right_cfg.selectbox("Right: first stage", list(FIRST_STAGES),
                                       index=list(FIRST_STAGES).index(settings.retrieval), format_func=FIRST_STAGES.get)
-    right_rerank = right_cfg.toggle("Right: rerank", value=True)
+    right_reranker = right_cfg.selectbox("Right: reranker", choices, index=choices.index(settings.reranker)
+                                         if settings.rerank_enabled else 0, format_func=render.model_label)
+    right_folder = right_cfg.text_input("Right: or a reranker folder", placeholder="/path/to/model")
     submitted = st.form_submit_button("Compare", type="primary")
 
 try:
-    rerank_error = state.prepare(settings)
+    state.prepare(settings)
 except ModelUnavailableError as error:
     st.error(f"The embedding model could not be loaded: {render.escape_md(str(error))}")
     st.stop()
 
-rerank_on = settings.rerank_enabled
-if not rerank_on:
-    st.info("Reranking is off (reranker = 'none'), so there is only the retrieval side to show. Choose a reranker "
-            "on the Settings page to see what it changes.", icon=":material/info:")
-elif rerank_error:
-    st.error(f"The reranker '{render.escape_md(settings.reranker)}' could not be loaded, so there is no 'with rerank' side. "
-             f"Reason: {render.escape_md(str(rerank_error))}", icon=":material/error:")
+
+def answer_side(stage: str, reranker: str) -> AskResult:
+    """One side: the question through a pipeline whose settings name this side's reranker."""
+    side_settings = settings.model_copy(update={"reranker": reranker})
+    loaded = state.reranker(side_settings)  # raises ModelUnavailableError: shown, never a silent 'none'
+    return state.pipeline(side_settings).ask(question, retrieval=stage, rerank=loaded is not None)
+
 
 if submitted and question.strip():
     try:
-        can_rerank = rerank_on and not rerank_error
         with st.spinner("Answering twice…"):
-            rag = state.pipeline(settings)
-            off = rag.ask(question, retrieval=left_stage, rerank=left_rerank and can_rerank)
-            on = (rag.ask(question, retrieval=right_stage, rerank=right_rerank)
-                  if can_rerank or not right_rerank else None)
-        st.session_state[RESULT] = (off, on)
+            left_result = answer_side(left_stage, left_folder.strip() or left_reranker)
+            right_result = answer_side(right_stage, right_folder.strip() or right_reranker)
+        st.session_state[RESULT] = (left_result, right_result)
     except (StoreError, ModelUnavailableError, ValueError) as error:
         st.error(f"The question could not be answered: {render.escape_md(str(error))}")
         st.session_state.pop(RESULT, None)
@@ -66,8 +79,9 @@ def describe(result: AskResult) -> tuple[str, str]:
     stage = FIRST_STAGES[result.retrieval]
     if not result.reranked:
         return f"{stage}, no rerank", f"top-{len(result.chunks)} straight from the first stage"
-    return (f"{stage} + rerank", f"top-{len(result.chunks)} of {len(result.candidates)} candidates, reordered by "
-                                 f"{render.model_label(result.reranker)}")
+    return (f"{stage} + {render.model_label(result.reranker)}",
+            f"top-{len(result.chunks)} of {len(result.candidates)} candidates; the first {result.reranked_count} "
+            f"reordered by {render.model_label(result.reranker)}")
 
 
 def side(result: AskResult, title: str, caption: str) -> None:
@@ -115,25 +129,24 @@ def slope_chart(result: AskResult) -> alt.Chart:
 
 stored = st.session_state.get(RESULT)
 if stored:
-    off, on = stored
-    st.markdown(f"**Question:** {render.escape_md(off.question)}")
+    left_result, right_result = stored
+    st.markdown(f"**Question:** {render.escape_md(left_result.question)}")
     left, right = st.columns(2, gap="large")
     with left:
-        side(off, *describe(off))
+        side(left_result, *describe(left_result))
     with right:
-        if on is None:
-            st.subheader("With rerank")
-            st.info("Reranking is off or unavailable (see above), so this side is empty.")
-        else:
-            side(on, *describe(on))
-    if on is not None and on.reranked and on.candidates:
-        st.divider()
-        a, b, c = st.columns(3)
-        a.metric("Rerank cost", f"{on.rerank_cost_ms:.0f} ms", help=f"{len(on.candidates)} (question, chunk) pairs "
-                 "scored by the cross-encoder")
-        b.metric("Chunks changed in the top-n", f"{on.promoted} of {len(on.chunks)}",
-                 help="Returned after rerank but not in the retrieval's top-n")
-        c.metric("Candidates reranked", f"{len(on.candidates)}",
-                 help="top_k: every candidate of the first retrieval is scored against the question")
-        st.subheader("How the reranker moved every candidate")
-        st.altair_chart(slope_chart(on), width="stretch")
+        side(right_result, *describe(right_result))
+    st.divider()
+    a, b, c = st.columns(3)
+    a.metric("Rerank cost, right − left", f"{right_result.rerank_cost_ms - left_result.rerank_cost_ms:+.0f} ms",
+             help=f"Left {left_result.rerank_cost_ms:.0f} ms, right {right_result.rerank_cost_ms:.0f} ms scoring "
+                  "(question, chunk) pairs")
+    b.metric("Chunks changed in the top-n", f"{right_result.changed_against(left_result)} of {len(right_result.chunks)}",
+             help="Chunks the right side returns that the left side does not (counted against the other side)")
+    c.metric("Candidates reranked, right", f"{right_result.reranked_count} of {len(right_result.candidates)}",
+             help="The reranker scores the first stage's top RAG_RERANK_DEPTH candidates (Settings: rerank depth); "
+                  "the rest keep their first-stage order below them")
+    for result, where in ((right_result, "right"), (left_result, "left")):
+        if result.reranked and result.candidates:
+            st.subheader(f"How the {where} side's reranker moved every candidate")
+            st.altair_chart(slope_chart(result), width="stretch")

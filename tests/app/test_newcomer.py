@@ -59,3 +59,12 @@ def test_the_document_filter_asks_only_the_chosen_document(data_dir: Path, plumb
     assert not at.exception
     result = at.session_state["chat"][-1]["result"]
     assert result.sources == ["warranty.html"] and {c.source for c in result.candidates} == {"warranty.html"}
+
+
+def test_settings_names_the_engine_each_loaded_model_runs_on(data_dir: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.switch_page("app_pages/settings.py").run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "engine" in d.value.columns)
+    engines = dict(zip(table["role"], table["engine"], strict=True))
+    assert engines["embedder"] == "ONNX Runtime" and engines["reranker"] == "ONNX Runtime", engines

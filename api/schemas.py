@@ -57,7 +57,7 @@ class TeiRerankRequest(BaseModel):
 class AskRequest(BaseModel):
     """One question over a collection, as `rerank-rag ask` takes it."""
 
-    question: str = Field(max_length=4000)
+    question: str = Field(description="At most RAG_MAX_QUESTION_CHARS (4,000) characters.")
     collection: str | None = Field(None, description="Default: the key's collection when it opens only one, "
                                    "else the server's configured collection.")
     top_k: int | None = Field(None, ge=1, le=200, description="Candidates from the first retrieval (default 20).")

@@ -153,7 +153,7 @@ def test_a_server_killed_mid_question_is_one_plain_error(chroma: ChromaServer, t
     with pytest.raises(StoreError, match=UNREACHABLE):
         pipeline.ask(BATTERY, generate=False)
     # the API: a 503 that says so
-    with TestClient(create_app(settings, warm=False)) as client:
+    with TestClient(create_app(settings, warm=False), base_url="http://127.0.0.1") as client:
         reply = client.post("/v1/ask", json={"question": BATTERY})
     assert reply.status_code == 503 and re.match(UNREACHABLE, reply.json()["error"]["message"])
     # the Ask page: an error box, no traceback, no "Searching…" left hanging

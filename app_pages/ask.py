@@ -48,6 +48,9 @@ def show(turn: dict) -> None:
 def show_answer(result, settings) -> None:
     st.markdown(render.badges(result))
     st.markdown(render.answer_markdown(result.answer))
+    # Streamlit's code block carries a copy-to-clipboard button; shown as plain text, citations and all
+    with st.popover("Copy", icon=":material/content_copy:", help="The answer as plain text, to copy"):
+        st.code(result.answer, language=None, wrap_lines=True)
     searched = render.searched_line(result)
     if searched:
         st.caption(f":material/search: {searched}")

@@ -68,3 +68,13 @@ def test_settings_names_the_engine_each_loaded_model_runs_on(data_dir: Path) -> 
     table = next(d.value for d in at.dataframe if "engine" in d.value.columns)
     engines = dict(zip(table["role"], table["engine"], strict=True))
     assert engines["embedder"] == "ONNX Runtime" and engines["reranker"] == "ONNX Runtime", engines
+
+
+def test_each_answer_can_be_copied_as_plain_text(data_dir: Path, plumbing_reranker: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_RERANKER", plumbing_reranker)
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.chat_input[0].set_value("How long does the battery take to charge?").run()
+    assert not at.exception
+    answer = at.session_state["chat"][-1]["result"].answer
+    assert answer and answer in [c.value for c in at.code]  # st.code: Streamlit's copy button

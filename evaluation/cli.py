@@ -31,6 +31,11 @@ def quiet_libraries(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     rerankers = None if args.rerankers is None else [r for r in args.rerankers if not reranker_off(r)]
+    if rerankers and "all" in rerankers:  # the grid: every catalog reranker that loads here
+        from rag import catalog
+
+        rerankers = list(dict.fromkeys([r for r in rerankers if r != "all"]
+                                       + [r["name"] for r in catalog.rows() if r["available"]]))
     progress = None if args.quiet else stderr
     quiet_libraries(args)
     if args.dataset:
@@ -67,12 +72,15 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         if progress:
             progress(f"wrote {out} and {chart_path}")
     if args.json:
-        print(json.dumps(report.summary(), ensure_ascii=False, indent=2))
+        print(json.dumps(report.summary(args.latency_budget), ensure_ascii=False, indent=2))
     else:
         print(report.table())
         if len(report.embedders) > 1 or len(report.rerankers) > 1:
             print()
             print(report.grid())
+        if len(report.rerankers) > 1 or args.latency_budget is not None:
+            print()
+            print(report.recommend(args.latency_budget))
     return 0
 
 
@@ -90,12 +98,14 @@ def register(subparsers, parent) -> None:
     p.add_argument("--top-n", type=int, help="cut-off of the metrics and of the rerank (default: settings, 5)")
     p.add_argument("--embedder", dest="embedders", action="append", metavar="E",
                    help="embedder; repeat for a grid (default: settings)")
-    p.add_argument("--reranker", dest="rerankers", action="append", metavar="R",
+    p.add_argument("--reranker", dest="rerankers", action="append", metavar="R",  # "all": the grid
                    help="reranker; repeat for a grid (default: the configured one, else the shipped default)")
     p.add_argument("--retrieval", dest="first_stages", action="append", choices=RETRIEVAL_MODES, metavar="STAGE",
                    help="first stage to evaluate: dense, bm25 or hybrid; repeat for several (default: all three)")
     p.add_argument("--chunk", action="store_true", help="split long documents; chunk hits count for their document")
     p.add_argument("--ndcg", action="store_true", help="also report nDCG@10")
+    p.add_argument("--latency-budget", type=float, metavar="MS",
+                   help="recommend the best run by MRR whose p50 per query fits MS (with --reranker all: the grid)")
     p.add_argument("--answers", action="store_true",
                    help="also answer each question and score the answers against the gold ones (a dataset's "
                         "answers.jsonl, a questions file's 'answers'): whether the answer, and its lead (the text "

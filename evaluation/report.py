@@ -84,9 +84,24 @@ class EvalReport(BaseModel):
     def run(self, name: str, embedder: str | None = None) -> RunResult:
         return next(r for r in self.runs if r.name == name and (embedder is None or r.embedder == embedder))
 
-    def summary(self) -> dict:
-        """The documented ``--json`` shape, plus the extra fields."""
-        return self.model_dump()
+    def summary(self, latency_budget_ms: float | None = None) -> dict:
+        """The documented ``--json`` shape, plus the extra fields; with a budget, the recommendation too."""
+        out = self.model_dump()
+        if latency_budget_ms is not None:
+            out["recommendation"] = self.recommend(latency_budget_ms)
+        return out
+
+    def recommend(self, latency_budget_ms: float | None = None) -> str:
+        """One line: the run with the best MRR whose p50 latency fits the budget (first stage alone included)."""
+        fits = [r for r in self.runs if latency_budget_ms is None or r.latency_ms.p50 <= latency_budget_ms]
+        budget = f" within {latency_budget_ms:g} ms per query (p50)" if latency_budget_ms is not None else ""
+        if not fits:
+            fastest = min(self.runs, key=lambda r: r.latency_ms.p50)
+            return (f"No run fits{budget}: the fastest, {fastest.name}, takes {fastest.latency_ms.p50:.0f} ms "
+                    f"(MRR@{self.top_n} {fastest.mrr:.3f}).")
+        best = max(fits, key=lambda r: (round(r.mrr, 4), -r.latency_ms.p50))
+        return (f"Recommended{budget}: {best.name} (MRR@{self.top_n} {best.mrr:.3f}, hit@{self.top_n} "
+                f"{best.hit_rate:.3f}, {best.latency_ms.p50:.0f} ms p50) of {len(self.runs)} runs.")
 
     def rows(self) -> list[dict]:
         """One row per run, the columns the CLI's table and the Evaluate page show (None = not applicable)."""

@@ -189,3 +189,25 @@ def test_generate_questions_with_the_llm(settings: Settings, tmp_path: Path, ope
     assert all(r["expected_chunk_id"] and r["expected_source"] for r in rows)
     report = evaluate_questions(llm, out, collection="mykb", rerankers=[])
     assert "by chunk_id" in report.dataset and report.queries == 3
+
+
+def test_eval_grid_runs_every_available_reranker_and_recommends_within_a_budget(dataset: Path, tmp_path: Path,
+                                                                                capsys) -> None:
+    """`--reranker all`: one run per reranker available here (both packaged/shipped ones offline), each with its
+    reranker, MRR, hit rate and latency, and one line naming the best by MRR within the latency budget."""
+    from rag import catalog
+
+    available = [r["name"] for r in catalog.rows() if r["available"]]
+    assert {"rerank-minilm-l6", "cross-encoder/ms-marco-MiniLM-L-12-v2"} <= set(available)
+    assert main(["eval", "--dataset", str(dataset), "--data-dir", str(tmp_path / "store"), "--reranker", "all",
+                 "--retrieval", "hybrid", "--latency-budget", "100000", "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    reranked = [run for run in report["runs"] if run["reranker"]]
+    assert [run["reranker"] for run in reranked] == available
+    for run in reranked:
+        assert 0.0 <= run["mrr"] <= run["hit_rate"] <= 1.0 and run["latency_ms"]["p50"] > 0
+    best = max(report["runs"], key=lambda r: (round(r["mrr"], 4), -r["latency_ms"]["p50"]))
+    assert report["recommendation"].startswith(f"Recommended within 100000 ms per query (p50): {best['name']} ")
+    # a budget nothing fits says so, naming the fastest run
+    parsed = EvalReport.model_validate({k: v for k, v in report.items() if k != "recommendation"})
+    assert parsed.recommend(0.001).startswith("No run fits within 0.001 ms")

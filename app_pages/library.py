@@ -78,7 +78,7 @@ if notice:
 # ---- upload and ingest ---------------------------------------------------------------------------
 st.subheader(f"Add documents to '{render.escape_md(current)}'")
 uploads = st.file_uploader(
-    "PDF, Word, HTML, Markdown or text files", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES],
+    "PDF (scans too, read by OCR), images (PNG, JPEG, TIFF), Word, HTML, Markdown or text files", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES],
     accept_multiple_files=True, key="uploader",
     help=f"Each file up to {settings.max_file_mb:g} MB. Re-uploading an unchanged file skips it; a changed one "
          "replaces the old version.",
@@ -93,10 +93,22 @@ if st.button(f"Ingest {len(uploads)} file{'s' if len(uploads) != 1 else ''}" if 
         results.append(result)
         show_line(result)
         progress.progress(len(results) / len(files),
-                          text=f"Ingested {len(results)} of {len(files)} files (last: {result.source})…")
+                          text=f"Ingested {len(results)} of {len(files)} files (last: {render.escape_md(result.source)})…")
+
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    script_context = get_script_run_ctx()
+
+    def on_progress(source: str, step: str, done: int, total: int) -> None:
+        # Called from the ingest's parsing thread: it draws on this page once given the page's script context.
+        # A page read by OCR takes seconds, so each one shows (a 50-page scan is minutes).
+        add_script_run_ctx(None, script_context)
+        progress.progress(min(1.0, (len(results) + done / max(total, 1)) / len(files)),
+                          text=f"{render.escape_md(source)}: {done:,} of {total:,} {step}…")
 
     try:
-        Ingestor(settings, current, embedder=state.embedder(settings)).ingest(files, on_result=on_result)
+        Ingestor(settings, current, embedder=state.embedder(settings)).ingest(files, on_result=on_result,
+                                                                              on_progress=on_progress)
         failed = sum(r.status == "failed" for r in results)
         progress.progress(1.0, text=f"Done: {len(results) - failed} of {len(results)} files ingested or unchanged"
                                     + (f", {failed} failed" if failed else ""))

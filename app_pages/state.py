@@ -20,7 +20,7 @@ from app_pages.rendering import escape_md
 from ingest.pipeline import WRITE_LOCK
 from rag.rerank import load_reranker
 from rag.settings import REPO_ROOT, Settings, describe_invalid
-from rag.store import KnowledgeBase, StoreError, collection_embedder
+from rag.store import KnowledgeBase, StoreError, check_user_collection, collection_embedder
 
 # The documents a new user can ask about at once; RAG_SAMPLE_DIR="" turns the first-start ingest off.
 DEFAULT_SAMPLE_DIR = REPO_ROOT / "data" / "sample"
@@ -154,6 +154,8 @@ def pipeline(settings: Settings) -> RagPipeline:
 
 # ---- the knowledge base --------------------------------------------------------------------------
 def knowledge_base(settings: Settings, name: str | None = None) -> KnowledgeBase:
+    """A collection a person picked or named: never one of the store's own (StoreError, in plain words)."""
+    check_user_collection(name or settings.collection)
     return KnowledgeBase(settings, name)
 
 

@@ -108,7 +108,9 @@ def badges(result: AskResult) -> str:
         rerank = ":orange-badge[:material/translate: not reranked: the reranker does not read this language]"
     else:
         rerank = ":orange-badge[:material/horizontal_rule: not reranked]"
-    return f"{mode} {rerank}"
+    other = (" :violet-badge[:material/translate: quotes the documents in another language than the question]"
+             if result.quotes_other_language else "")
+    return f"{mode} {rerank}{other}"
 
 
 def answer_notices(result: AskResult, settings: Settings) -> None:
@@ -226,7 +228,8 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
     for name in hidden:
         columns.pop(name)
     if compact:  # a narrow column: source and page in one cell, the one score that ranked it, no text
-        frame["source"] = [c.citation for c in chunks]
+        # two chunks of one file told apart: the page and the chunk's first words beside the file
+        frame["source"] = [f"{c.citation} · {' '.join(c.text.split()[:6])}…" for c in chunks]
         score = "final score" if result.blended else "rerank score" if result.reranked else "retrieval score"
         if result.reranked:
             frame["moved"] = [f"{c.movement} (was {c.retrieval_rank})" for c in chunks]

@@ -142,6 +142,8 @@ class RagPipeline:
             context_query=context,
             context_share=share,
             sources=sources,
+            quotes_other_language=bool(answer) and mode == "extractive"
+            and catalog.question_script_language(question) != catalog.question_script_language(answer),
         )
 
     @staticmethod

@@ -129,6 +129,9 @@ class AskResult(BaseModel):
         None, description="In a chat without an LLM: the share of the rerank and sentence scores the context query "
         "gave (0 for a follow-up that stands alone, 0.5 for one that leaves out what the chat said); null otherwise.")
 
+    quotes_other_language: bool = Field(
+        False, description="The extractive answer quotes text in another script than the question's (a Chinese "
+        "question answered from English passages, or the reverse).")
     sources: list[str] | None = Field(
         None, description="The documents the question was asked of (their sources); null: the whole collection.")
 
@@ -170,5 +173,5 @@ class AskResult(BaseModel):
 PUBLIC_FIELDS: frozenset[str] = frozenset({
     "question", "answer", "answer_mode", "reranked", "chunks", "candidates", "timings_ms", "collection", "embedder",
     "retrieval", "reranker", "rerank_weight", "rerank_skipped", "error", "low_confidence", "answer_spans", "searched_query",
-    "context_query", "context_share", "sources",
+    "context_query", "context_share", "sources", "quotes_other_language",
 })

@@ -53,3 +53,9 @@ def test_the_warning_fires_when_nothing_was_reranked_and_the_dense_match_is_weak
     assert not unanswerable.reranked and unanswerable.low_confidence
     answerable = pipeline.ask("电池充电需要多长时间？", generate=False)  # the battery's charging time: in the FAQ
     assert not answerable.reranked and not answerable.low_confidence
+
+
+def test_an_answer_quoted_in_another_language_says_so(sample_store: Path) -> None:
+    pipeline = RagPipeline(Settings(data_dir=sample_store, chunk_size=64, chunk_overlap=8))
+    assert pipeline.ask("电池充电需要多长时间？").quotes_other_language  # English sentences for a Chinese question
+    assert not pipeline.ask("How long does the battery take to charge?").quotes_other_language

@@ -40,6 +40,9 @@ def cmd_serve(args: argparse.Namespace, settings) -> int:
                      upload_limit_mb=args.upload_limit_mb, warm=False)
     print(f"loading models (embedder {settings.embed_model}, reranker {settings.reranker}) ...", file=sys.stderr,
           flush=True)
+    from rag.store import hold_embedded
+
+    hold_embedded(settings)  # another process's ingest into this embedded store is refused while we serve
     app.state.api.warm()  # here, so a model that cannot be had is one line on stderr, not a traceback
     logging.disable(logging.NOTSET)  # `rerank-rag` mutes library logs; a server keeps its own (access) log
     print(f"rerank-rag API on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr, flush=True)

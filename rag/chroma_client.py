@@ -6,9 +6,9 @@ has queried a collection keeps its vector index in memory; a commit by another p
 SQLite log, so ``get`` (the registry, BM25's reads) sees it at once, but ``query`` does not, neither
 through the same collection object nor through ``get_collection`` again. Only a fresh client after
 ``clear_system_cache()`` does, and that call tears down the client every other thread of the process is
-using. So an embedded store is one process's: a process that searches it takes a shared lock on
-``<store>/rerank-rag.lock``, one that writes chunks an exclusive one, both held until it exits, and the
-other process gets one message naming Chroma's server mode, where every process sees every commit.
+using. So an embedded store is one process's writer: a server (``serve``, the app) holds a shared lock on
+``<store>/rerank-rag.lock`` for its life, a write takes an exclusive one while it runs, and the process
+that cannot get its lock gets one message naming Chroma's server mode, where every process sees every commit.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import chromadb
@@ -111,13 +113,13 @@ def open_client(settings: Settings) -> ClientAPI:
     return _client(embedded_path(settings), None, 0)
 
 
-# ---- one process per embedded store -------------------------------------------------------------------
-_HELD: dict[str, tuple[int, int]] = {}  # store path -> (open lock file descriptor, the flock mode it holds)
+# ---- one writer per embedded store ---------------------------------------------------------------------
+_HELD: dict[str, list] = {}  # store path -> [lock file descriptor, writes under way, held by a server]
 _HELD_LOCK = threading.Lock()
 
 
 def _refused(path: str, writing: bool) -> StoreError:
-    doing = "write to" if writing else "search"
+    doing = "write to" if writing else "serve"
     return StoreError(
         f"the embedded store {path} is in use by another process, so this one cannot {doing} it: two processes "
         "on one embedded Chroma store do not see each other's writes. Stop the other process (`rerank-rag serve`, "
@@ -125,33 +127,62 @@ def _refused(path: str, writing: bool) -> StoreError:
         "at it with RAG_CHROMA_HOST and RAG_CHROMA_PORT")
 
 
-def claim_embedded(settings: Settings, *, write: bool) -> None:
-    """Hold this process's claim on an embedded store: shared to search it, exclusive to write chunks.
+def _entry(path: str) -> list:
+    entry = _HELD.get(path)
+    if entry is None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        entry = _HELD[path] = [os.open(os.path.join(path, "rerank-rag.lock"), os.O_RDWR | os.O_CREAT, 0o644), 0, False]
+    return entry
 
-    flock rather than a pid file: the kernel drops it when the process dies (kill -9 included), so a
-    crashed server never leaves the store locked. A server-mode store needs no claim.
+
+def _flock(entry: list, mode: int, path: str, writing: bool) -> None:
+    try:
+        fcntl.flock(entry[0], mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if entry[2]:  # a failed upgrade may have dropped a server's shared lock (flock converts non-atomically)
+            try:
+                fcntl.flock(entry[0], fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+        raise _refused(path, writing) from None
+
+
+def hold_embedded(settings: Settings) -> None:
+    """A long-running process (``rerank-rag serve``, the app) holds a shared claim on its embedded store for
+    its whole life: another process's write is then refused, as this one would never see it.
+
+    flock rather than a pid file: the kernel drops it when the process dies (kill -9 included), so a crashed
+    server never leaves the store locked. A server-mode store needs no claim.
     """
     if settings.chroma_host:
         return
     path = embedded_path(settings)
-    wanted = fcntl.LOCK_EX if write else fcntl.LOCK_SH
     with _HELD_LOCK:
-        fd, held = _HELD.get(path, (-1, 0))
-        if held == fcntl.LOCK_EX or held == wanted:
+        entry = _entry(path)
+        if entry[2]:
             return
-        if fd < 0:
-            Path(path).mkdir(parents=True, exist_ok=True)
-            fd = os.open(os.path.join(path, "rerank-rag.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, wanted | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:  # a failed upgrade may have dropped the shared lock (flock converts non-atomically)
-                if not held:
-                    raise BlockingIOError
-                fcntl.flock(fd, held | fcntl.LOCK_NB)
-                _HELD[path] = (fd, held)
-            except BlockingIOError:
-                _HELD.pop(path, None)
-                os.close(fd)
-            raise _refused(path, write) from None
-        _HELD[path] = (fd, wanted)
+        if not entry[1]:
+            _flock(entry, fcntl.LOCK_SH, path, writing=False)
+        entry[2] = True
+
+
+@contextmanager
+def writing(settings: Settings) -> Iterator[None]:
+    """An exclusive claim on an embedded store while chunks are written: refused at once (StoreError) when
+    another process holds one. A server goes back to its shared claim afterwards, others let go."""
+    if settings.chroma_host:
+        yield
+        return
+    path = embedded_path(settings)
+    with _HELD_LOCK:
+        entry = _entry(path)
+        if not entry[1]:
+            _flock(entry, fcntl.LOCK_EX, path, writing=True)
+        entry[1] += 1
+    try:
+        yield
+    finally:
+        with _HELD_LOCK:
+            entry[1] -= 1
+            if not entry[1]:
+                fcntl.flock(entry[0], fcntl.LOCK_SH if entry[2] else fcntl.LOCK_UN)

@@ -13,6 +13,7 @@ an embedded store or a Chroma server shared by several machines.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from chromadb.api import ClientAPI
 
 # Re-exported: callers import the store's names from here (rag.store is the knowledge base's one door).
-from rag.chroma_client import StoreError, claim_embedded, open_client, unreachable  # noqa: F401
+from rag.chroma_client import StoreError, hold_embedded, open_client, unreachable, writing  # noqa: F401
 from rag.settings import Settings
 from rag.store_names import (  # noqa: F401
     INTERNAL_COLLECTIONS,
@@ -72,6 +73,18 @@ class StoredChunk:
     page: int | None
     text: str
     score: float  # cosine similarity to the query
+
+
+def _writes(method: Callable) -> Callable:
+    """Run a writing method under the store's write claim: refused at once, in plain words, while another
+    process serves this embedded store (see rag.chroma_client)."""
+
+    @functools.wraps(method)
+    def wrapper(self: KnowledgeBase, *args, **kwargs):
+        with writing(self.settings):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def _is_chunk_record(meta: dict | None) -> bool:
@@ -132,7 +145,6 @@ class KnowledgeBase:
         swept) or no longer committed (replaced, being deleted) are left out, so readers see each
         document switch from one whole version to the next.
         """
-        claim_embedded(self.settings, write=False)
         total = self.chunks.count() if top_k >= 1 else 0
         vector = [list(map(float, query_embedding))]
         asked = min(top_k, total)
@@ -216,6 +228,7 @@ class KnowledgeBase:
         self.registry.upsert(ids=[self._generation_id()], embeddings=[[1.0]],
                              metadatas=[{"generation_of": self.name, "generation": uuid.uuid4().hex}])
 
+    @_writes
     def write_document(
         self,
         record: DocumentRecord,
@@ -225,7 +238,6 @@ class KnowledgeBase:
         metadatas: list[dict],
     ) -> None:
         """Write all chunks, then commit the record, then drop the chunks of the replaced version."""
-        claim_embedded(self.settings, write=True)
         batch = self.client.get_max_batch_size()
         for start in range(0, len(chunk_ids), batch):
             end = start + batch
@@ -246,15 +258,16 @@ class KnowledgeBase:
         )
         self._bump_generation()
 
+    @_writes
     def delete_document(self, doc_id: str) -> int:
         """Remove a document and all its chunks; returns how many chunks went."""
-        claim_embedded(self.settings, write=True)
         chunk_count = len(self.chunks.get(where={"doc_id": doc_id}, include=[])["ids"])
         self.registry.delete(ids=[self._registry_id(doc_id)])
         self.chunks.delete(where={"doc_id": doc_id})
         self._bump_generation()
         return chunk_count
 
+    @_writes
     def repair(self, grace_s: float = 0.0) -> int:
         """Delete chunks that no committed document record vouches for; returns how many.
 
@@ -262,7 +275,6 @@ class KnowledgeBase:
         ``grace_s`` seconds: younger ones may belong to an ingest still running in another process
         (another app server, a CLI), which would lose its chunks just before committing them.
         """
-        claim_embedded(self.settings, write=True)
         committed = {record.doc_id: record for record in self.documents()}
         now = datetime.now(UTC)
         orphans = []
@@ -280,9 +292,9 @@ class KnowledgeBase:
             self.chunks.delete(ids=orphans[start : start + self.client.get_max_batch_size()])
         return len(orphans)
 
+    @_writes
     def drop(self) -> None:
         """Delete the whole collection and its registry records."""
-        claim_embedded(self.settings, write=True)
         self.registry.delete(where={"collection": self.name})
         self.registry.delete(ids=[self._generation_id()])
         self.client.delete_collection(self.name)
@@ -376,6 +388,7 @@ class KnowledgeBase:
         )
 
     # ---- changing the embedder -----------------------------------------------------------------
+    @_writes
     def reembed(self, embed_model: str, embed: Callable[[list[str]], Sequence[Sequence[float]]],
                 page_size: int = 500, progress: Callable[[int], None] | None = None) -> int:
         """Rebuild this collection's vectors with another embedder, in place, from its stored texts.
@@ -387,7 +400,6 @@ class KnowledgeBase:
         leaves the old collection in use (the next reindex starts over); a kill during the swap is
         finished by :func:`finish_reindex` when the store is next opened. Returns the chunks copied.
         """
-        claim_embedded(self.settings, write=True)
         staging_name = f"{self.name}.reindex"
         try:
             self.client.delete_collection(staging_name)

@@ -1,6 +1,6 @@
 """Two processes on one embedded store. Measured (chromadb 1.5.9): a process that has searched a collection
 never sees another process's new vectors, whether through the same collection object or get_collection
-again; so the second writer is refused with one message naming Chroma's server mode (rag.chroma_client)."""
+again; so while a server holds the store, another process's write is refused with one message naming Chroma's server mode (rag.chroma_client)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from tests.helpers import REPO
 HOLD = textwrap.dedent("""
     import sys
     from rag.settings import Settings
-    from rag.store import KnowledgeBase
+    from rag.store import KnowledgeBase, hold_embedded
     kb = KnowledgeBase(Settings(data_dir=sys.argv[1]), "docs", embed_model="test")
-    kb.search([1.0, 0.0], 3)                      # a searching process: the shared claim
+    hold_embedded(kb.settings)                    # a serving process: the shared claim
     if sys.argv[2] == "write":
-        kb.repair()                               # a writing process: the exclusive claim
+        kb.repair()                               # a server that writes, then holds its shared claim again
     print("holding", flush=True)
     sys.stdin.readline()
 """)
@@ -61,11 +61,11 @@ def test_a_second_writer_is_refused_while_a_server_searches(tmp_path: Path) -> N
     assert _run(WRITE, store, "write").returncode == 0  # the claim ends with the process
 
 
-def test_a_searcher_is_refused_while_another_process_writes(tmp_path: Path) -> None:
+def test_a_server_that_wrote_still_refuses_another_writer(tmp_path: Path) -> None:
     store = tmp_path / "store"
     holder = _holder(store, "write")
     try:
-        refused = _run(WRITE, store, "search")
+        refused = _run(WRITE, store, "write")
         assert refused.returncode == 3 and "server mode" in refused.stdout
     finally:
         holder.communicate("\n", timeout=30)

@@ -12,6 +12,7 @@ import streamlit as st
 from app_pages import rendering as render, state
 from evaluation import run as evaluate
 from evaluation.report import chart
+from rag import catalog
 from evaluation.datasets import DatasetFormatError, list_datasets
 from rag.models import ModelUnavailableError
 from rag.store import StoreError
@@ -55,6 +56,11 @@ with st.container(border=True):
                                   help='One {"question": ..., "expected_source": "file.pdf"} (or "expected_chunk_id") '
                                        "per line")
         queries = st.number_input("At most this many questions", 1, 20000, 200)
+    g, h = st.columns(2)
+    grid = g.checkbox("Every reranker available here, side by side", value=False,
+                      help="One run per catalog reranker that loads on this machine, each over the same candidates")
+    budget = h.number_input("Latency budget, ms per query (p50)", 1, 100000, 500,
+                            help="The recommendation is the best run by MRR whose median time per query fits this")
     run = st.button("Run the evaluation", type="primary")
 
 if run:
@@ -66,26 +72,30 @@ if run:
             def progress(message: str) -> None:
                 say.text(message)
 
+            chosen = ([r["name"] for r in catalog.rows() if r["available"]] if grid else None)
             if by_dataset:
                 if not folder:
                     raise evaluate.EvalError("choose a dataset folder")
                 report = evaluate.evaluate_dataset(settings, folder, queries=int(queries), chunk=chunk,
-                                                   answers=answers, progress=progress)
+                                                   answers=answers, rerankers=chosen, progress=progress)
             else:
                 if upload is None:
                     raise evaluate.EvalError("upload a questions file first")
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / upload.name
                     path.write_bytes(upload.getvalue())
-                    report = evaluate.evaluate_questions(settings, path, limit=int(queries), progress=progress)
+                    report = evaluate.evaluate_questions(settings, path, limit=int(queries), rerankers=chosen,
+                                                         progress=progress)
             status.update(label=f"Evaluated {report.queries} questions", state="complete", expanded=False)
-        st.session_state[REPORT] = report
+        st.session_state[REPORT] = (report, float(budget))
     except (evaluate.EvalError, DatasetFormatError, StoreError, ModelUnavailableError, OSError) as error:
         st.error(f"The evaluation could not run: {render.escape_md(str(error))}")
 
-report = st.session_state.get(REPORT)
-if report:
+stored = st.session_state.get(REPORT)
+if stored:
+    report, budget = stored
     st.subheader(report.dataset)
+    st.success(report.recommend(budget), icon=":material/recommend:")
     st.caption(f"{report.queries} questions · top-{report.top_k} → top-{report.top_n} · embedder {render.escape_md(report.embedder)}")
     st.dataframe(pd.DataFrame(report.rows()), hide_index=True, width="stretch", column_config={
         f"hit@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),

@@ -416,6 +416,23 @@ def test_evaluate_scores_the_collection_without_and_with_rerank(reranked: str) -
     assert "dense" in runs and "bm25" in runs and sum(r.endswith("(default)") for r in runs) == 1
     assert table["hit@5"].between(0, 1).all() and table["MRR@5"].between(0, 1).all()
     assert len(at.get("vega_lite_chart")) == 1
+    assert any(t.startswith("Recommended within 500 ms per query (p50): ") for t in texts(at.success))
+
+
+def test_evaluate_grid_runs_every_available_reranker(data_dir: Path) -> None:
+    import json
+
+    at = start("evaluate")
+    at.radio[0].set_value(at.radio[0].options[1]).run()
+    questions = [{"question": "How long do I have to return a bike?", "expected_source": "returns-and-service.pdf"}]
+    at.file_uploader[0].set_value(("questions.jsonl", json.dumps(questions[0]).encode(), "application/json")).run()
+    next(c for c in at.checkbox if c.label.startswith("Every reranker")).check()
+    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    assert_clean(at)
+    assert not at.error, texts(at.error)
+    runs = at.dataframe[0].value["run"].tolist()
+    assert any("rerank:rerank-minilm-l6" in r for r in runs)
+    assert any("rerank:cross-encoder/ms-marco-MiniLM-L-12-v2" in r for r in runs)
 
 
 def test_evaluate_explains_a_missing_questions_file(data_dir: Path) -> None:

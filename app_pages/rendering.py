@@ -173,6 +173,18 @@ RETRIEVAL_SCORE_HELP = {
 }
 
 
+def final_score_help(result: AskResult) -> str:
+    """What set the order, in words, for the final-score column (the recipe is rag.rerank.blend)."""
+    w = result.rerank_weight or 0.0
+    if result.rerank_blend == "rrf":
+        return (f"What ordered the chunks: a fusion of ranks, {w:g} / (60 + rerank rank) + {1 - w:g} / (60 + "
+                "retrieval rank); so a lower rerank score can sit above a higher one")
+    scaled = (f"{w:g} × the best chunk's confidence (sigmoid of its logit)" if result.rerank_blend == "confident"
+              else f"{w:g}")
+    return (f"What ordered the chunks: {scaled} × rerank logit + the rest × retrieval score, each min-max "
+            "normalised over the reranked candidates; so a lower rerank score can sit above a higher one")
+
+
 def _score_range(values: list[float | None], default: tuple[float, float]) -> tuple[float, float]:
     present = [v for v in values if v is not None]
     if not present:
@@ -206,14 +218,16 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
         "BM25 rank": st.column_config.TextColumn("BM25 rank", help=f"Rank in the word (BM25) search ({NOT_FOUND}: "
                                                  "not in its top)", width="small"),
         "rerank score": st.column_config.ProgressColumn(
-            "rerank score", help="Cross-encoder relevance", format="%.3f", min_value=rr_lo, max_value=rr_hi),
+            "rerank score", help="Cross-encoder relevance: for the default reranker the probability that the chunk "
+            "answers, fitted on dev data (comparable across questions). With a blend it does not set the order "
+            "alone: the final score does", format="%.3f", min_value=rr_lo, max_value=rr_hi),
         "retrieval score": st.column_config.ProgressColumn(
             "retrieval score", help=RETRIEVAL_SCORE_HELP.get(result.retrieval, ""), format="%.3f",
             min_value=min(0.0, rt_lo), max_value=max(rt_hi, 1.0 if result.retrieval == "dense" else rt_hi)),
         "final score": st.column_config.ProgressColumn(
-            "final score", help=f"What ordered the chunks: {result.rerank_weight:g} × rerank + "
-            f"{1 - result.rerank_weight:g} × retrieval score, each min-max normalised over the candidates",
-            format="%.3f", min_value=0.0, max_value=1.0) if result.blended else None,
+            "final score", help=final_score_help(result), format="%.3f",
+            min_value=0.0, max_value=max([1.0] + [c.final_score or 0.0 for c in result.candidates]))
+        if result.blended else None,
         "source": st.column_config.TextColumn("source", width="small"),
         "page": st.column_config.TextColumn("page", width="small"),
         # medium: with every column shown the table then fits the chat's column; the full text is below it

@@ -133,6 +133,7 @@ class RagPipeline:
             retrieval=first_stage,
             reranker=reranker.name if reranker else None,
             rerank_weight=self.settings.rerank_weight if reranker else None,
+            rerank_blend=self.settings.rerank_blend if reranker else None,
             rerank_skipped=rerank_skipped,
             llm_model=self.settings.llm_model if mode == "llm" else None,
             error=error,

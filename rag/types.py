@@ -32,10 +32,13 @@ class ChunkHit(BaseModel):
     fused_rank: int | None = Field(None, description="Rank after fusing dense and BM25; null unless hybrid.")
     fused_score: float | None = None
     rerank_rank: int | None = None
-    rerank_score: float | None = Field(None, description="Cross-encoder relevance; null when not reranked.")
+    rerank_score: float | None = Field(
+        None, description="Cross-encoder relevance as people read it: for catalog rerankers with a calibration "
+        "(the default) the probability that the chunk is relevant, fitted on dev data; else sigmoid(logit). "
+        "null when not reranked.")
     final_score: float | None = Field(
         None, description="The score that set the final order: the rerank score, or with rerank_weight < 1 its "
-        "blend with the retrieval score (both min-max normalised over the candidates); null when not reranked.")
+        "blend with the retrieval score (AskResult.rerank_blend says how: rag.rerank.blend); null when not reranked.")
 
     @property
     def final_rank(self) -> int:
@@ -110,6 +113,8 @@ class AskResult(BaseModel):
     retrieval: str = Field("dense", description="The first stage: dense, bm25 or hybrid.")
     reranker: str | None = None
     rerank_weight: float | None = Field(None, description="Weight of the rerank score in the final order; null when not reranked.")
+    rerank_blend: str | None = Field(None, description="How rerank_weight mixed the reranker into the final order "
+                                     "(linear, rrf, confident); null when not reranked.")
     rerank_skipped: str | None = Field(
         None, description="Why the chunks were not reranked although rerank was on: the reranker does not read "
         "the question's language (Settings.rerank_every_language).")
@@ -172,6 +177,6 @@ class AskResult(BaseModel):
 # The fields of AskResult's public JSON (``rerank-rag ask --json``, the HTTP API), in one place.
 PUBLIC_FIELDS: frozenset[str] = frozenset({
     "question", "answer", "answer_mode", "reranked", "chunks", "candidates", "timings_ms", "collection", "embedder",
-    "retrieval", "reranker", "rerank_weight", "rerank_skipped", "error", "low_confidence", "answer_spans", "searched_query",
+    "retrieval", "reranker", "rerank_weight", "rerank_blend", "rerank_skipped", "error", "low_confidence", "answer_spans", "searched_query",
     "context_query", "context_share", "sources", "quotes_other_language",
 })

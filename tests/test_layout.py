@@ -45,3 +45,12 @@ def test_cli_strings_name_the_command_modules_that_exist() -> None:
 
     for module in COMMAND_MODULES:
         assert (REPO / Path(*module.split("."))).with_suffix(".py").is_file(), module
+
+
+MAX_MODULE_LINES = 450  # the developers' guide: a longer module is split by concern
+
+
+def test_no_module_of_ingest_is_longer_than_the_guide_allows() -> None:
+    long = {f"{path.relative_to(REPO)}: {n} lines" for path in sorted((REPO / "ingest").glob("*.py"))
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) >= MAX_MODULE_LINES}
+    assert not long, sorted(long)

@@ -112,8 +112,6 @@ def bench_query(settings: Settings, dataset_dir: Path, n: int, progress=None) ->
 
     info = index_corpus(settings, dataset_dir, progress=progress)
     questions = question_texts(dataset_dir, n)
-    pipeline = RagPipeline(settings)
-    rerank = pipeline.reranker is not None
     return {"dataset": str(dataset_dir), "corpus_nodes": info.nodes, "collection": info.collection,
             **time_queries(RagPipeline(settings), info.collection, questions, settings)}
 
@@ -134,19 +132,15 @@ def time_queries(pipeline, collection: str, questions: list[str], settings: Sett
         for stage in (*STAGES, "total"):
             samples[stage].append(getattr(result.timings_ms, stage))
         samples["first_stage"].append(sum(getattr(result.timings_ms, stage) for stage in STAGES if stage != "rerank"))
-    # The whole ask with the offline answer, what a user without an LLM waits for (the reranker also scores
-    # the answer's sentences); an LLM, when configured, is left out: its time is the server's.
-    offline = pipeline if not settings.llm_configured else type(pipeline)(settings.model_copy(
-        update={"openai_api_key": None, "openai_base_url": None}))
+    # The whole ask with the offline answer (what a user without an LLM waits for); an LLM's time is its server's
+    offline = type(pipeline)(settings.model_copy(update={"openai_api_key": None, "openai_base_url": None}))
     answer_ms = []
     for q in questions:
         t = time.perf_counter()
         offline.ask(q, collection=collection, rerank=rerank)
         answer_ms.append((time.perf_counter() - t) * 1000)
-    answer = percentiles(answer_ms)
-    total = percentiles(samples["total"])
-    wall = percentiles(samples["wall"])
-    first = percentiles(samples["first_stage"])
+    answer, total, wall, first = (percentiles(v) for v in (answer_ms, samples["total"], samples["wall"],
+                                                             samples["first_stage"]))
     return {
         "queries": len(questions),
         "retrieval": settings.retrieval,

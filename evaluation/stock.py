@@ -57,10 +57,10 @@ def stock_reranker_path(settings: Settings, workdir: Path, explicit: str | None 
     from sentence_transformers import CrossEncoder
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from rag.rerank import CrossEncoderReranker
-
-    # the same truncation as ours (256 tokens for the default L-12, 160 for rerank-minilm-l6)
-    max_length = CrossEncoderReranker(settings.reranker, max_length=settings.rerank_max_length).max_length
+    # the same truncation as ours: the setting, else the catalog's (256 for the default L-12), else the tokenizer's
+    tok_config = Path(path) / "tokenizer_config.json"
+    own = int(_json.loads(tok_config.read_text()).get("model_max_length", 512)) if tok_config.is_file() else 512
+    max_length = min(settings.rerank_max_length or (_info.max_length if _info and _info.max_length else own), 512)
     folder = workdir / "stock-reranker"
     torch.manual_seed(0)
     base = resolve_model("all-MiniLM-L6-v2")

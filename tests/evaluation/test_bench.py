@@ -78,9 +78,13 @@ def test_stock_reranker_for_an_onnx_only_folder(tmp_path: Path, plumbing_reranke
     assert (Path(folder) / "model.safetensors").is_file() and "same architecture" in note
     # with the reranker's own torch weights, those are used
     assert stock_reranker_path(settings.model_copy(update={"reranker": plumbing_reranker}), tmp_path)[0] == plumbing_reranker
-    # another architecture cannot be stood in for
+    # another architecture (the packaged 12-layer L-12's case): its own config with fresh weights, same compute
     config = json.loads((onnx_only / "config.json").read_text())
     config["num_hidden_layers"] = 12
     (onnx_only / "config.json").write_text(json.dumps(config))
-    with pytest.raises(RuntimeError, match="--stock-reranker"):
-        stock_reranker_path(s, tmp_path / "other")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (Path(plumbing_reranker) / name).is_file():
+            shutil.copy(Path(plumbing_reranker) / name, onnx_only / name)
+    folder, note = stock_reranker_path(s, tmp_path / "other")
+    assert "12 layers" in note
+    assert json.loads((Path(folder) / "config.json").read_text())["num_hidden_layers"] == 12

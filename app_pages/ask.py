@@ -26,7 +26,7 @@ except ModelUnavailableError as error:
     st.stop()
 # Drawn once the models and the first start's sample documents are in: a question sent earlier would rerun the
 # page, stop that ingest between two files and be answered over part of the samples.
-question = st.chat_input("Ask a question about your documents")
+question = st.chat_input("Ask a question about your documents", max_chars=settings.max_question_chars)
 DOCUMENTS = "ask_documents"  # session_state key: the documents this chat asks (none chosen: all of them)
 sources = sorted({record.source for record in state.knowledge_base(settings).documents()})
 chosen = st.multiselect("Ask only these documents", sources, key=DOCUMENTS, placeholder="All documents",

@@ -28,7 +28,10 @@ except ModelUnavailableError as error:
 # page, stop that ingest between two files and be answered over part of the samples.
 question = st.chat_input("Ask a question about your documents", max_chars=settings.max_question_chars)
 DOCUMENTS = "ask_documents"  # session_state key: the documents this chat asks (none chosen: all of them)
-sources = sorted({record.source for record in state.knowledge_base(settings).documents()})
+try:
+    sources = sorted({record.source for record in state.knowledge_base(settings).documents()})
+except StoreError:  # the store is down: the question's own error says so, in plain words, when it is asked
+    sources = []
 chosen = st.multiselect("Ask only these documents", sources, key=DOCUMENTS, placeholder="All documents",
                         help="Leave empty to ask the whole collection; pick one or a few to search only them "
                         "(both the embedding and the word search are filtered)")

@@ -147,10 +147,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm: SwitchableLlm) -> Iter
         process.kill()
 
 
-def in_process_scores(query: str, texts: list[str]) -> list[float]:
+def in_process_scores(query: str, texts: list[str], name: str | None = None) -> list[float]:
+    from rag import catalog
     from rag.rerank import load_reranker
 
-    reranker = load_reranker("rerank-minilm-l6")
+    reranker = load_reranker(name or catalog.DEFAULT_RERANKER)
     assert reranker is not None
     return reranker.score(query, texts)
 
@@ -237,7 +238,7 @@ def test_cohere_sdk_rerank_equals_the_reranker_in_process(server: Server) -> Non
     import cohere
 
     docs = twenty_documents()
-    expected = in_process_scores(QUESTION, docs)
+    expected = in_process_scores(QUESTION, docs, "rerank-minilm-l6")
     order = sorted(range(len(docs)), key=lambda i: -expected[i])
     co = cohere.ClientV2(api_key=server.tokens["reader"], base_url=server.url, httpx_client=http_client())
     reply = co.rerank(model="rerank-minilm-l6", query=QUESTION, documents=docs, top_n=5)
@@ -253,7 +254,9 @@ def test_v1_rerank_takes_document_objects_and_returns_them(server: Server) -> No
                                                 "return_documents": True})
     assert reply.status_code == 200, reply.text
     body = reply.json()
-    assert body["model"] == "rerank-minilm-l6"
+    from rag import catalog
+
+    assert body["model"] == catalog.DEFAULT_RERANKER
     assert [r["index"] for r in body["results"]] == sorted(range(6), key=lambda i: -expected[i])
     assert all(r["document"]["text"] == docs[r["index"]] for r in body["results"])
 

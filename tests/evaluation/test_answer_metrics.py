@@ -66,7 +66,9 @@ def test_eval_answers_scores_each_run_and_the_json_carries_it(tmp_path: Path, ca
                  "--top-n", "2", "--answers", "--json", "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
     runs = {run["name"]: run for run in report["runs"]}
-    assert list(runs) == ["dense", "rerank:rerank-minilm-l6"]
+    from rag import catalog
+
+    assert list(runs) == ["dense", f"rerank:{catalog.DEFAULT_RERANKER}"]
     for run in runs.values():
         assert run["answer_queries"] == 4 and run["answer_hit_queries"] == 4  # these easy questions all hit
         # one-sentence documents holding the answer: every answer, and its lead, contains the gold one

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import re
 from pathlib import Path
 
 import pytest
@@ -184,7 +185,7 @@ def test_new_user_flow_in_a_real_browser(app_server, tmp_path: Path) -> None:
                                                "June 25, 2022?")
             page.get_by_role("button", name="Compare").click()
             expect(page.get_by_role("heading", name="Embeddings (dense), no rerank")).to_be_visible(timeout=SLOW)
-            expect(page.get_by_role("heading", name="Hybrid (dense + BM25) + rerank")).to_be_visible()
+            expect(page.get_by_role("heading", name=re.compile(r"^Hybrid \(dense \+ BM25\) \+ "))).to_be_visible()
             columns = page.get_by_test_id("stColumn")
             expect(columns.nth(2).get_by_test_id("stDataFrame")).to_be_visible()
             expect(columns.nth(3).get_by_test_id("stDataFrame")).to_be_visible()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pandas as pd
 import streamlit as st
 from pydantic import ValidationError
@@ -9,7 +11,7 @@ from pydantic import ValidationError
 from app_pages import rendering as render, state
 from rag import catalog
 from rag.rerank import NO_RERANK
-from rag.settings import RETRIEVAL_MODES, describe_invalid
+from rag.settings import RETRIEVAL_MODES, RerankBlend, describe_invalid
 
 st.title("Settings")
 st.caption("Changes apply to this browser session's next question or ingest. The server's defaults come from "
@@ -50,8 +52,15 @@ with st.form("settings"):
     top_k = a.number_input("top_k: candidates retrieved", 1, 200, settings.top_k)
     top_n = b.number_input("top_n: chunks kept for the answer", 1, 50, settings.top_n)
     weight = d.number_input("Rerank weight", 0.0, 1.0, float(settings.rerank_weight), step=0.05, format="%.2f",
-                            help="Final order = weight × rerank + (1 − weight) × retrieval score, both min-max "
-                                 "normalised over the candidates. 1 = the rerank score alone.")
+                            help="The reranker's share of the final order (the blend below says how it mixes with "
+                                 "the retrieval score). 1 = the rerank score alone.")
+    e, f = st.columns(2)
+    depth = e.number_input("Rerank depth: candidates the reranker scores", 1, 200, settings.rerank_depth,
+                           help="The first stage's top-d are reranked, the rest keep their order below them")
+    blends = list(get_args(RerankBlend))
+    blend = f.selectbox("Blend", blends, index=blends.index(settings.rerank_blend),
+                        help="linear: logits and retrieval scores min-max scaled, then mixed; rrf: their ranks fused; "
+                             "confident: linear, its weight times the reranker's confidence in its best candidate")
     low = c.number_input("Low-confidence threshold (rerank score)", value=float(settings.low_confidence_score),
                          step=0.05, format="%.2f")
     st.subheader("Chunking (applies to the next ingest)")
@@ -81,6 +90,7 @@ if applied:
         new = state.apply_overrides({
             "embed_model": embed_model.strip(), "reranker": reranker_name, "retrieval": retrieval, "top_k": int(top_k),
             "top_n": int(top_n), "rerank_weight": float(weight), "low_confidence_score": float(low),
+            "rerank_depth": int(depth), "rerank_blend": blend,
             "chunk_size": int(chunk_size), "chunk_overlap": int(chunk_overlap), "openai_base_url": base_url.strip() or None,
             "llm_model": llm_model.strip(),
             # only when given: an empty override would also hide the server's key from its own base URL

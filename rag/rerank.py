@@ -15,6 +15,7 @@ provide it: there is no silent fall-back to "no rerank".
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -57,8 +58,7 @@ def onnx_file(path: str) -> str | None:
 
 
 def sigmoid(x: float) -> float:
-    import math
-
+    """1 / (1 + e^-x), written so that neither side overflows."""
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from rag.e5_onnx import cache_dir  # the project's one cache folder ($XDG_CACHE_HOME/rerank-rag)
+
 LAYOUT_VERSION = 1  # bump when model_folder's layout changes: folders carry it in their names
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -59,10 +61,6 @@ def package_folder(model: PackagedModel) -> Path | None:
     return path if (path / "model.onnx").is_file() else None
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rerank-rag" / "packaged"
-
-
 def model_folder(name: str) -> Path | None:
     """A loadable folder for the packaged model ``name`` (a key of :data:`PACKAGED`), laid out once per
     installed file (its size and mtime name the folder, so a reinstalled package gets a fresh one); None
@@ -74,7 +72,7 @@ def model_folder(name: str) -> Path | None:
         return None
     stat = (source / "model.onnx").stat()
     slug = name.replace("/", "--")
-    out = _cache_root() / f"{slug}-{stat.st_size}-{int(stat.st_mtime)}-l{LAYOUT_VERSION}"
+    out = cache_dir() / "packaged" / f"{slug}-{stat.st_size}-{int(stat.st_mtime)}-l{LAYOUT_VERSION}"
     if (out / "config.json").is_file():
         return out
     try:

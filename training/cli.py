@@ -1,4 +1,4 @@
-"""``rerank-rag reranker train|export``: the command line of training (rag.cli wires it in)."""
+"""``rerank-rag reranker train|mine|label|student-start|export``: the command line of training (rag.cli wires it in)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from training.distill import EVERY_OTHER, every_other_layer
 from training.export import export_onnx
 from training.train import DEFAULT_MAX_LENGTH, TrainConfig, train
 
@@ -59,6 +60,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", action="append", default=[], metavar="DIR", help="held-out BEIR folder to validate on")
     p.add_argument("--val-include", action="append", metavar="NAME=REGEX")
     p.add_argument("--val-max-queries", type=int, default=200)
+    p.add_argument("--loss", choices=("listwise", "distil"), default="listwise",
+                   help="listwise: cross-entropy on the gold passage; distil: the teacher's scores of a labelled "
+                        "--mined file (`reranker label`), listwise KL")
+    p.add_argument("--temperature", type=float, default=1.0, help="distil: softmax temperature")
+    p.add_argument("--gold-weight", type=float, default=0.0,
+                   help="distil: weight of the gold label's cross-entropy beside the KL term")
 
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
@@ -69,7 +76,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         negatives=a.negatives, mine_top=a.mine_top, lr=a.lr, head_lr=a.head_lr, warmup=a.warmup,
         threads=a.threads, device=a.device, time_budget_min=a.time_budget,
         freeze_embeddings=not a.train_embeddings, log_every=a.log_every, val=a.val, val_include=_kv(a.val_include),
-        val_max_queries=a.val_max_queries,
+        val_max_queries=a.val_max_queries, loss=a.loss, temperature=a.temperature, gold_weight=a.gold_weight,
     )
 
 
@@ -141,6 +148,21 @@ def register(subparsers, parent_parser=None) -> None:
     m.add_argument("--top", type=int, default=20, help="negative pool: the first stage's top-N non-relevant")
     m.add_argument("--seed", type=int, default=13)
     m.set_defaults(func=_run_mine)
+    lab = sub.add_parser("label", help="score every mined candidate with a teacher reranker (for --loss distil)",
+                         parents=parents)
+    lab.add_argument("--mined", required=True, help="a file written by `reranker mine`")
+    lab.add_argument("--out", required=True, help="the labelled file (same format, with the teacher's logits)")
+    lab.add_argument("--teacher", default=None,
+                     help="reranker spec NAME_OR_PATH[@onnx|@torch][#max_length] (default: the settings' reranker)")
+    lab.add_argument("--negatives", type=int, default=None, help="keep each question's first N negatives")
+    lab.add_argument("--max-queries", type=int, default=None, help="label only the first N questions")
+    lab.set_defaults(func=_run_label)
+    st = sub.add_parser("student-start", help="a 6-layer start from a 12-layer teacher's every other layer",
+                        parents=parents)
+    st.add_argument("--teacher", default=None, help="catalog name or folder (default: the settings' reranker)")
+    st.add_argument("--out", required=True, help="folder to write (torch weights, loads as a CrossEncoder)")
+    st.add_argument("--layers", default=",".join(map(str, EVERY_OTHER)), help="teacher layers to keep, in order")
+    st.set_defaults(func=_run_student_start)
     e = sub.add_parser("export", help="export a trained reranker to (int8) ONNX for fast CPU inference",
                        parents=parents)
     e.add_argument("src", help="trained model folder (output of `reranker train`)")
@@ -148,6 +170,30 @@ def register(subparsers, parent_parser=None) -> None:
     e.add_argument("--fp32", action="store_true", help="export fp32 ONNX without int8 quantisation")
     e.add_argument("--keep-fp32", action="store_true", help="keep onnx/model.onnx next to the int8 file")
     e.set_defaults(func=_run_export)
+
+
+def _run_label(a: argparse.Namespace, settings=None) -> int:
+    from rag.settings import Settings
+    from training.teacher import label_mined
+
+    teacher = a.teacher or (settings or Settings()).reranker
+    try:
+        info = label_mined(a.mined, a.out, teacher, negatives=a.negatives, max_queries=a.max_queries, log=_log)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _log(f"{info['pairs']} pairs labelled by {info['name']} in {info['seconds']:.0f} s -> {a.out}")
+    return 0
+
+
+def _run_student_start(a: argparse.Namespace, settings=None) -> int:
+    from rag.settings import Settings
+
+    teacher = a.teacher or (settings or Settings()).reranker
+    layers = tuple(int(x) for x in a.layers.split(","))
+    out = every_other_layer(teacher, a.out, layers)
+    _log(f"{len(layers)} layers ({a.layers}) of {teacher} -> {out}")
+    return 0
 
 
 def _run_export(a: argparse.Namespace, settings=None) -> int:

@@ -19,6 +19,9 @@ class TrainQuery:
     query: str
     positives: list[str]
     negatives: list[str] = field(default_factory=list)  # hard-negative pool, best first
+    # a teacher's logit per passage (training.teacher), parallel to positives / negatives; empty: unlabelled
+    positive_scores: list[float] = field(default_factory=list)
+    negative_scores: list[float] = field(default_factory=list)
 
 
 @dataclass

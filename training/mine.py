@@ -83,17 +83,21 @@ def mine_dataset(settings, dataset_dir: str | Path, *, include: str | None = Non
     return out, info
 
 
-def save_mined(path: str | Path, queries: list[TrainQuery], sources: list[SourceInfo], first_stage: dict) -> None:
-    """One JSON file, each passage once (queries point at them by index): ~5 MB for 12k queries x 20."""
+def save_mined(path: str | Path, queries: list[TrainQuery], sources: list[SourceInfo], first_stage: dict,
+               teacher: dict | None = None) -> None:
+    """One JSON file, each passage once (queries point at them by index): ~5 MB for 12k queries x 20. With
+    ``teacher`` (what labelled them, :mod:`training.teacher`) each query also carries the teacher's logits."""
     index: dict[str, int] = {}
 
     def ref(text: str) -> int:
         return index.setdefault(text, len(index))
 
     rows = [{"source": q.source, "query": q.query, "positives": [ref(t) for t in q.positives],
-             "negatives": [ref(t) for t in q.negatives]} for q in queries]
+             "negatives": [ref(t) for t in q.negatives],
+             **({"teacher": {"positives": q.positive_scores, "negatives": q.negative_scores}}
+                if q.positive_scores or q.negative_scores else {})} for q in queries]
     payload = {"format": MINED_FORMAT, "first_stage": first_stage, "sources": [asdict(s) for s in sources],
-               "passages": list(index), "queries": rows}
+               "passages": list(index), "queries": rows, **({"teacher": teacher} if teacher else {})}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -102,10 +106,13 @@ def save_mined(path: str | Path, queries: list[TrainQuery], sources: list[Source
 
 
 def load_mined(path: str | Path) -> tuple[list[TrainQuery], list[SourceInfo], dict]:
+    """(queries, sources, first stage); a teacher-labelled file's first-stage dict also names the teacher."""
     payload = json.loads(Path(path).read_text(encoding="utf-8"))
     if payload.get("format") != MINED_FORMAT:
         raise ValueError(f"{path}: not a mined training file of format {MINED_FORMAT}")
     texts = payload["passages"]
     queries = [TrainQuery(r["source"], r["query"], [texts[i] for i in r["positives"]],
-                          [texts[i] for i in r["negatives"]]) for r in payload["queries"]]
-    return queries, [SourceInfo(**s) for s in payload["sources"]], payload["first_stage"]
+                          [texts[i] for i in r["negatives"]], r.get("teacher", {}).get("positives", []),
+                          r.get("teacher", {}).get("negatives", [])) for r in payload["queries"]]
+    first_stage = {**payload["first_stage"], **({"teacher": payload["teacher"]} if "teacher" in payload else {})}
+    return queries, [SourceInfo(**s) for s in payload["sources"]], first_stage

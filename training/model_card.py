@@ -61,10 +61,21 @@ def _negatives_line(summary: dict) -> str:
             + (f", `{cfg['embedder']}`" if cfg["embedder"] else "") + ")")
 
 
+def _loss_line(summary: dict) -> str:
+    cfg = summary["config"]
+    if cfg.get("loss") == "distil":
+        teachers = ", ".join(sorted({str((m.get("teacher") or {}).get("spec")) for m in summary.get("mined_by") or []}))
+        gold = f" + {cfg['gold_weight']} x cross-entropy on the gold passage" if cfg.get("gold_weight") else ""
+        return (f"- loss: distillation, listwise KL divergence from the teacher's softmax over 1 positive + "
+                f"{cfg['negatives']} hard negatives (temperature {cfg['temperature']}){gold}; teacher: {teachers} "
+                "(`rerank-rag reranker label`)")
+    return f"- loss: listwise softmax cross-entropy over 1 positive + {cfg['negatives']} hard negatives"
+
+
 def _recipe_lines(summary: dict) -> list[str]:
     cfg = summary["config"]
     return [
-        f"- loss: listwise softmax cross-entropy over 1 positive + {cfg['negatives']} hard negatives",
+        _loss_line(summary),
         _negatives_line(summary),
         f"- {cfg['queries_per_step']} queries per step ({cfg['queries_per_step'] * (1 + cfg['negatives'])} pairs), "
         f"{summary['steps']} steps, {cfg['epochs']} epoch(s), {summary['pairs']} pairs seen",

@@ -96,6 +96,9 @@ class TrainConfig:
     val: list[str] = field(default_factory=list)
     val_include: dict[str, str] = field(default_factory=dict)
     val_max_queries: int = 200
+    loss: str = "listwise"  # listwise: cross-entropy on the gold passage; distil: the teacher's scores (training.distill)
+    temperature: float = 1.0  # distil: softmax temperature of teacher and student
+    gold_weight: float = 0.0  # distil: weight of the gold label's cross-entropy beside the KL term
 
 
 def _machine(threads: int, device: str) -> str:
@@ -198,31 +201,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         rng.shuffle(order)
         for b in range(0, len(order), cfg.queries_per_step):
             batch = [examples[i] for i in order[b:b + cfg.queries_per_step]]
-            queries, docs = [], []
-            for ex in batch:
-                pos = rng.choice(ex.positives)
-                pool = [n for n in ex.negatives if n not in ex.positives]
-                negs = rng.sample(pool, min(cfg.negatives, len(pool)))
-                while len(negs) < cfg.negatives:  # too few mined: random in-set passages
-                    cand = rng.choice(all_texts)
-                    if cand not in ex.positives and cand not in negs:
-                        negs.append(cand)
-                for t in [pos] + negs:
-                    queries.append(ex.query)
-                    docs.append(t)
-            enc = tok(queries, docs, padding=True, truncation="only_second", max_length=cfg.max_length,
-                      return_tensors="pt").to(device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-                logits = model(**enc).logits.float().view(len(batch), 1 + cfg.negatives)
-            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long,
-                                                                         device=device))
+            if cfg.loss == "distil":
+                loss, n_pairs = _distil_step(model, tok, batch, cfg, rng, device)
+            else:
+                loss, n_pairs = _listwise_step(model, tok, batch, cfg, rng, device, all_texts)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
             opt.step()
             sched.step()
             step += 1
-            pairs_seen += len(docs)
+            pairs_seen += n_pairs
             losses.append(loss.item())
             if step == 5:
                 t5 = time.time()  # the first steps also pay for warm-up (CUDA context, allocator)
@@ -281,3 +270,53 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     (out / "README.md").write_text(model_card(summary))
     log(f"saved to {out} ({summary['total_seconds'] / 60:.1f} min total)")
     return summary
+
+
+def _listwise_step(model, tok, batch, cfg: TrainConfig, rng: random.Random, device: str, all_texts: list[str]):
+    """Cross-entropy of the gold passage against ``cfg.negatives`` mined ones: (loss, pairs)."""
+    import torch
+
+    queries, docs = [], []
+    for ex in batch:
+        pos = rng.choice(ex.positives)
+        pool = [n for n in ex.negatives if n not in ex.positives]
+        negs = rng.sample(pool, min(cfg.negatives, len(pool)))
+        while len(negs) < cfg.negatives:  # too few mined: random in-set passages
+            cand = rng.choice(all_texts)
+            if cand not in ex.positives and cand not in negs:
+                negs.append(cand)
+        for t in [pos] + negs:
+            queries.append(ex.query)
+            docs.append(t)
+    enc = tok(queries, docs, padding=True, truncation="only_second", max_length=cfg.max_length,
+              return_tensors="pt").to(device)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+        logits = model(**enc).logits.float().view(len(batch), 1 + cfg.negatives)
+    gold = torch.zeros(len(batch), dtype=torch.long, device=device)
+    return torch.nn.functional.cross_entropy(logits, gold), len(docs)
+
+
+def _distil_step(model, tok, batch, cfg: TrainConfig, rng: random.Random, device: str):
+    """The teacher's scores over each question's candidates as targets (training.distill): (loss, pairs)."""
+    import torch
+
+    from training.distill import distil_loss, sample_candidates
+
+    lists = [sample_candidates(ex, cfg.negatives, rng) for ex in batch]
+    width = max(len(texts) for texts, _ in lists)
+    queries = [ex.query for ex, (texts, _) in zip(batch, lists) for _ in texts]
+    docs = [t for texts, _ in lists for t in texts]
+    enc = tok(queries, docs, padding=True, truncation="only_second", max_length=cfg.max_length,
+              return_tensors="pt").to(device)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+        flat = model(**enc).logits.float().view(-1)
+    student = torch.zeros(len(batch), width, device=device)
+    teacher = torch.zeros(len(batch), width, device=device)
+    mask = torch.zeros(len(batch), width, dtype=torch.bool, device=device)
+    at = 0
+    for row, (texts, scores) in enumerate(lists):
+        student[row, :len(texts)] = flat[at:at + len(texts)]
+        teacher[row, :len(texts)] = torch.tensor(scores, device=device)
+        mask[row, :len(texts)] = True
+        at += len(texts)
+    return distil_loss(student, teacher, mask, cfg.temperature, cfg.gold_weight), len(docs)

@@ -1,0 +1,134 @@
+"""Distillation (issue 25): the teacher's int8 file as torch weights, its labels per candidate, a student that
+learns them, and that student exported and loaded through the app's reranker interface."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.training.test_training import TOPICS, tiny_config
+from training.data import SourceInfo, TrainQuery
+from training.mine import load_mined, save_mined
+
+TEACHER = "cross-encoder/ms-marco-MiniLM-L-12-v2"
+QUESTION = "Who invented the piano?"
+TEXTS = [doc for doc, _ in TOPICS.values()]
+
+
+@pytest.fixture(scope="module")
+def teacher_torch(tmp_path_factory) -> Path:
+    from rag.rerank import resolve_reranker
+    from training.dequantize import torch_folder_from_onnx
+
+    path, _ = resolve_reranker(TEACHER)
+    return torch_folder_from_onnx(path, tmp_path_factory.mktemp("teacher") / "l12")
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> Path:
+    from training.teacher import label_mined
+
+    root = tmp_path_factory.mktemp("mined")
+    queries = [TrainQuery("tiny", q, [doc], [t for t in TEXTS if t != doc][:5]) for doc, q in TOPICS.values()]
+    save_mined(root / "mined.json", queries, [SourceInfo("tiny", "tiny", "beir")], {"retrieval": "hybrid"})
+    label_mined(root / "mined.json", root / "labelled.json", f"{TEACHER}#64", negatives=4, log=lambda m: None)
+    return root / "labelled.json"
+
+
+def test_the_int8_teacher_as_torch_weights_ranks_as_the_onnx_file_does(teacher_torch: Path) -> None:
+    from rag.rerank import CrossEncoderReranker
+
+    onnx = CrossEncoderReranker(TEACHER)
+    torch_ = CrossEncoderReranker(str(teacher_torch), backend="torch")
+    assert (onnx.backend, torch_.backend) == ("onnx", "torch")
+    a, b = onnx.logits(QUESTION, TEXTS), torch_.logits(QUESTION, TEXTS)
+    # int8 ONNX also quantizes activations at run time: close, not equal; the order is the same
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1.0
+    assert sorted(range(len(a)), key=a.__getitem__) == sorted(range(len(b)), key=b.__getitem__)
+    assert max(range(len(a)), key=a.__getitem__) == TEXTS.index(TOPICS["piano"][0])
+
+
+def test_every_other_layer_start_keeps_six_of_twelve_layers(tmp_path: Path) -> None:
+    from sentence_transformers import CrossEncoder
+
+    from training.distill import every_other_layer
+
+    out = every_other_layer(TEACHER, tmp_path / "start")
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_hidden_layers"] == 6
+    scores = CrossEncoder(str(out)).predict([(QUESTION, t) for t in TEXTS], show_progress_bar=False)
+    assert len(scores) == len(TEXTS) and len(set(map(float, scores))) > 1  # a head that reads its input
+
+
+def test_labelling_records_the_teachers_logit_for_every_candidate(labelled: Path) -> None:
+    from rag.rerank import reranker_from_spec
+
+    queries, _, first_stage = load_mined(labelled)
+    assert first_stage["retrieval"] == "hybrid" and first_stage["teacher"]["name"] == TEACHER
+    assert first_stage["teacher"]["pairs"] == len(TOPICS) * 5
+    teacher = reranker_from_spec(f"{TEACHER}#64")
+    for q in queries:
+        assert len(q.negatives) == 4 and len(q.negative_scores) == 4 and len(q.positive_scores) == 1
+        assert q.positive_scores + q.negative_scores == pytest.approx(
+            teacher.logits(q.query, q.positives + q.negatives), abs=1e-5)
+        assert q.positive_scores[0] > max(q.negative_scores)  # these questions are easy for the teacher
+
+
+def test_distil_loss_is_zero_only_when_the_student_orders_as_the_teacher() -> None:
+    import torch
+
+    from training.distill import distil_loss
+
+    teacher = torch.tensor([[4.0, 1.0, -2.0, 0.0]])
+    mask = torch.tensor([[True, True, True, False]])  # a shorter list: the last column is padding
+    same = distil_loss(teacher + 3.0, teacher, mask)  # a constant shift changes no softmax
+    flipped = distil_loss(torch.tensor([[-2.0, 1.0, 4.0, 99.0]]), teacher, mask)
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+    assert float(flipped) > 1.0
+    assert float(distil_loss(teacher, teacher, mask, gold_weight=1.0)) > 0.0  # the gold term adds its CE
+
+
+def test_a_distilled_student_moves_toward_its_teacher_and_loads_as_int8(tmp_path: Path, labelled: Path) -> None:
+    import torch
+
+    from rag.rerank import CrossEncoderReranker
+    from training.distill import distil_loss, every_other_layer
+    from training.export import export_onnx
+    from training.train import train
+
+    start = every_other_layer(TEACHER, tmp_path / "start")
+    queries, _, _ = load_mined(labelled)
+
+    def gap(folder: Path) -> float:  # the distillation loss over the training questions
+        model = CrossEncoderReranker(str(folder), backend="torch", max_length=64)
+        total = 0.0
+        for q in queries:
+            s = torch.tensor([model.logits(q.query, q.positives + q.negatives)])
+            t = torch.tensor([q.positive_scores + q.negative_scores])
+            total += float(distil_loss(s, t, torch.ones_like(s, dtype=torch.bool)))
+        return total / len(queries)
+
+    summary = train(tiny_config(None, tmp_path / "student", datasets=[], mined=[str(labelled)], base=str(start),
+                                loss="distil", max_steps=6, queries_per_step=4, negatives=4, max_length=64,
+                                lr=1e-4, head_lr=1e-4, warmup=0.0), log=lambda m: None)
+    assert summary["config"]["loss"] == "distil" and summary["mined_by"][0]["teacher"]["name"] == TEACHER
+    assert gap(tmp_path / "student") < gap(start)
+    export_onnx(tmp_path / "student", tmp_path / "shipped")
+    student = CrossEncoderReranker(str(tmp_path / "shipped"))
+    assert student.backend == "onnx"
+    logits = student.logits(QUESTION, TEXTS)
+    assert max(range(len(logits)), key=logits.__getitem__) == TEXTS.index(TOPICS["piano"][0])
+    card = (tmp_path / "student" / "README.md").read_text()
+    assert "distil" in card.lower()
+
+
+def test_distil_training_refuses_an_unlabelled_file(tmp_path: Path) -> None:
+    from training.train import train
+
+    queries = [TrainQuery("tiny", q, [doc], [t for t in TEXTS if t != doc][:3]) for doc, q in TOPICS.values()]
+    save_mined(tmp_path / "mined.json", queries, [SourceInfo("tiny", "tiny", "beir")], {"retrieval": "hybrid"})
+    with pytest.raises(ValueError, match="reranker label"):
+        train(tiny_config(None, tmp_path / "s", datasets=[], mined=[str(tmp_path / "mined.json")], loss="distil",
+                          max_steps=1), log=lambda m: None)

@@ -1,0 +1,64 @@
+"""Distillation: a student reranker learns its teacher's scores over each question's candidates.
+
+Loss (``--loss distil``): listwise KL divergence between the teacher's and the student's softmax over one
+question's candidates (1 gold passage + N mined negatives), at temperature T, scaled by T² so its gradients keep
+their size as T changes (Hinton et al., 2015); plus ``gold_weight`` x the listwise cross-entropy on the gold
+label (the loss of ``--loss listwise``). Listwise, not MarginMSE: the student only ever has to order one
+question's candidates, and the softmax spends its capacity on the top of the list, where MRR@5 is decided;
+MarginMSE would also fit the exact gaps between hopeless negatives.
+
+A student's start: :func:`every_other_layer` keeps the teacher's layers 1, 3, ..., 11 (the last one included:
+the pooler and head were trained on its output), read from the teacher's int8 ONNX file
+(:mod:`training.dequantize`); or any checkpoint (``--base``), e.g. the packaged all-MiniLM-L6-v2.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from training.data import TrainQuery
+
+EVERY_OTHER = (1, 3, 5, 7, 9, 11)
+
+
+def sample_candidates(ex: TrainQuery, negatives: int, rng: random.Random) -> tuple[list[str], list[float]]:
+    """One gold passage and up to ``negatives`` labelled negatives, with the teacher's logit for each (gold
+    first). Fewer mined negatives than asked: the list is shorter (padding with random passages would teach
+    scores the teacher never gave)."""
+    if len(ex.positive_scores) != len(ex.positives) or len(ex.negative_scores) != len(ex.negatives):
+        raise ValueError(f"question {ex.query[:60]!r} has no teacher scores: label the mined file first "
+                         "(`rerank-rag reranker label`)")
+    pos = rng.randrange(len(ex.positives))
+    pool = [i for i, text in enumerate(ex.negatives) if text not in ex.positives]
+    picked = rng.sample(pool, min(negatives, len(pool)))
+    return ([ex.positives[pos]] + [ex.negatives[i] for i in picked],
+            [ex.positive_scores[pos]] + [ex.negative_scores[i] for i in picked])
+
+
+def distil_loss(student, teacher, mask, temperature: float = 1.0, gold_weight: float = 0.0):
+    """``student``, ``teacher``: logits ``[questions, candidates]`` (gold in column 0); ``mask``: which
+    candidates exist (lists may be shorter). KL(teacher || student) at ``temperature``, x T², mean over
+    questions, plus ``gold_weight`` x cross-entropy on column 0."""
+    import torch
+
+    neg_inf = torch.finfo(student.dtype).min
+    s = (student / temperature).masked_fill(~mask, neg_inf)
+    t = (teacher / temperature).masked_fill(~mask, neg_inf)
+    log_s, p_t = torch.log_softmax(s, dim=1), torch.softmax(t, dim=1)
+    kl = (p_t * (torch.log(p_t.clamp_min(1e-12)) - log_s)).masked_fill(~mask, 0.0).sum(dim=1).mean()
+    loss = kl * temperature ** 2
+    if gold_weight:
+        gold = torch.zeros(student.shape[0], dtype=torch.long, device=student.device)
+        loss = loss + gold_weight * torch.nn.functional.cross_entropy(student.masked_fill(~mask, neg_inf), gold)
+    return loss
+
+
+def every_other_layer(teacher: str, out: str | Path, layers: tuple[int, ...] = EVERY_OTHER) -> Path:
+    """A 6-layer start from a 12-layer teacher (a catalog name, a packaged model or a folder with an ONNX
+    file): its embeddings, the given layers, its pooler and head, as a torch folder in ``out``."""
+    from rag.rerank import resolve_reranker
+    from training.dequantize import torch_folder_from_onnx
+
+    path, _ = resolve_reranker(teacher)
+    return torch_folder_from_onnx(path, out, layers=layers)

@@ -1,0 +1,48 @@
+"""A teacher's scores on every mined candidate (``rerank-rag reranker label``): what a distilled student learns from.
+
+A mined file (:mod:`training.mine`) holds, per training question, its gold passages and the first stage's top
+non-relevant ones. Labelling runs the teacher (any reranker spec, by default the app's default reranker) over
+each question's candidates and records its raw logit per passage, so the student learns graded relevance on
+every candidate the first stage hands over, not one gold passage per question. Scores stay parallel to the
+passages (``TrainQuery.positive_scores`` / ``negative_scores``) and travel in the same file, so labelling (here,
+on CPU) and training (on a lent GPU) can run on different machines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from training.mine import load_mined, save_mined
+
+
+def label_mined(mined: str | Path, out: str | Path, teacher_spec: str, *, negatives: int | None = None,
+                max_queries: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Score every question's positives and (its first ``negatives``) negatives with ``teacher_spec``; write
+    the labelled file to ``out``. Returns what labelled it (recorded in the file under ``teacher``)."""
+    from rag.rerank import reranker_from_spec
+
+    queries, sources, first_stage = load_mined(mined)
+    if max_queries is not None:
+        queries = queries[:max_queries]
+    teacher = reranker_from_spec(teacher_spec)
+    started = time.perf_counter()
+    pairs = 0
+    for n, q in enumerate(queries, 1):
+        if negatives is not None:
+            q.negatives = q.negatives[:negatives]
+        scores = teacher.logits(q.query, q.positives + q.negatives)
+        q.positive_scores, q.negative_scores = scores[:len(q.positives)], scores[len(q.positives):]
+        pairs += len(scores)
+        if n % 100 == 0 or n == len(queries):
+            rate = pairs / (time.perf_counter() - started)
+            log(f"labelled {n}/{len(queries)} questions ({pairs} pairs, {rate:.0f} pairs/s, "
+                f"ETA {(len(queries) - n) * pairs / n / rate / 60:.1f} min)")
+    info = {"spec": teacher_spec, "name": teacher.name, "backend": getattr(teacher, "backend", None),
+            "file": Path(getattr(teacher, "file_name", None) or "").name or None,
+            "max_length": getattr(teacher, "max_length", None), "pairs": pairs,
+            "seconds": round(time.perf_counter() - started, 1)}
+    first_stage.pop("teacher", None)  # relabelling replaces the previous teacher
+    save_mined(out, queries, sources, first_stage, teacher=info)
+    return info

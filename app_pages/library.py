@@ -7,7 +7,7 @@ import streamlit as st
 
 from app_pages import rendering as render, state
 from ingest.loaders import SUPPORTED_SUFFIXES
-from ingest.pipeline import FileResult, Ingestor, SourceFile
+from ingest.pipeline import WRITE_LOCK, FileResult, Ingestor, SourceFile
 from rag.models import ModelUnavailableError
 from rag.store import StoreError, collection_names
 
@@ -38,12 +38,12 @@ def show_line(result: FileResult) -> None:
 # ---- collections ---------------------------------------------------------------------------------
 def create_collection() -> None:
     name = st.session_state.get("new_collection", "").strip()
-    if not name:
+    if not name or not state.may_create():
         return
     try:
         state.knowledge_base(state.session_settings(), name)
     except StoreError as error:
-        st.session_state[NOTICE] = ("error", f"Could not create the collection: {render.escape_md(str(error))}")
+        st.session_state[NOTICE] = ("error", f"Could not create the collection: {error}")  # escaped when shown
         return
     st.session_state[state.COLLECTION] = name
     st.session_state["new_collection"] = ""
@@ -51,7 +51,7 @@ def create_collection() -> None:
 
 
 try:
-    names = collection_names(settings)
+    names = [name for name in collection_names(settings) if state.may_open(name)]  # the session key's only
 except StoreError as error:
     st.error(f"The store cannot be reached: {render.escape_md(str(error))}")
     st.stop()
@@ -66,8 +66,8 @@ with pick:
     if chosen != current:
         st.session_state[state.COLLECTION] = chosen
         st.rerun()
-with create:
-    with st.form("create_collection", clear_on_submit=False, border=False):
+if state.may_create():  # an open app, or a write key for every collection
+    with create, st.form("create_collection", clear_on_submit=False, border=False):
         st.text_input("New collection", key="new_collection", placeholder="e.g. contracts")
         st.form_submit_button("Create", on_click=create_collection)
 
@@ -77,23 +77,34 @@ if notice:
 
 # ---- upload and ingest ---------------------------------------------------------------------------
 st.subheader(f"Add documents to '{render.escape_md(current)}'")
-uploads = st.file_uploader(
+read_only = state.why_read_only(current)  # no write scope, or another process serves this store too
+if read_only:
+    st.info(f"Uploads and deletes are off: {render.escape_md(read_only)}.", icon=":material/lock:")
+uploads = [] if read_only else st.file_uploader(
     "PDF (scans too, read by OCR), images (PNG, JPEG, TIFF), Word, HTML, Markdown or text files", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES],
     accept_multiple_files=True, key="uploader",
     help=f"Each file up to {settings.max_file_mb:g} MB. Re-uploading an unchanged file skips it; a changed one "
          "replaces the old version.",
 )
-if st.button(f"Ingest {len(uploads)} file{'s' if len(uploads) != 1 else ''}" if uploads else "Ingest",
+if not read_only and st.button(f"Ingest {len(uploads)} file{'s' if len(uploads) != 1 else ''}" if uploads else "Ingest",
              type="primary", disabled=not uploads):
     files = [SourceFile(upload.name, data=upload.getvalue()) for upload in uploads]
     results: list[FileResult] = []
-    progress = st.progress(0.0, text="Waiting for any other session's ingest to finish…")
+    # One ingest writes at a time (ingest.pipeline.WRITE_LOCK, reentrant): the wait is named only while it lasts
+    waited = not WRITE_LOCK.acquire(blocking=False)
+    progress = st.progress(0.0, text="Waiting for another session's ingest to finish…" if waited
+                           else f"Reading {render.escape_md(files[0].name)} (file 1 of {len(files)})…")
+    if waited:
+        WRITE_LOCK.acquire()
+        progress.progress(0.0, text=f"Reading {render.escape_md(files[0].name)} (file 1 of {len(files)})…")
 
     def on_result(result: FileResult) -> None:
         results.append(result)
         show_line(result)
-        progress.progress(len(results) / len(files),
-                          text=f"Ingested {len(results)} of {len(files)} files (last: {render.escape_md(result.source)})…")
+        done = len(results)
+        following = f"; reading {render.escape_md(files[done].name)}" if done < len(files) else ""
+        progress.progress(done / len(files), text=f"Ingested {done} of {len(files)} files (last: "
+                          f"{render.escape_md(result.source)}){following}…")
 
     from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
@@ -104,7 +115,8 @@ if st.button(f"Ingest {len(uploads)} file{'s' if len(uploads) != 1 else ''}" if 
         # A page read by OCR takes seconds, so each one shows (a 50-page scan is minutes).
         add_script_run_ctx(None, script_context)
         progress.progress(min(1.0, (len(results) + done / max(total, 1)) / len(files)),
-                          text=f"{render.escape_md(source)}: {done:,} of {total:,} {step}…")
+                          text=f"{render.escape_md(source)} (file {min(len(results) + 1, len(files))} of "
+                          f"{len(files)}): {done:,} of {total:,} {step}…")
 
     try:
         Ingestor(settings, current, embedder=state.embedder(settings)).ingest(files, on_result=on_result,
@@ -114,6 +126,8 @@ if st.button(f"Ingest {len(uploads)} file{'s' if len(uploads) != 1 else ''}" if 
                                     + (f", {failed} failed" if failed else ""))
     except StoreError as error:
         st.error(f"The ingest stopped: {render.escape_md(str(error))}")
+    finally:
+        WRITE_LOCK.release()
     st.session_state[LAST_INGEST] = results
 elif st.session_state.get(LAST_INGEST):
     st.caption("Last ingest in this session")
@@ -130,10 +144,12 @@ except StoreError as error:
 
 
 def delete_document(doc_id: str, source: str) -> None:
+    if state.why_read_only(state.session_settings().collection):
+        return
     try:
         gone = state.knowledge_base(state.session_settings()).delete_document(doc_id)
     except StoreError as error:
-        st.session_state[DELETED] = ("error", f"Could not delete {source}: {render.escape_md(str(error))}")
+        st.session_state[DELETED] = ("error", f"Could not delete {source}: {error}")  # escaped when shown
         return
     st.session_state[DELETED] = ("success", f"Deleted {source} ({gone} chunks).")
 
@@ -154,6 +170,7 @@ else:
     )
     st.caption(f"{len(documents)} documents, {sum(d.chunks for d in documents)} chunks")
     by_source = {d.source: d for d in documents}
+if documents and not read_only:
     doomed, button = st.columns([2, 1], vertical_alignment="bottom")
     with doomed:
         target = st.selectbox("Delete a document", list(by_source), index=None, placeholder="Choose a document")

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 from pydantic import ValidationError
@@ -20,7 +20,11 @@ from app_pages.rendering import escape_md
 from ingest.pipeline import WRITE_LOCK
 from rag.rerank import load_reranker
 from rag.settings import REPO_ROOT, Settings, describe_invalid
-from rag.store import KnowledgeBase, StoreError, check_user_collection, collection_embedder
+from rag.chroma_client import describe_holders, store_holders
+from rag.store import KnowledgeBase, StoreError, check_user_collection, collection_embedder, hold_embedded
+
+if TYPE_CHECKING:
+    from api.keys import ApiKey
 
 # The documents a new user can ask about at once; RAG_SAMPLE_DIR="" turns the first-start ingest off.
 DEFAULT_SAMPLE_DIR = REPO_ROOT / "data" / "sample"
@@ -28,6 +32,79 @@ SAMPLES_MARKER = ".samples-ingested"
 
 OVERRIDES = "settings_overrides"  # session_state key: this browser session's changes to the settings
 COLLECTION = "collection"  # session_state key: the collection this session reads and writes
+ACCESS = "access"  # session_state key: the API key this session signed in with (None: the app is open)
+STORE_USE = "store_use"  # session_state key: this run's StoreUse
+
+
+# ---- who may do what: the session's key (app_pages.login) and the store's one writer ---------------------
+@dataclass(frozen=True)
+class StoreUse:
+    """How this app process may use an embedded store that other processes may hold (rag.chroma_client)."""
+
+    blocked: str | None = None  # another process is writing to it: this app cannot read it consistently now
+    shared_with: str | None = None  # other processes serve it too: nobody may write, this app included
+
+    @property
+    def writable(self) -> bool:
+        return not self.blocked and not self.shared_with
+
+
+def claim_store(settings: Settings) -> StoreUse:
+    """Hold this process's shared claim on the embedded store (once per process; a later run retries it) and
+    say who else holds one: a second process's writes would be invisible to this one's searches, and ours to
+    theirs, so the app reads only while an ingest writes nothing, and writes only while it serves alone."""
+    try:
+        hold_embedded(settings)
+    except StoreError as error:
+        use = StoreUse(blocked=str(error))
+    else:
+        others = store_holders(settings)
+        use = StoreUse(shared_with=describe_holders(others) if others else None)
+    st.session_state[STORE_USE] = use
+    return use
+
+
+def set_access(key: ApiKey | None) -> None:
+    st.session_state[ACCESS] = key
+
+
+def access_key() -> ApiKey | None:
+    return st.session_state.get(ACCESS)
+
+
+def may_open(collection: str) -> bool:
+    """Whether this session's key opens ``collection`` (any, when the app is open). A session that never
+    passed the gate in app.py opens nothing."""
+    if ACCESS not in st.session_state:
+        return False
+    key = access_key()
+    return key is None or key.opens(collection)
+
+
+def may_create() -> bool:
+    """Whether this session may create collections: an open app, or a write key for every collection."""
+    key = access_key()
+    return ACCESS in st.session_state and (key is None or (key.collection == "*" and key.allows("write")))
+
+
+def why_read_only(collection: str) -> str | None:
+    """Why this session may not upload to or delete from ``collection``, in plain words; None when it may."""
+    key = access_key()
+    if not may_open(collection):
+        return f"this session's key does not open the collection '{collection}'"
+    if key is not None and not key.allows("write"):
+        return f"this session's key '{key.name}' has {key.scope} scope: uploads and deletes need a write key"
+    return shared_store_reason()
+
+
+def shared_store_reason() -> str | None:
+    """Why nothing may be written to the store from this app while another process serves it too."""
+    use = st.session_state.get(STORE_USE) or StoreUse()
+    if use.shared_with:
+        return (f"this store is also held by {use.shared_with}, and an embedded store takes writes from one "
+                "process only; stop that process to upload or delete here, or run Chroma in server mode "
+                "(RAG_CHROMA_HOST)")
+    return None
 
 
 # ---- settings ------------------------------------------------------------------------------------
@@ -154,8 +231,11 @@ def pipeline(settings: Settings) -> RagPipeline:
 
 # ---- the knowledge base --------------------------------------------------------------------------
 def knowledge_base(settings: Settings, name: str | None = None) -> KnowledgeBase:
-    """A collection a person picked or named: never one of the store's own (StoreError, in plain words)."""
+    """A collection a person picked or named: never one of the store's own, nor one this session's key does not
+    open (StoreError, in plain words)."""
     check_user_collection(name or settings.collection)
+    if not may_open(name or settings.collection):
+        raise StoreError(f"this session's key does not open the collection '{name or settings.collection}'")
     return KnowledgeBase(settings, name)
 
 
@@ -171,8 +251,8 @@ def ingest_samples_on_first_start(settings: Settings) -> None:
     from ingest.pipeline import Ingestor, expand_paths
 
     folder = sample_dir()
-    if folder is None or not folder.is_dir():
-        return
+    if folder is None or not folder.is_dir() or not (st.session_state.get(STORE_USE) or StoreUse()).writable:
+        return  # a store another process also serves: the samples go in once this app serves it alone
     base = Settings(**st.session_state.get(OVERRIDES, {}))  # the default collection, not this session's
     marker = Path(base.data_dir).expanduser() / SAMPLES_MARKER
     if marker.exists():
@@ -183,7 +263,7 @@ def ingest_samples_on_first_start(settings: Settings) -> None:
     with WRITE_LOCK:
         if marker.exists():  # another session did it while this one waited
             return
-        kb = knowledge_base(base)
+        kb = KnowledgeBase(base)  # the server's own first start, whichever collection this session's key opens
         # A rerun (a click elsewhere) can stop this run between two files. Documents commit whole, so the next run
         # adds the sample files still missing, as long as the collection holds nothing but sample files.
         present = {record.source for record in kb.documents()}

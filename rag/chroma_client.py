@@ -8,7 +8,8 @@ through the same collection object nor through ``get_collection`` again. Only a 
 ``clear_system_cache()`` does, and that call tears down the client every other thread of the process is
 using. So an embedded store is one process's writer: a server (``serve``, the app) holds a shared lock on
 ``<store>/rerank-rag.lock`` for its life, a write takes an exclusive one while it runs, and the process
-that cannot get its lock gets one message naming Chroma's server mode, where every process sees every commit.
+that cannot get its lock gets one message naming the process that holds the store (from the kernel's lock
+table) and Chroma's server mode, where every process sees every commit.
 """
 
 from __future__ import annotations
@@ -114,24 +115,70 @@ def open_client(settings: Settings) -> ClientAPI:
 
 
 # ---- one writer per embedded store ---------------------------------------------------------------------
+LOCK_FILE = "rerank-rag.lock"
 _HELD: dict[str, list] = {}  # store path -> [lock file descriptor, writes under way, held by a server]
 _HELD_LOCK = threading.Lock()
+
+
+def holders(path: str, *, others_only: bool = True) -> list[tuple[int, str, bool]]:
+    """The processes holding a claim on the embedded store at ``path``: (pid, what it runs, writing), read from
+    the kernel's lock table (Linux /proc/locks; empty elsewhere), so that a refusal can name who holds the store.
+
+    What it runs is the program and its subcommand only ("rerank-rag serve", "streamlit run"): a command
+    line may carry other arguments that are nobody else's business."""
+    try:
+        inode = os.stat(os.path.join(path, LOCK_FILE)).st_ino
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    found: dict[int, tuple[int, str, bool]] = {}
+    for line in table.splitlines():
+        fields = line.split()
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":  # "->": a waiter, not a holder
+            continue
+        pid, where = int(fields[4]), fields[5]
+        if where.rsplit(":", 1)[-1] != str(inode) or (others_only and pid == os.getpid()):
+            continue
+        found[pid] = (pid, _program(pid), fields[3] == "WRITE")
+    return sorted(found.values())
+
+
+def _program(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return "a process that has ended"
+    argv = [a for a in argv if a]
+    if len(argv) > 1 and os.path.basename(argv[0]).startswith("python"):
+        if argv[1] in ("-c", "-m"):  # `python -c CODE` says no more than that; `python -m pytest` names its module
+            return " ".join(["python", argv[1]] + ([argv[2]] if argv[1] == "-m" and len(argv) > 2 else []))
+        argv = argv[1:]  # `python .venv/bin/rerank-rag serve`: the script is the program
+    words = [os.path.basename(argv[0])] + [a for a in argv[1:2] if not a.startswith("-")] if argv else []
+    return " ".join(words) or "an unnamed process"
+
+
+def describe_holders(found: list[tuple[int, str, bool]]) -> str:
+    """``pid 1234 (rerank-rag serve), serving it`` for each holder, joined; "another process" when unknown."""
+    if not found:
+        return "another process"
+    return "; ".join(f"pid {pid} ({program}), {'writing to' if writes else 'serving'} it"
+                     for pid, program, writes in found)
 
 
 def _refused(path: str, writing: bool) -> StoreError:
     doing = "write to" if writing else "serve"
     return StoreError(
-        f"the embedded store {path} is in use by another process, so this one cannot {doing} it: two processes "
-        "on one embedded Chroma store do not see each other's writes. Stop the other process (`rerank-rag serve`, "
-        f"the app, an ingest), or run Chroma in server mode (`chroma run --path {path}`) and point every process "
-        "at it with RAG_CHROMA_HOST and RAG_CHROMA_PORT")
+        f"the embedded store {path} is in use by {describe_holders(holders(path))}, so this process cannot {doing} "
+        "it: two processes on one embedded Chroma store do not see each other's writes. Stop the other process "
+        f"(`rerank-rag serve`, the app, an ingest), or run Chroma in server mode (`chroma run --path {path}`) and "
+        "point every process at it with RAG_CHROMA_HOST and RAG_CHROMA_PORT")
 
 
 def _entry(path: str) -> list:
     entry = _HELD.get(path)
     if entry is None:
         Path(path).mkdir(parents=True, exist_ok=True)
-        entry = _HELD[path] = [os.open(os.path.join(path, "rerank-rag.lock"), os.O_RDWR | os.O_CREAT, 0o644), 0, False]
+        entry = _HELD[path] = [os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644), 0, False]
     return entry
 
 
@@ -145,6 +192,11 @@ def _flock(entry: list, mode: int, path: str, writing: bool) -> None:
             except BlockingIOError:
                 pass
         raise _refused(path, writing) from None
+
+
+def store_holders(settings: Settings) -> list[tuple[int, str, bool]]:
+    """The other processes holding a claim on this settings' embedded store (none for a Chroma server)."""
+    return [] if settings.chroma_host else holders(embedded_path(settings))
 
 
 def hold_embedded(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from rag import catalog, followup
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
+from rag.feedback import collection_reranker
 from rag.limits import clean_question
 from rag.models import Embedder, configured_embedder
 from rag.rerank import Reranker, blend, load_reranker, sigmoid
@@ -85,7 +86,7 @@ class RagPipeline:
         top_n = min(top_n or self.settings.top_n, top_k)
         kb = self.knowledge_base(collection)
         embedder = self.embedder_for(kb)  # loads on first use: not part of the timings
-        reranker, rerank_skipped = self._reranker_for(question, rerank)
+        reranker, rerank_skipped = self._reranker_for(question, rerank, kb.name)
         started = time.perf_counter()
 
         first_stage = retrieval or self.settings.retrieval
@@ -224,9 +225,18 @@ class RagPipeline:
         cosines = [c.dense_score for c in chunks if c.dense_score is not None]
         return bool(cosines) and max(cosines) < self.settings.low_confidence_cosine
 
-    def _reranker_for(self, question: str, rerank: bool) -> tuple[Reranker | None, str | None]:
+    def reranker_for(self, collection: str | None = None) -> Reranker | None:
+        """The reranker a collection uses: the one it was switched to after a feedback fine-tune
+        (:func:`rag.feedback.collection_reranker`) unless the settings name one explicitly, else the settings'."""
+        chosen = collection_reranker(self.settings, collection or self.settings.collection)
+        if chosen is None:
+            return self.reranker
+        return load_reranker(chosen, self.settings.device, self.settings.rerank_max_length)
+
+    def _reranker_for(self, question: str, rerank: bool,
+                      collection: str | None = None) -> tuple[Reranker | None, str | None]:
         """(the reranker for ``question``, or None; why none although ``rerank`` asked for one)."""
-        reranker = self.reranker if rerank else None
+        reranker = self.reranker_for(collection) if rerank else None
         language = catalog.unread_language(reranker.info, question) if reranker else None
         if language is None or self.settings.rerank_every_language:
             return reranker, None

@@ -165,6 +165,26 @@ class Settings(BaseSettings):
     max_request_mb: float = Field(10.0, gt=0, description="Largest JSON request body, checked while it is read and "
                                   "before the key; uploads have their own limit (serve --upload-limit-mb).")
 
+    # Feedback and the reranker fine-tuned from it (rag/feedback.py, training/feedback.py).
+    feedback_max_marks: int = Field(10_000, ge=1, le=1_000_000, description="Marks one collection may hold.")
+    feedback_min_questions: int = Field(
+        30, ge=2, le=100_000,
+        description="Questions with a chunk marked as answering them before training is offered: a quarter is held "
+        "out to compare old and new, and below ~8 held-out questions one question moves MRR@5 by more than .1, so "
+        "the comparison would be noise.")
+    feedback_holdout: float = Field(0.25, gt=0.0, lt=1.0, description="Share of the marked questions held out "
+                                    "from training, to compare old and new reranker on (split by question).")
+    feedback_train_minutes: float = Field(6.0, gt=0, le=240, description="Time budget of a feedback fine-tune's "
+                                          "training loop (CPU); the schedule is shortened to fit.")
+    feedback_epochs: int = Field(2, ge=1, le=50, description="Passes over the marked questions (the time budget "
+                                 "may end it sooner).")
+    feedback_dev_set: str = Field(
+        "xquad/en", description="Public dev set (a BEIR folder, relative to datasets_dir or absolute) both rerankers "
+        "are also scored on, so a fine-tune that forgot the world shows it; empty skips it.")
+    feedback_dev_queries: int = Field(100, ge=1, le=5000, description="Questions of the dev set scored.")
+    feedback_export_onnx: bool = Field(True, description="Export the fine-tune to int8 ONNX, as the default ships, "
+                                       "so it serves at the same speed; its torch weights stay beside it.")
+
     # LLM: any OpenAI-compatible chat-completions server (OpenAI, Ollama, vLLM, LM Studio).
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key")

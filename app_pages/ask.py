@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from app_pages import rendering as render, state
+from app_pages import page_preview, rendering as render, state
 from rag.models import ModelUnavailableError
 from rag.store import StoreError
 
@@ -40,15 +40,16 @@ if rerank_error:
              f"Fix it on the Settings page. Reason: {render.escape_md(str(rerank_error))}", icon=":material/error:")
 
 
-def show(turn: dict) -> None:
+def show(turn: dict, number: int) -> None:
     result = turn["result"]
     with st.chat_message("user"):
         st.text(result.question)
     with st.chat_message("assistant"):
-        show_answer(result, turn["settings"])
+        show_answer(result, turn["settings"], number)
 
 
-def show_answer(result, settings) -> None:
+def show_answer(result, settings, number: int) -> None:
+    """One answer; ``number``: its place in the chat (keys its widgets)."""
     st.markdown(render.badges(result))
     st.markdown(render.answer_markdown(result.answer))
     # Streamlit's code block carries a copy-to-clipboard button; shown as plain text, citations and all
@@ -61,12 +62,13 @@ def show_answer(result, settings) -> None:
     if result.chunks:
         st.caption("Sources")
         st.markdown(render.sources_line(result.chunks))
+        page_preview.page_buttons(result, settings, number)
         render.chunk_table(result)
     render.timings(result)
 
 
-for turn in history:
-    show(turn)
+for number, turn in enumerate(history):
+    show(turn, number)
 
 PENDING = "pending_question"  # an example question clicked below
 EXAMPLES = ["How long do I have to return a bike for a refund?", "How many days of paid holiday do employees get?",
@@ -103,7 +105,7 @@ if question and question.strip():
             st.error(f"The question could not be answered: {render.escape_md(str(error))}")
         else:
             placeholder.empty()
-            show_answer(result, settings)
+            show_answer(result, settings, len(history))
             history.append({"result": result, "settings": settings})
 
 # Drawn after the answer of this run is in the history: drawn before it, "Download chat" saved the chat without

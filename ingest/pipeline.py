@@ -27,6 +27,7 @@ from ingest.chunking import chunk_pages, make_splitter
 from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, Reading, read_document, safe_source_name
 from rag.lexical import rebuild as rebuild_lexical_index
 from rag.models import Embedder, configured_embedder
+from rag.page_image import keep_original, prune as prune_originals
 from rag.settings import Settings
 from rag.store import DocumentRecord, KnowledgeBase, StoreError, collection_embedder, doc_id_for
 
@@ -209,6 +210,7 @@ class Ingestor:
                                   "replace it: rename one of them")
             self._batch[file.name] = content_sha256
             doc_id = doc_id_for(file.name)
+            keep_original(self.settings, self.kb.name, file.name, doc_id, content_sha256, data)  # its page images
             existing = self.kb.document(doc_id)
             if existing and existing.content_sha256 == content_sha256:
                 return FileResult(file.name, "skipped", existing.chunks, existing.pages, doc_id=doc_id,
@@ -254,6 +256,7 @@ class Ingestor:
         except StoreError as error:  # the server went away mid-write: uncommitted, so the next repair sweeps it
             return FileResult(doc.source, "failed", reason=str(error),
                               seconds=doc.seconds + time.perf_counter() - started)
+        prune_originals(self.settings, self.kb.name, doc.doc_id, keep=doc.content_sha256)  # the older versions
         return FileResult(doc.source, "ok", len(doc.texts), doc.pages, doc_id=doc.doc_id,
                           seconds=doc.seconds + time.perf_counter() - started, repeated=doc.repeated,
                           running_lines=doc.running_lines, ocr_pages=len(doc.ocr_pages), failed_pages=doc.failed_pages)

@@ -24,6 +24,7 @@ from chromadb.api import ClientAPI
 
 # Re-exported: callers import the store's names from here (rag.store is the knowledge base's one door).
 from rag.chroma_client import StoreError, hold_embedded, open_client, unreachable, writing  # noqa: F401
+from rag.page_image import prune as prune_originals
 from rag.settings import Settings
 from rag.store_names import (  # noqa: F401
     INTERNAL_COLLECTIONS,
@@ -265,6 +266,7 @@ class KnowledgeBase:
         self.registry.delete(ids=[self._registry_id(doc_id)])
         self.chunks.delete(where={"doc_id": doc_id})
         self._bump_generation()
+        prune_originals(self.settings, self.name, doc_id)  # the kept PDF of its page images goes with it
         return chunk_count
 
     @_writes

@@ -338,39 +338,56 @@ def score_sentences(question: str, chunks: Sequence[ChunkHit], *, reranker=None,
     # The embedder scores only where no reranker does (a language the reranker does not read): beside the
     # L-12 it added ~1 lead in 80 on xquad/en and held-out SQuAD and cost 2/3 of the answer's time (~1 s of 1.1)
     documents = embedder.embed_documents(texts) if embedder is not None and reranker is None else None
-    mixed = _mixed_scores(question, chunks, sentences, candidates, texts, context_at, reranker, embedder, documents)
+    mixed = mix_scores(raw_scores(question, chunks, sentences, candidates, texts, reranker, embedder, documents),
+                       context_at)
     if context and context_share:
-        also = _mixed_scores(context, chunks, sentences, candidates, texts, context_at, reranker, embedder, documents)
+        also = mix_scores(raw_scores(context, chunks, sentences, candidates, texts, reranker, embedder, documents),
+                          context_at)
         mixed = (1 - context_share) * mixed + context_share * also
     return sentences, candidates, [float(x) for x in mixed]
 
 
-def _mixed_scores(question: str, chunks: list[ChunkHit], sentences: list[Sentence], candidates: list[int],
-                  texts: list[str], context_at: list[int | None], reranker, embedder,
-                  documents: np.ndarray | None) -> np.ndarray:
-    """The candidates' scores for ``question``: each scorer's, standardised, mixed (see :func:`score_sentences`);
-    ``documents``: the passages' embeddings."""
+@dataclass
+class RawScores:
+    """Each scorer's reading of the candidates, before they are mixed (:func:`mix_scores`): kept apart so
+    that the mix can be measured offline without scoring again (``scripts/answer_focus.py``)."""
+
+    passages: dict[str, np.ndarray]  # scorer -> its score of each passage (candidates alone, then with context)
+    priors: dict[str, np.ndarray]  # scorer -> the chunk prior of each candidate
+    numeric: np.ndarray  # the question asks for a number and the candidate has one
+
+
+def raw_scores(question: str, chunks: list[ChunkHit], sentences: list[Sentence], candidates: list[int],
+               texts: list[str], reranker, embedder, documents: np.ndarray | None) -> RawScores:
+    """The scorers' readings of the passages ``texts`` for ``question`` (see :func:`score_sentences`);
+    ``documents``: the passages' embeddings, when the embedder scores."""
     chunk_of = np.array([sentences[i].chunk - 1 for i in candidates])
     numeric = (np.array([_NUMBER.search(sentences[i].text) is not None for i in candidates])
                if _NUMERIC_QUESTION.search(question) else np.zeros(len(candidates), dtype=bool))
     rank_prior = RANK_PRIOR / np.arange(1, len(chunks) + 1)
-
-    raw: dict[str, tuple[np.ndarray, np.ndarray]] = {  # scorer -> (its score of each passage, chunk prior)
-        "lexical": (lexical_overlap(question, texts, len(candidates)), rank_prior)}
+    passages = {"lexical": lexical_overlap(question, texts, len(candidates))}
+    priors = {"lexical": rank_prior[chunk_of]}
     if reranker is not None:
         reranked = all(c.rerank_score is not None for c in chunks)
         prior = _logits([c.rerank_score for c in chunks]) if reranked else np.zeros(len(chunks))
-        raw["reranker"] = (_logits(reranker.score(question, texts)), prior)
+        passages["reranker"], priors["reranker"] = _logits(reranker.score(question, texts)), prior[chunk_of]
     if embedder is not None and documents is not None:
-        raw["embedder"] = (documents @ embedder.embed_queries([question])[0], rank_prior)
+        passages["embedder"] = documents @ embedder.embed_queries([question])[0]
+        priors["embedder"] = rank_prior[chunk_of]
+    return RawScores(passages, priors, numeric)
 
-    mixed = np.zeros(len(candidates))
-    for name, (passage, prior) in raw.items():
-        alone = passage[: len(candidates)]
+
+def mix_scores(raw: RawScores, context_at: list[int | None]) -> np.ndarray:
+    """The candidates' scores: each scorer's (alone + with the sentence before + chunk prior + number bonus),
+    standardised over the candidates, mixed by ``SCORER_SHARES``."""
+    count = len(context_at)
+    mixed = np.zeros(count)
+    for name, passage in raw.passages.items():
+        alone = passage[:count]
         with_before = np.array([passage[j] if j is not None else alone[k] for k, j in enumerate(context_at)])
-        score = alone + with_before + prior[chunk_of] + NUMBER_BONUS[name] * numeric
+        score = alone + with_before + raw.priors[name] + NUMBER_BONUS[name] * raw.numeric
         mixed += SCORER_SHARES[name] * _standardised(score)
-    return mixed / sum(SCORER_SHARES[name] for name in raw)
+    return mixed / sum(SCORER_SHARES[name] for name in raw.passages)
 
 
 def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, embedder=None,
@@ -388,6 +405,13 @@ def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, 
         shown = _display(text)
         start = chunks[0].text.find(text[:1]) if text else 0
         return ExtractiveAnswer(f"{shown} [1]", [AnswerSpan(chunk=1, start=start, end=start + len(text))])
+    return compose_answer(sentences, candidates, scores, max_sentences=max_sentences)
+
+
+def compose_answer(sentences: list[Sentence], candidates: list[int], scores: Sequence[float], *,
+                   max_sentences: int = MAX_SENTENCES) -> ExtractiveAnswer:
+    """The answer from scored candidates (:func:`score_sentences`, at least one): the best one first, then
+    those within ``MIXED_MARGIN`` of it, grouped by chunk."""
     order = sorted(range(len(candidates)), key=lambda k: -scores[k])
     floor = scores[order[0]] - MIXED_MARGIN
     chosen = [candidates[order[0]]]

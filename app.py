@@ -36,6 +36,7 @@ pages = [
     st.Page(HERE / "app_pages" / "library.py", title="Library", icon=":material/library_books:"),
     st.Page(HERE / "app_pages" / "settings.py", title="Settings", icon=":material/tune:"),
     st.Page(HERE / "app_pages" / "evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    st.Page(HERE / "app_pages" / "feedback.py", title="Feedback", icon=":material/thumbs_up_down:"),
 ]
 
 navigation = st.navigation(pages)

@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.chat import chat_completion, chat_events, sources_block  # noqa: F401 - sources_block: re-exported
 from api.errors import ApiError, error_body, install_error_handlers, store_error_status  # noqa: F401
+from api.feedback import install as install_feedback_routes
 from api.guards import RequestGuard, allowed_host_names
 from api.keys import ApiKey
 from api.schemas import AskRequest, ChatRequest, RerankRequest, TeiRerankRequest
@@ -120,6 +121,7 @@ def create_app(settings: Settings, *, bind_host: str = "127.0.0.1", workers: int
 
 def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that lists every route
     read, write = Depends(needs("read")), Depends(needs("write"))
+    install_feedback_routes(app, api, read, write)  # /v1/feedback (api/feedback.py)
 
     @app.get("/health", tags=["server"])
     def health() -> dict:

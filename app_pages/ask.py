@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from app_pages import page_preview, rendering as render, state
+from app_pages import feedback_marks, page_preview, rendering as render, state
 from rag.models import ModelUnavailableError
 from rag.store import StoreError
 
@@ -65,6 +65,7 @@ def show_answer(result, settings, number: int) -> None:
         page_preview.page_buttons(result, settings, number)
         render.chunk_table(result)
     render.timings(result)
+    feedback_marks.marks(result, settings)  # answer good/wrong, each chunk answers it or not (Feedback page)
 
 
 for number, turn in enumerate(history):

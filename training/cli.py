@@ -30,7 +30,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         '{"query","positive","negatives"?}; repeat for several')
     p.add_argument("--mined", action="append", default=[], metavar="FILE",
                    help="queries and negatives mined beforehand by `reranker mine` (repeat for several)")
-    p.add_argument("--out", required=True, help="output folder (loads with sentence_transformers.CrossEncoder)")
+    p.add_argument("--out", help="output folder (loads with sentence_transformers.CrossEncoder); not with "
+                   "--from-feedback, which writes under the data dir")
+    p.add_argument("--from-feedback", action="store_true",
+                   help="fine-tune the reranker --collection uses on that collection's feedback marks (hard negatives "
+                        "from its first stage), score old and new on held-out marked questions and the dev set "
+                        "RAG_FEEDBACK_DEV_SET; the collection keeps its reranker until switched (Feedback page)")
     p.add_argument("--base", default=None, help="base checkpoint (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--embedder", default=None, help="first-stage embedder for hard negatives (default: packaged MiniLM)")
     p.add_argument("--include", action="append", metavar="NAME=REGEX",
@@ -116,11 +121,40 @@ def _run_mine(a: argparse.Namespace, settings=None) -> int:
 
 
 def _run_train(a: argparse.Namespace, settings=None) -> int:
+    if getattr(a, "from_feedback", False):
+        return _run_from_feedback(settings)
+    if not a.out:
+        print("error: give --out (or --from-feedback)", file=sys.stderr)
+        return 2
     try:
         train(config_from_args(a), log=_log)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _run_from_feedback(settings=None) -> int:
+    from rag.settings import Settings
+    from training.feedback import NotEnoughFeedback
+    from training.feedback_job import TrainingBusy, start, status
+
+    settings = settings or Settings()
+    try:
+        job = start(settings, settings.collection, background=False, log=_log)
+    except (NotEnoughFeedback, TrainingBusy, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    done = status(job)
+    result = done["result"]
+    print(f"{result['metric']} (split: {result['split']['train']} trained on, {result['split']['held_out']} held out, "
+          f"{result['split']['rule']}; training {done['train_seconds'] / 60:.1f} min, {done['steps']} steps)")
+    print(f"{'set':<28} {'questions':>9} {'first stage':>11} {'current':>8} {'fine-tuned':>10}")
+    for row in result["rows"]:
+        print(f"{row['set']:<28} {row['questions']:>9} {row['first stage']:>11.3f} {row['current']:>8.3f} "
+              f"{row['fine-tuned']:>10.3f}")
+    print(f"{result['verdict']}. The new reranker: {done['reranker']}")
+    print("The collection keeps its reranker until you switch on the Feedback page.")
     return 0
 
 

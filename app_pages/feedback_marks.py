@@ -1,0 +1,65 @@
+"""The marks under an answer on the Ask page: the answer good or wrong, each chunk answering it or not.
+
+Each mark is saved the moment it is clicked (rag.feedback.FeedbackStore, the same records ``POST /v1/feedback``
+writes); clicking the chosen option again takes the mark back. Chunk names and questions are shown with
+``st.text``: they are the user's documents' words, never Markdown.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import state
+from app_pages.rendering import escape_md
+from rag.feedback import FeedbackError, FeedbackStore, mark_id
+from rag.settings import Settings
+from rag.store import StoreError
+
+CHUNK_OPTIONS = {"answers it": "relevant", "does not": "irrelevant"}
+ANSWER_OPTIONS = {"good": "good", "wrong": "wrong"}
+PROBLEM = "feedback_problem"  # session_state key: why the last mark could not be saved
+
+
+def _save(settings: Settings, result, key: str, chunk_id: str | None) -> None:
+    """on_change: store (or, when deselected, remove) the mark the widget ``key`` now shows."""
+    choice = st.session_state.get(key)
+    store = FeedbackStore(settings)
+    kind = "chunk" if chunk_id else "answer"
+    try:
+        if choice is None:
+            store.delete(result.collection, [mark_id(result.collection, result.question, kind, chunk_id or "")])
+        elif chunk_id:
+            store.add(result.collection, result.question, chunk_id=chunk_id, label=CHUNK_OPTIONS[choice],
+                      reranker=result.reranker, by="app")
+        else:
+            store.add(result.collection, result.question, answer=ANSWER_OPTIONS[choice],
+                      chunk_ids=[c.chunk_id for c in result.chunks], reranker=result.reranker, by="app")
+        st.session_state.pop(PROBLEM, None)
+    except (FeedbackError, StoreError) as error:
+        st.session_state[PROBLEM] = f"The mark could not be saved: {error}"
+
+
+def marks(result, settings: Settings) -> None:
+    """The mark widgets of one answer, in a collapsed expander so the answer stays the page's subject."""
+    if not result.chunks:
+        return
+    base = f"fb-{id(result)}"  # the result object lives in the chat history: stable across reruns
+    with st.expander("Mark this answer", icon=":material/thumbs_up_down:"):
+        refused = state.why_read_only(result.collection)
+        if refused:  # marks train the reranker every user of the collection gets: a read-only session has none
+            st.caption(f"Marks cannot be saved here: {escape_md(refused)}")
+            return
+        st.caption("Your marks are kept per collection (Feedback page) and can train this collection's reranker.")
+        problem = st.session_state.get(PROBLEM)
+        if problem:
+            st.error(escape_md(problem))
+        st.segmented_control("The answer", list(ANSWER_OPTIONS), key=f"{base}-answer",
+                             on_change=_save, args=(settings, result, f"{base}-answer", None))
+        for n, chunk in enumerate(result.chunks, 1):
+            where = chunk.source + (f", page {chunk.page}" if chunk.page else "")
+            words = " ".join(chunk.text.split()[:14])
+            left, right = st.columns([3, 2])
+            left.text(f"[{n}] {where}: {words}…")
+            key = f"{base}-chunk-{n}"
+            right.segmented_control(f"Chunk {n}", list(CHUNK_OPTIONS), key=key, label_visibility="collapsed",
+                                    on_change=_save, args=(settings, result, key, chunk.chunk_id))

@@ -36,7 +36,7 @@ st.info(f"Compares the first retrieval with rerank by {render.escape_md(', '.joi
         icon=":material/info:")
 
 mode = st.radio("Questions from", ["A dataset folder (BEIR format)", f"This collection ('{settings.collection}') "
-                                   "with a questions file"], horizontal=True)
+                                   "with a questions file"], horizontal=True, format_func=render.escape_md)
 by_dataset = mode.startswith("A dataset")
 with st.container(border=True):
     if by_dataset:
@@ -94,8 +94,8 @@ if run:
 stored = st.session_state.get(REPORT)
 if stored:
     report, budget = stored
-    st.subheader(report.dataset)
-    st.success(report.recommend(budget), icon=":material/recommend:")
+    st.subheader(render.escape_md(report.dataset))  # a folder or an uploaded file's name
+    st.success(render.escape_md(report.recommend(budget)), icon=":material/recommend:")  # names a folder's model
     st.caption(f"{report.queries} questions · top-{report.top_k} → top-{report.top_n} · embedder {render.escape_md(report.embedder)}")
     st.dataframe(pd.DataFrame(report.rows()), hide_index=True, width="stretch", column_config={
         f"hit@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),

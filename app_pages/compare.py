@@ -85,8 +85,8 @@ def describe(result: AskResult) -> tuple[str, str]:
 
 
 def side(result: AskResult, title: str, caption: str) -> None:
-    st.subheader(title)
-    st.caption(caption)
+    st.subheader(render.escape_md(title))  # they name the reranker: a folder's name is anyone's string
+    st.caption(render.escape_md(caption))
     st.markdown(render.badges(result))
     st.markdown(render.answer_markdown(result.answer))
     render.answer_notices(result, settings)

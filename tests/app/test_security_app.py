@@ -223,7 +223,7 @@ def test_a_write_key_uploads_and_deletes_and_a_revoked_key_signs_out(data_dir: P
 
 # ---- hostile strings on every page --------------------------------------------------------------
 def test_every_page_shows_hostile_file_names_and_text_as_text(data_dir: Path, bind, plumbing_reranker: str,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RAG_RERANKER", plumbing_reranker)  # reranked: badges, movements, the quoted spans
     at = start("library")
     at.file_uploader[0].set_value([(name, TEXT.encode(), "text/plain") for name in NAMES])
@@ -243,8 +243,11 @@ def test_every_page_shows_hostile_file_names_and_text_as_text(data_dir: Path, bi
 
     run(at.switch_page("app_pages/compare.py"))
     at.text_input[0].set_value("How long does the battery take to charge? $x^2$")
+    folder = tmp_path / "[click](x.html) **reranker**"  # a reranker folder's name heads its side
+    folder.symlink_to(plumbing_reranker, target_is_directory=True)
+    next(t for t in at.text_input if t.label == "Left: or a reranker folder").set_value(str(folder))
     run(next(b for b in at.button if b.label == "Compare").click())
-    assert_literal(at, HOSTILE)
+    assert_literal(at, HOSTILE + ["[click](x.html) **reranker**"])
 
     run(at.switch_page("app_pages/settings.py"))
     next(s for s in at.selectbox if s.label == "Reranker").set_value("another model (folder or hub id)…")

@@ -36,11 +36,21 @@ class NotEnoughFeedback(ValueError):
     """Too few marked questions to train and compare; the message says how many more."""
 
 
-def split_questions(questions: list[str], holdout: float) -> tuple[list[str], list[str]]:
-    """(training, held out): sorted by the sha1 of the question, the first ``holdout`` share held out (at least 1)."""
-    ordered = sorted(questions, key=lambda q: hashlib.sha1(q.encode()).hexdigest())
+def question_hash(question: str) -> str:
+    return hashlib.sha1(question.encode()).hexdigest()
+
+
+def split_questions(questions: list[str], holdout: float,
+                    trained_before: set[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """(training, held out): sorted by the sha1 of the question, the first ``holdout`` share held out (at least 1).
+
+    ``trained_before`` (sha1s): questions the reranker in use was itself fine-tuned on (a second round of
+    feedback training) stay on the training side: held out, they would flatter the reranker in use."""
+    ordered = sorted(questions, key=question_hash)
     n_held = min(len(ordered) - 1, max(1, math.ceil(len(ordered) * holdout)))
-    return ordered[n_held:], ordered[:n_held]
+    may_hold = [q for q in ordered if question_hash(q) not in trained_before]
+    held = may_hold[:n_held]
+    return [q for q in ordered if q not in set(held)], held
 
 
 def check_enough(settings: Settings, collection: str) -> dict[str, dict[str, list[str]]]:
@@ -53,6 +63,18 @@ def check_enough(settings: Settings, collection: str) -> dict[str, dict[str, lis
             f"{need} (RAG_FEEDBACK_MIN_QUESTIONS): a quarter is held out to compare the old and the new reranker, "
             "and fewer held-out questions would make that comparison noise")
     return questions
+
+
+TRAINED_ON = "feedback_questions.json"  # in a fine-tune's folder: the sha1s of the questions it trained on
+
+
+def trained_before(settings: Settings, collection: str) -> set[str]:
+    """The questions the collection's reranker was fine-tuned on, when it is a feedback fine-tune."""
+    from rag.feedback import collection_reranker
+
+    chosen = collection_reranker(settings, collection)
+    record = Path(chosen) / TRAINED_ON if chosen else None
+    return set(json.loads(record.read_text(encoding="utf-8"))) if record and record.is_file() else set()
 
 
 def dev_set_dir(settings: Settings) -> Path | None:
@@ -77,7 +99,7 @@ def prepare(settings: Settings, collection: str, job_dir: Path, log: Callable[[s
     from training.mine import save_mined
 
     questions = check_enough(settings, collection)
-    train_qs, held_qs = split_questions(list(questions), settings.feedback_holdout)
+    train_qs, held_qs = split_questions(list(questions), settings.feedback_holdout, trained_before(settings, collection))
     store = FeedbackStore(settings)
     marked = [c for m in questions.values() for c in m["relevant"] + m["irrelevant"]]
     texts = store.chunk_texts(collection, marked)
@@ -108,6 +130,8 @@ def prepare(settings: Settings, collection: str, job_dir: Path, log: Callable[[s
     first_stage = {"retrieval": settings.retrieval, "fusion": settings.fusion, "embed_model": kb.embed_model,
                    "first_stage_k": settings.first_stage_k, "top": depth}
     save_mined(job_dir / "train.json", train, [info], first_stage)
+    (job_dir / TRAINED_ON).write_text(json.dumps(sorted(map(question_hash, train_qs)) + sorted(trained_before(
+        settings, collection))), encoding="utf-8")  # travels into the fine-tune's folder
     dev = _dev_cases(settings, log)
     payload = {"collection": collection, "split": {"train": len(train), "held_out": len(held),
                                                     "rule": f"sha1 of the question, first {settings.feedback_holdout:.0%} held out"},

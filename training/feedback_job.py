@@ -107,6 +107,8 @@ def start(settings: Settings, collection: str, *, background: bool = True,
     if fd is None:
         raise TrainingBusy("a feedback training of this store is running; wait for it (the Feedback page shows it)")
     try:
+        for stale in rerankers_dir(settings).glob("*.partial"):  # a killed run's half-written model: never used
+            shutil.rmtree(stale, ignore_errors=True)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         name = f"{_slug(collection)}-{stamp}"
         job_dir = rerankers_dir(settings) / "jobs" / name
@@ -160,8 +162,8 @@ def _prepare_and_spawn(settings: Settings, collection: str, job_dir: Path, fd: i
             # Its own session: a signal to the app's process group (Ctrl-C on `make run`) does not reach it.
             process = subprocess.Popen([sys.executable, "-m", "training.feedback_job", str(job_dir)], cwd=REPO_ROOT,
                                        stdout=out, stderr=subprocess.STDOUT, pass_fds=(fd,), start_new_session=True)
-        _update(job_dir, pid=process.pid)
-        # Reaped here so it leaves no zombie behind; its lock is its own copy of the fd.
+        # Reaped here so it leaves no zombie behind; its lock is its own copy of the fd. (It writes its own pid
+        # into the status: two writers of status.json could lose each other's updates.)
         threading.Thread(target=process.wait, daemon=True).start()
     except Exception:  # noqa: BLE001 - written to the status by _prepare; the thread just ends
         pass
@@ -178,7 +180,7 @@ def run(job_dir: Path, log: Callable[[str], None] | None = None) -> dict:
     """Train, export, score old vs new; each stage written to status.json as it goes."""
     from rag.rerank import CrossEncoderReranker, make_reranker
     from rag.settings import reranker_off
-    from training.feedback import compare, training_base
+    from training.feedback import TRAINED_ON, compare, training_base
     from training.train import TrainConfig, train
 
     job = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
@@ -208,6 +210,7 @@ def run(job_dir: Path, log: Callable[[str], None] | None = None) -> dict:
                           device="cpu", time_budget_min=settings.feedback_train_minutes, log_every=1)
         summary = train(cfg, log=progress)
         _set_max_length(partial, max_length)
+        shutil.copyfile(job_dir / TRAINED_ON, partial / TRAINED_ON)
         if settings.feedback_export_onnx:
             _update(job_dir, message="exporting to int8 ONNX, as the default ships")
             from training.export import export_onnx

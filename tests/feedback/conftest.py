@@ -26,8 +26,9 @@ QUESTIONS = [
 
 def small_training(data_dir: Path, dev: Path, **changes) -> Settings:
     """Settings that make a fine-tune take seconds: 4 marked questions suffice, half a minute of training."""
-    return Settings(data_dir=data_dir, feedback_min_questions=4, feedback_holdout=0.34, feedback_dev_set=str(dev),
-                    feedback_dev_queries=4, feedback_train_minutes=0.3, feedback_epochs=1, **changes)
+    return Settings(**{"data_dir": data_dir, "feedback_min_questions": 4, "feedback_holdout": 0.34,
+                       "feedback_dev_set": str(dev), "feedback_dev_queries": 4, "feedback_train_minutes": 0.3,
+                       "feedback_epochs": 1, **changes})
 
 
 def mark_questions(settings: Settings, questions: list[str] = QUESTIONS, collection: str = "default") -> None:

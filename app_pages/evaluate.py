@@ -18,6 +18,12 @@ from rag.models import ModelUnavailableError
 from rag.store import StoreError
 
 REPORT = "eval_report"  # session_state key: the last report of this session
+NOT_APPLICABLE_AS_DASH = ("rerank p50 ms", "answer p50 ms")  # milliseconds; None where the run has no such stage
+RUN_NAMES = ("Runs: dense, bm25 and hybrid are the first retrieval alone (the embedding search, the word search, "
+             "both fused), in their own order; hybrid+rerank:<model> (bm25+…) is that first stage's top-k "
+             "reordered by the reranker <model>; rerank:<model> alone is the dense search reranked (the name "
+             "older reports use). A first stage alone is read from its reranked run's very candidates, not asked "
+             "again. (default) marks what the Ask page does with these settings.")
 
 st.title("Evaluate")
 st.caption("Does the reranker help on your kind of documents? Hit rate and MRR at top-n for the first retrieval "
@@ -35,8 +41,10 @@ st.info(f"Compares the first retrieval with rerank by {render.escape_md(', '.joi
         f"(top_k {settings.top_k} → top_n {settings.top_n}; change them on the Settings page).",
         icon=":material/info:")
 
+# A collection's name is 3-512 of [A-Za-z0-9._-], starting and ending with a letter or digit (Chroma's rule), which
+# Markdown leaves as it is, so the option needs no escape (an escaping format_func would hide its value from AppTest)
 mode = st.radio("Questions from", ["A dataset folder (BEIR format)", f"This collection ('{settings.collection}') "
-                                   "with a questions file"], horizontal=True, format_func=render.escape_md)
+                                   "with a questions file"], horizontal=True)
 by_dataset = mode.startswith("A dataset")
 with st.container(border=True):
     if by_dataset:
@@ -97,7 +105,13 @@ if stored:
     st.subheader(render.escape_md(report.dataset))  # a folder or an uploaded file's name
     st.success(render.escape_md(report.recommend(budget)), icon=":material/recommend:")  # names a folder's model
     st.caption(f"{report.queries} questions · top-{report.top_k} → top-{report.top_n} · embedder {render.escape_md(report.embedder)}")
-    st.dataframe(pd.DataFrame(report.rows()), hide_index=True, width="stretch", column_config={
+    frame = pd.DataFrame(report.rows())
+    for column in NOT_APPLICABLE_AS_DASH:  # a run without a rerank has no rerank time: "–", never "None"
+        if column in frame:
+            frame[column] = [render.NOT_FOUND if value is None or pd.isna(value) else f"{value:.0f}"
+                             for value in frame[column]]
+    st.dataframe(frame, hide_index=True, width="stretch", column_config={
+        "run": st.column_config.TextColumn("run", help=RUN_NAMES, width="medium"),
         f"hit@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
         f"MRR@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
         **{name: st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0,
@@ -105,5 +119,6 @@ if stored:
                                                       "over the questions whose passage was among the top-n")
            for name in ("answer ∋ gold", "answer ∋ gold | hit", "lead ∋ gold | hit")},
     })
+    st.caption(RUN_NAMES)
     st.altair_chart(chart(report), width="stretch")
     st.caption(report.metrics)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -90,44 +92,50 @@ if not read_only and st.button(f"Ingest {len(uploads)} file{'s' if len(uploads) 
              type="primary", disabled=not uploads):
     files = [SourceFile(upload.name, data=upload.getvalue()) for upload in uploads]
     results: list[FileResult] = []
-    # One ingest writes at a time (ingest.pipeline.WRITE_LOCK, reentrant): the wait is named only while it lasts
-    waited = not WRITE_LOCK.acquire(blocking=False)
-    progress = st.progress(0.0, text="Waiting for another session's ingest to finish…" if waited
-                           else f"Reading {render.escape_md(files[0].name)} (file 1 of {len(files)})…")
-    if waited:
-        WRITE_LOCK.acquire()
-        progress.progress(0.0, text=f"Reading {render.escape_md(files[0].name)} (file 1 of {len(files)})…")
-
-    def on_result(result: FileResult) -> None:
-        results.append(result)
-        show_line(result)
-        done = len(results)
-        following = f"; reading {render.escape_md(files[done].name)}" if done < len(files) else ""
-        progress.progress(done / len(files), text=f"Ingested {done} of {len(files)} files (last: "
-                          f"{render.escape_md(result.source)}){following}…")
-
-    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
-
-    script_context = get_script_run_ctx()
-
-    def on_progress(source: str, step: str, done: int, total: int) -> None:
-        # Called from the ingest's parsing thread: it draws on this page once given the page's script context.
-        # A page read by OCR takes seconds, so each one shows (a 50-page scan is minutes).
-        add_script_run_ctx(None, script_context)
-        progress.progress(min(1.0, (len(results) + done / max(total, 1)) / len(files)),
-                          text=f"{render.escape_md(source)} (file {min(len(results) + 1, len(files))} of "
-                          f"{len(files)}): {done:,} of {total:,} {step}…")
-
+    # One ingest writes at a time (ingest.pipeline.WRITE_LOCK, reentrant): "Waiting…" only while another holds it
+    reading = f"Reading {render.escape_md(files[0].name)} (file 1 of {len(files)})…"
+    held = WRITE_LOCK.acquire(blocking=False)
+    waited_s = 0.0
     try:
+        progress = st.progress(0.0, text=reading if held else "Waiting for another session's ingest to finish…")
+        if not held:
+            since = time.perf_counter()
+            held = WRITE_LOCK.acquire()
+            waited_s = time.perf_counter() - since
+            progress.progress(0.0, text=reading)
+
+        def on_result(result: FileResult) -> None:
+            results.append(result)
+            show_line(result)
+            done = len(results)
+            following = f"; reading {render.escape_md(files[done].name)}" if done < len(files) else ""
+            progress.progress(done / len(files), text=f"Ingested {done} of {len(files)} files (last: "
+                              f"{render.escape_md(result.source)}){following}…")
+
+        from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+        script_context = get_script_run_ctx()
+
+        def on_progress(source: str, step: str, done: int, total: int) -> None:
+            # Called from the ingest's parsing thread: it draws on this page once given the page's script context.
+            # A page read by OCR takes seconds, so each one shows (a 50-page scan is minutes).
+            add_script_run_ctx(None, script_context)
+            progress.progress(min(1.0, (len(results) + done / max(total, 1)) / len(files)),
+                              text=f"{render.escape_md(source)} (file {min(len(results) + 1, len(files))} of "
+                              f"{len(files)}): {done:,} of {total:,} {step}…")
+
         Ingestor(settings, current, embedder=state.embedder(settings)).ingest(files, on_result=on_result,
                                                                               on_progress=on_progress)
         failed = sum(r.status == "failed" for r in results)
         progress.progress(1.0, text=f"Done: {len(results) - failed} of {len(results)} files ingested or unchanged"
                                     + (f", {failed} failed" if failed else ""))
+        if waited_s:
+            st.caption(f"Waited {waited_s:.0f} s for another session's ingest to finish first.")
     except StoreError as error:
         st.error(f"The ingest stopped: {render.escape_md(str(error))}")
     finally:
-        WRITE_LOCK.release()
+        if held:  # also when the run is stopped (the user left the page): the next ingest must not wait forever
+            WRITE_LOCK.release()
     st.session_state[LAST_INGEST] = results
 elif st.session_state.get(LAST_INGEST):
     st.caption("Last ingest in this session")

@@ -6,6 +6,7 @@ CLI prints as Markdown and the Evaluate page draws.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -171,13 +172,15 @@ def chart(report: EvalReport):
         if r.ndcg_at_10 is not None:
             rows.append({"run": label, "metric": "nDCG@10", "value": r.ndcg_at_10})
     frame = pd.DataFrame(rows)
+    # The axis starts a little below the lowest score, not at 0: runs that all score .9-1.0 differ visibly
+    low = max(0.0, math.floor((float(frame["value"].min()) - 0.05) * 10) / 10) if len(frame) else 0.0
     return (
         alt.Chart(frame, title=f"{report.dataset}: {report.queries} queries, top-{report.top_k} -> top-{report.top_n}")
-        .mark_bar()
+        .mark_bar(clip=True)
         .encode(
-            x=alt.X("metric:N", title=None),
-            y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title="score"),
-            color=alt.Color("run:N"),
+            x=alt.X("metric:N", title=None, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("value:Q", scale=alt.Scale(domain=[low, 1], zero=False), title="score"),
+            color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=2, labelLimit=400)),
             xOffset="run:N",
             tooltip=["run", "metric", alt.Tooltip("value:Q", format=".3f")],
         )

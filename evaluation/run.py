@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -64,8 +65,38 @@ def run_name(first_stage: str, reranker: str | None) -> str:
     return f"rerank:{reranker}" if first_stage == "dense" else f"{first_stage}+rerank:{reranker}"
 
 
+class RunProgress:
+    """The progress line of an evaluation: "run i of n (name), question j of m, about T left", at most one
+    every ``EVERY_S`` (and at each run's end); the estimate is the pace so far times the questions left."""
+
+    EVERY_S = 2.0
+
+    def __init__(self, say: Progress | None, runs: int) -> None:
+        self.say, self.runs, self.run, self.done, self.total = say, runs, 0, 0, 0
+        self.started = self.last = 0.0
+
+    def start_run(self, name: str, questions: int) -> None:
+        self.run, self.name, self.questions = self.run + 1, name, questions
+        self.total = self.total or self.runs * questions
+        self.started = self.started or time.perf_counter()
+
+    def question(self, j: int) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if self.say is None or (now - self.last < self.EVERY_S and j < self.questions):
+            return
+        self.last = now
+        left = (now - self.started) / self.done * max(self.total - self.done, 0)
+        estimate = f", about {_duration(left)} left" if self.done < self.total else ""
+        self.say(f"run {self.run} of {self.runs} ({self.name}), question {j} of {self.questions}{estimate}")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+
+
 def _ask_all(settings: Settings, collection: str, cases: Sequence[_Case], *, first_stage: str,
-             reranker: str | None, top_k: int, top_n: int, progress: Progress | None,
+             reranker: str | None, top_k: int, top_n: int, progress: RunProgress,
              answers: bool = False) -> list[AskResult]:
     """Every question through the product pipeline: no answer, or with ``answers`` the product's answer (the
     LLM's when one is configured, else the extractive one)."""
@@ -74,12 +105,12 @@ def _ask_all(settings: Settings, collection: str, cases: Sequence[_Case], *, fir
     pipeline = RagPipeline(settings.model_copy(update={"reranker": reranker or NO_RERANK}))
     ask = functools.partial(pipeline.ask, collection=collection, top_k=top_k, top_n=top_n, retrieval=first_stage,
                             rerank=reranker is not None, generate=answers)
+    progress.start_run(run_name(first_stage, reranker), len(cases))
     ask(cases[0].question)  # untimed: loads the models, warms ONNX/torch kernels, Chroma's and BM25's indexes
     results = []
     for n, case in enumerate(cases, 1):
         results.append(ask(case.question))
-        if progress and (n % 100 == 0 or n == len(cases)):
-            progress(f"{run_name(first_stage, reranker)}: {n}/{len(cases)} queries")
+        progress.question(n)
     return results
 
 
@@ -199,7 +230,7 @@ def _score(results: Sequence[AskResult], cases: Sequence[_Case], *, first_stage:
 
 def _runs(settings: Settings, collection: str, cases: Sequence[_Case], *, first_stages: Sequence[str],
           rerankers: Sequence[str], top_k: int, top_n: int, key: Callable[[object], str], ndcg: bool,
-          progress: Progress | None, answers: bool = False) -> list[RunResult]:
+          progress: RunProgress, answers: bool = False) -> list[RunResult]:
     """For each first stage: its run alone, then one run per reranker. The first stage alone is read from
     the first reranker's results (same candidates, ordered by first-stage rank, latency without the rerank)
     rather than asked again: it halves the work and compares the very same candidate lists."""
@@ -296,6 +327,7 @@ def evaluate_dataset(
     ]
     runs: list[RunResult] = []
     indexes: list[IndexInfo] = []
+    counter = RunProgress(progress, len(embedders) * len(first_stages) * max(len(rerankers), 1))
     for embedder in embedders:
         s = settings.model_copy(update={"embed_model": embedder})
         info = index_corpus(s, dataset_dir, dataset, chunk=chunk, rebuild=rebuild, progress=progress)
@@ -303,7 +335,7 @@ def evaluate_dataset(
         if progress:
             progress(f"index {info.collection}: {info.nodes} nodes ({'cached' if info.cached else 'built'})")
         runs += _runs(s, info.collection, cases, first_stages=first_stages, rerankers=rerankers, top_k=top_k,
-                      top_n=top_n, key=lambda c: c.source, ndcg=ndcg, progress=progress, answers=answers)
+                      top_n=top_n, key=lambda c: c.source, ndcg=ndcg, progress=counter, answers=answers)
     return EvalReport(dataset=dataset.name, queries=len(cases), relevant_docs=relevant_docs, skipped_blank=len(blank),
                       rerank_weight=settings.rerank_weight, top_k=top_k, top_n=top_n,
                       embedder=embedders[0], embedders=embedders, rerankers=rerankers, chunked=chunk, runs=runs,
@@ -356,8 +388,10 @@ def evaluate_questions(
     top_n = min(top_n or settings.top_n, top_k)
     _check_rerankers(rerankers, settings)
     key = (lambda c: c.chunk_id) if by_chunk else (lambda c: c.source)
-    runs = _runs(settings, collection, cases, first_stages=_check_first_stages(first_stages), rerankers=rerankers,
-                 top_k=top_k, top_n=top_n, key=key, ndcg=ndcg, progress=progress, answers=answers)
+    first_stages = _check_first_stages(first_stages)
+    counter = RunProgress(progress, len(first_stages) * max(len(rerankers), 1))
+    runs = _runs(settings, collection, cases, first_stages=first_stages, rerankers=rerankers,
+                 top_k=top_k, top_n=top_n, key=key, ndcg=ndcg, progress=counter, answers=answers)
     return EvalReport(dataset=f"collection:{collection} ({Path(questions_file).name}, by {field[9:]})",
                       rerank_weight=settings.rerank_weight,
                       queries=len(cases), top_k=top_k, top_n=top_n, embedder=settings.embed_model,

@@ -42,7 +42,7 @@ st.info(f"Compares the first retrieval with rerank by {render.escape_md(', '.joi
         icon=":material/info:")
 
 # A collection's name is 3-512 of [A-Za-z0-9._-], starting and ending with a letter or digit (Chroma's rule), which
-# Markdown leaves as it is, so the option needs no escape (an escaping format_func would hide its value from AppTest)
+# Markdown leaves as it is: the option needs no escape
 mode = st.radio("Questions from", ["A dataset folder (BEIR format)", f"This collection ('{settings.collection}') "
                                    "with a questions file"], horizontal=True)
 by_dataset = mode.startswith("A dataset")

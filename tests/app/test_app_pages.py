@@ -251,7 +251,7 @@ def test_compare_shows_both_sides_and_the_slope_chart(reranked: str) -> None:
     at = compare(start("compare"), "What does express shipping cost?")
     # by default: embedding search alone against the configured first stage (hybrid) + the configured reranker
     name = Path(reranked).name
-    assert [s.value for s in at.subheader][:2] == ["Embeddings (dense), no rerank", f"Hybrid (dense + BM25) + {name}"]
+    assert texts(at.subheader)[:2] == ["Embeddings (dense), no rerank", f"Hybrid (dense + BM25) + {name}"]
     left, right = at.columns[2], at.columns[3]  # columns 0-1 hold each side's choices
     assert "not reranked" in " ".join(texts(left.markdown))
     assert "reranked by" in " ".join(texts(right.markdown))
@@ -270,7 +270,7 @@ def test_compare_sides_pick_their_first_stage(reranked: str) -> None:
     at.selectbox[2].set_value("dense")
     at.selectbox[3].set_value("none")
     compare(at, "What does express shipping cost?")
-    assert [s.value for s in at.subheader][:2] == ["Words (BM25), no rerank", "Embeddings (dense), no rerank"]
+    assert texts(at.subheader)[:2] == ["Words (BM25), no rerank", "Embeddings (dense), no rerank"]
     assert not at.get("vega_lite_chart")  # nothing was reranked: no slope to draw
 
 
@@ -281,7 +281,7 @@ def test_compare_counts_changed_chunks_against_the_other_side(data_dir: Path) ->
     at.selectbox[1].set_value("rerank-minilm-l6")
     at.selectbox[3].set_value("cross-encoder/ms-marco-MiniLM-L-12-v2")
     compare(at, "How long is the warranty on the motor?")
-    titles = [s.value for s in at.subheader][:2]
+    titles = texts(at.subheader)[:2]
     assert titles == ["Hybrid (dense + BM25) + rerank-minilm-l6",
                       "Hybrid (dense + BM25) + cross-encoder/ms-marco-MiniLM-L-12-v2"]
     left_sources = at.columns[2].dataframe[0].value["source"].tolist()
@@ -294,7 +294,7 @@ def test_compare_counts_changed_chunks_against_the_other_side(data_dir: Path) ->
 def test_compare_with_rerank_off_still_works(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_RERANKER", "none")
     at = compare(start("compare"), "What does express shipping cost?")
-    assert [s.value for s in at.subheader][:2] == ["Embeddings (dense), no rerank", "Hybrid (dense + BM25), no rerank"]
+    assert texts(at.subheader)[:2] == ["Embeddings (dense), no rerank", "Hybrid (dense + BM25), no rerank"]
     assert len(at.columns[2].dataframe[0].value) == 5
     assert not at.get("vega_lite_chart")
 

@@ -124,8 +124,11 @@ class FeedbackStore:
         self._check_chunks(collection, ids)
         new_id = mark_id(collection, question, kind, ids[0] if kind == "chunk" else "")
         records = self._records(create=True)
-        if not records.get(ids=[new_id], include=[])["ids"] and self.count(collection) >= self.settings.feedback_max_marks:
-            raise FeedbackError(f"the collection '{collection}' holds {self.settings.feedback_max_marks:,} marks, the "
+        limit = self.settings.feedback_max_marks
+        # records.count() (every collection's marks) is one cheap call; the per-collection count reads them all
+        if (records.count() >= limit and not records.get(ids=[new_id], include=[])["ids"]
+                and self.count(collection) >= limit):
+            raise FeedbackError(f"the collection '{collection}' holds {limit:,} marks, the "
                                 "limit (RAG_FEEDBACK_MAX_MARKS); delete some on the Feedback page first")
         mark = Mark(new_id, collection, question, kind, label, ids, reranker or "none",
                     datetime.now(UTC).isoformat(timespec="seconds"), by[:64])

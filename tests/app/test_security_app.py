@@ -240,6 +240,10 @@ def test_every_page_shows_hostile_file_names_and_text_as_text(data_dir: Path, bi
     run(at)
     assert_literal(at, HOSTILE)  # the answer quotes the text; sources, expanders, table cells name the files
     assert any("[click](http://x)" in t for t in screen(at)[1])  # the question itself, as text
+    answer_mark = next(b for b in at.get("button_group") if b.label == "The answer")
+    run(answer_mark.set_value(answer_mark.options[0]))  # a mark: the Feedback page lists its question
+    run(at.switch_page("app_pages/feedback.py"))
+    assert_literal(at, ["[click](http://x)"])
 
     run(at.switch_page("app_pages/compare.py"))
     at.text_input[0].set_value("How long does the battery take to charge? $x^2$")

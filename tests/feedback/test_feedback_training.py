@@ -109,3 +109,15 @@ def test_a_killed_training_leaves_the_reranker_in_use(store_copy: Path, dev_set:
     assert not [p for p in rerankers_dir(settings).iterdir() if p.name.startswith("default-") and not p.name.endswith(".partial")]
     assert collection_reranker(settings, "default") is None
     assert pipeline.ask(QUESTIONS[0], generate=False).reranker == before
+
+
+def test_the_command_line_refuses_too_little_feedback_in_plain_words(store_copy: Path) -> None:
+    import subprocess
+    import sys
+
+    mark_questions(Settings(data_dir=store_copy), QUESTIONS[:2])
+    cli = str(Path(sys.executable).parent / "rerank-rag")
+    done = subprocess.run([cli, "reranker", "train", "--data-dir", str(store_copy), "--collection", "default",
+                           "--from-feedback"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: 2 question(s) of 'default'") and "RAG_FEEDBACK_MIN_QUESTIONS" in done.stderr

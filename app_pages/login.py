@@ -41,6 +41,12 @@ def bind_address() -> str:
 
 
 @st.cache_resource(show_spinner=False)
+def _last_read() -> dict[str, dict[str, ApiKey]]:
+    """The keys of each store as last read, for the runs during which its server is unreachable."""
+    return {}
+
+
+@st.cache_resource(show_spinner=False)
 def _said_on_stderr(message: str) -> bool:
     print(f"error: {message}", file=sys.stderr, flush=True)  # once per server: the operator reads the console
     return True
@@ -50,11 +56,16 @@ def gate(settings: Settings) -> ApiKey | None:
     """This session's key (None: the app is open); draws the sign-in form or the refusal and stops otherwise."""
     address = bind_address()
     loopback = bool(address) and is_loopback(address)
+    where_keys = f"{settings.data_dir}|{settings.chroma_host}|{settings.chroma_port}"
     try:
-        keys = key_store(settings).table()
+        keys = _last_read()[where_keys] = key_store(settings).table()
     except StoreError as error:
-        st.error(f"The API keys cannot be read, so nobody can sign in: {escape_md(str(error))}")
-        st.stop()
+        # The store went away (a Chroma server down): the keys last read stand, so that each page says what
+        # failed; with none ever read nobody is let in, since nobody can be checked.
+        if where_keys not in _last_read():
+            st.error(f"The API keys cannot be read, so nobody can sign in: {escape_md(str(error))}")
+            st.stop()
+        keys = _last_read()[where_keys]
     if not keys:
         st.session_state.pop(KEY_HASH, None)
         if loopback:
@@ -71,9 +82,15 @@ def gate(settings: Settings) -> ApiKey | None:
     if key is not None:
         return key
     expired = KEY_HASH in st.session_state  # it was valid: revoked since
-    st.session_state.pop(KEY_HASH, None)
+    if expired:
+        sign_out()
     _form(keys, expired)
     st.stop()
+
+
+def sign_out() -> None:
+    """Forget the whole session, not only its key: its chat, results and settings were had with that key."""
+    st.session_state.clear()
 
 
 def _form(keys: dict[str, ApiKey], expired: bool) -> None:
@@ -99,7 +116,7 @@ def sidebar(key: ApiKey | None) -> None:
         return
     opens = "every collection" if key.collection == "*" else f"the collection '{key.collection}'"
     st.caption(escape_md(f"Signed in with the key '{key.name}': {key.scope} access to {opens}."))
-    st.button("Sign out", icon=":material/logout:", on_click=st.session_state.pop, args=(KEY_HASH, None))
+    st.button("Sign out", icon=":material/logout:", on_click=sign_out)
 
 
 def restrict(key: ApiKey | None) -> None:

@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 from api.keys import KeyStore
 from app_pages.rendering import escape_md
 from rag.settings import Settings
+from tests.helpers import free_port
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 180
@@ -148,6 +149,14 @@ def test_a_non_loopback_bind_without_keys_serves_only_the_command_that_creates_o
     assert start().chat_input  # loopback again: open
 
 
+def test_keys_that_cannot_be_read_let_nobody_in(data_dir: Path, bind, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_CHROMA_HOST", "127.0.0.1")  # a Chroma server that is not there
+    monkeypatch.setenv("RAG_CHROMA_PORT", str(free_port()))
+    at = start()
+    assert "nobody can sign in" in at.error[0].value and "cannot reach the Chroma server" in plain(at.error[0].value)
+    assert not at.chat_input and not at.text_input
+
+
 def keys(store: Path) -> tuple[str, str, str]:
     keystore = KeyStore(Settings(data_dir=store))
     _, reader = keystore.create("reader", collection="default", scope="read")
@@ -188,8 +197,13 @@ def test_once_a_key_exists_each_session_signs_in_and_sees_only_its_keys_collecti
     assert [s.options for s in at.selectbox if s.label == "Collection"] == [["default"]]
     assert not [t for t in at.text_input if t.label == "New collection"]  # creating one is a write
     assert any("'reader'" in c.value and "read access" in c.value for c in at.sidebar.caption)
+    run(at.switch_page("app_pages/ask.py"))
+    at.chat_input[0].set_value("How long does the battery take to charge?")
+    run(at)
+    assert len(at.session_state["chat"]) == 1
     run(next(b for b in at.sidebar.button if b.label == "Sign out").click())
     assert [t.label for t in at.text_input] == ["API key"]
+    assert "chat" not in at.session_state  # the next key never sees what this one asked
 
     sign_in(at, other)  # a write key for one collection: that one only, never the default
     run(at.switch_page("app_pages/library.py"))

@@ -2,8 +2,9 @@
 Playwright through Debian's Chromium (never a downloaded browser).
 
 The flow is a new user's first minutes: the app paints, the sample documents go in, a first question
-about them is answered; then a real SEC 10-Q PDF is uploaded on the Library page while a second browser
-session asks a question (two sessions at once), and that PDF is asked about on Ask and on Compare.
+about them is answered, the chat is downloaded with that answer and its cited PDF page opened as an image;
+then a real SEC 10-Q PDF is uploaded on the Library page while a second browser session asks a question
+(two sessions at once), and that PDF is asked about on Ask and on Compare.
 Each page is screenshotted into tmp, and into docs/screenshots/ when UPDATE_SCREENSHOTS=1 (so a
 test run leaves the checkout clean); the first-minute figures are printed
 and written to the tmp dir as first-minute.json.
@@ -151,6 +152,22 @@ def test_new_user_flow_in_a_real_browser(app_server, tmp_path: Path) -> None:
             note(figures, "first_answer_after_open_s", opened)
             note(figures, "first_answer_after_start_s", started)
             expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text("[1]")
+
+            # "Download chat" right after the answer saves that answer (it once saved the chat without it)
+            with page.expect_download() as download:
+                page.get_by_test_id("stDownloadButton").get_by_role("button").click()
+            saved = Path(download.value.path()).read_text(encoding="utf-8")
+            assert "## 1. How long do I have to return a bike for a refund?" in saved, saved
+            assert "(extractive answer" in saved and "- [1] " in saved, saved
+
+            # the cited PDF page opens as an image beside the answer, the quoted sentence boxed
+            page.get_by_role("button", name=re.compile(r"returns-and-service\.pdf, p\. \d")).first.click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog.get_by_role("img")).to_be_visible(timeout=60_000)
+            expect(dialog).to_contain_text("boxed in yellow")
+            shoot(page, "cited-page.png", tmp_path, 1300)
+            page.keyboard.press("Escape")
+            expect(dialog).to_be_hidden()
 
             # Library: upload a real 10-Q while a second browser session asks a question
             go(page, "Library", "Documents in 'default'")

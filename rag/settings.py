@@ -176,8 +176,9 @@ class Settings(BaseSettings):
                                     "from training, to compare old and new reranker on (split by question).")
     feedback_train_minutes: float = Field(6.0, gt=0, le=240, description="Time budget of a feedback fine-tune's "
                                           "training loop (CPU); the schedule is shortened to fit.")
-    feedback_epochs: int = Field(2, ge=1, le=50, description="Passes over the marked questions (the time budget "
-                                 "may end it sooner).")
+    feedback_epochs: int = Field(1, ge=1, le=50, description="Passes over the marked questions (the time budget "
+                                 "may end it sooner; training measures its speed a quarter of the way in, so more "
+                                 "epochs check later and may overrun the budget on a busy machine).")
     feedback_dev_set: str = Field(
         "xquad/en", description="Public dev set (a BEIR folder, relative to datasets_dir or absolute) both rerankers "
         "are also scored on, so a fine-tune that forgot the world shows it; empty skips it.")

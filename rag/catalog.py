@@ -131,6 +131,26 @@ def unread_language(info: RerankerInfo | None, question: str) -> str | None:
     return None if code in listed else _CJK_LANGUAGES[code]
 
 
+FOLDER_INFO = "reranker.json"  # what a trained folder says of itself (training writes it): its languages
+
+
+def folder_entry(path: str | Path) -> RerankerInfo | None:
+    """The entry a model folder declares in its ``reranker.json`` (``{"languages": "en, zh", ...}``), so that a
+    reranker trained here opens the language gate for what it was trained on; None when it declares nothing."""
+    import json
+
+    file = Path(path) / FOLDER_INFO
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        return RerankerInfo(str(path), None, str(data["languages"]), str(data.get("params", "")), "cross-encoder",
+                            str(data.get("license", "")), str(data.get("notes", "")),
+                            max_length=data.get("max_length"))
+    except (ValueError, KeyError, TypeError):
+        return None  # an unreadable declaration: unknown, as a folder without one
+
+
 def shipped_path(info: RerankerInfo) -> Path | None:
     """The folder of a model shipped in this repository; None for hub models."""
     return REPO_ROOT / info.local_dir if info.local_dir else None

@@ -46,7 +46,8 @@ def resolve_reranker(name: str) -> tuple[str, catalog.RerankerInfo | None]:
         folder = model_folder(info.hub_id)
         if folder is not None:
             return str(folder), info
-    return resolve_model(info.hub_id if info and info.hub_id else name, kind="reranker"), info
+    path = resolve_model(info.hub_id if info and info.hub_id else name, kind="reranker")
+    return path, info or catalog.folder_entry(path)
 
 
 def onnx_file(path: str) -> str | None:

@@ -17,6 +17,8 @@ lists:
 * ``SPEC confident:w@d``  ``linear`` with a per-query weight w x sigmoid(best logit): where the reranker
                           finds no candidate convincing, the first stage's order stands
 
+``--depth N`` scores only the top-N candidates (the app reads 6: RAG_RERANK_DEPTH), so variants read at most N.
+
 The table gives MRR@5 per set and each variant's worst and mean change against ``first`` over the sets:
 the default is chosen by the worst case, not by the best set. ``--pick`` prints only the best variants.
 """
@@ -46,7 +48,8 @@ DEPTHS = (6, 10, 20)
 EXTRA_SETS = [("sec10q", "pdf_docugami_sec10q", None)]
 
 
-def record(settings: Settings, folder: Path, queries: int, held_out: str | None, specs: list[str]) -> dict:
+def record(settings: Settings, folder: Path, queries: int, held_out: str | None, specs: list[str],
+           depth: int | None = None) -> dict:
     """{"queries": [{"relevant", "candidates": [[source, first rank, first score], ...]}],
     "logits": {spec: [[logit per candidate] per query]}, "ms": {spec: ms per query}}."""
     dataset = load_dataset(folder, name=dataset_label(folder))
@@ -59,7 +62,7 @@ def record(settings: Settings, folder: Path, queries: int, held_out: str | None,
         result = pipeline.ask(query.text, collection=info.collection, rerank=False, generate=False)
         rows.append({"question": query.text, "relevant": sorted(dataset.relevant(query.id)),
                      "candidates": [[c.source, c.retrieval_rank, c.retrieval_score] for c in result.candidates]})
-        texts.append([c.text for c in result.candidates])
+        texts.append([c.text for c in result.candidates][:depth])  # --depth: only what a variant reads
     data = {"queries": rows, "logits": {}, "ms": {}}
     for spec in specs:
         data["logits"][spec], data["ms"][spec] = score_all(spec, rows, texts)
@@ -79,7 +82,7 @@ def order(candidates: list[list], logits: list[float] | None, variant: str) -> l
     if variant == "first" or logits is None:
         return first_occurrences(sources)
     combo, _, depth = variant.partition("@")
-    d = min(int(depth or len(candidates)), len(candidates))
+    d = min(int(depth or len(candidates)), len(candidates), len(logits))
     head, first = logits[:d], [c[2] for c in candidates[:d]]
     kind, _, w = combo.partition(":")
     keys = list(head) if kind == "rerank" else blend(head, first, kind, float(w), confidence=sigmoid(max(head)))
@@ -94,9 +97,9 @@ def score(data: dict, spec: str | None, variant: str) -> float:
                for r, lg in zip(rows, logits, strict=True)) / max(len(rows), 1)
 
 
-def variants() -> list[str]:
+def variants(depth: int | None = None) -> list[str]:
     combos = ["rerank", *(f"{kind}:{w}" for kind in ("linear", "confident", "rrf") for w in WEIGHTS)]
-    return [f"{c}@{d}" for c in combos for d in DEPTHS]
+    return [f"{c}@{d}" for c in combos for d in DEPTHS if depth is None or d <= depth]
 
 
 def main() -> int:
@@ -104,6 +107,8 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=150)
     ap.add_argument("--rerankers", nargs="+", default=["rerank-minilm-l6"], help="specs: NAME[@backend][#max_length]")
     ap.add_argument("--only", nargs="*", help="labels to run, in this order (default: the English sets + sec10q)")
+    ap.add_argument("--depth", type=int, default=None,
+                    help="score only each query's top-N candidates (variants read at most N; default: all top-k)")
     ap.add_argument("--pick", type=int, default=0, help="print only the N variants with the best worst case")
     ap.add_argument("--out", default="runs/blend.json")
     args = ap.parse_args()
@@ -117,25 +122,26 @@ def main() -> int:
     for label, folder, held_out in chosen:
         started = time.time()
         if label not in done:
-            done[label] = record(settings, settings.datasets_dir / folder, args.queries, held_out, args.rerankers)
+            done[label] = record(settings, settings.datasets_dir / folder, args.queries, held_out, args.rerankers,
+                                 args.depth)
         else:  # a spec added later: score the recorded candidates only
             missing = [s for s in args.rerankers if s not in done[label]["logits"]]
             if missing:
-                fresh = record(settings, settings.datasets_dir / folder, args.queries, held_out, missing)
+                fresh = record(settings, settings.datasets_dir / folder, args.queries, held_out, missing, args.depth)
                 for key in ("logits", "ms"):
                     done[label][key].update(fresh[key])
         out.write_text(json.dumps(done))
         print(f"{label}: {len(done[label]['queries'])} queries in {time.time() - started:.0f} s", file=sys.stderr)
-    print(report(done, args.rerankers, args.pick))
+    print(report(done, args.rerankers, args.pick, args.depth))
     return 0
 
 
-def report(done: dict, specs: list[str], pick: int = 0) -> str:
+def report(done: dict, specs: list[str], pick: int = 0, depth: int | None = None) -> str:
     labels = list(done)
     base = {label: score(done[label], None, "first") for label in labels}
     rows = [("first", "", [base[label] for label in labels])]
     for spec in specs:
-        for v in variants():
+        for v in variants(depth):
             rows.append((spec, v, [score(done[label], spec, v) for label in labels]))
     def worst(row):
         return min(m - base[label] for m, label in zip(row[2], labels, strict=True))

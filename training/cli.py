@@ -69,6 +69,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="listwise: cross-entropy on the gold passage; distil: the teacher's scores of a labelled "
                         "--mined file (`reranker label`), listwise KL")
     p.add_argument("--temperature", type=float, default=1.0, help="distil: softmax temperature")
+    p.add_argument("--languages", default="en",
+                   help="languages the model reads, e.g. 'en, zh' (written to reranker.json: the app's language "
+                        "gate reranks questions in these languages)")
     p.add_argument("--gold-weight", type=float, default=0.0,
                    help="distil: weight of the gold label's cross-entropy beside the KL term")
 
@@ -82,6 +85,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         threads=a.threads, device=a.device, time_budget_min=a.time_budget,
         freeze_embeddings=not a.train_embeddings, log_every=a.log_every, val=a.val, val_include=_kv(a.val_include),
         val_max_queries=a.val_max_queries, loss=a.loss, temperature=a.temperature, gold_weight=a.gold_weight,
+        languages=a.languages,
     )
 
 

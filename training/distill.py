@@ -22,30 +22,44 @@ from training.data import TrainQuery
 EVERY_OTHER = (1, 3, 5, 7, 9, 11)
 
 
-def sample_candidates(ex: TrainQuery, negatives: int, rng: random.Random) -> tuple[list[str], list[float]]:
-    """One gold passage and up to ``negatives`` labelled negatives, with the teacher's logit for each (gold
-    first). Fewer mined negatives than asked: the list is shorter (padding with random passages would teach
-    scores the teacher never gave)."""
-    if len(ex.positive_scores) != len(ex.positives) or len(ex.negative_scores) != len(ex.negatives):
-        raise ValueError(f"question {ex.query[:60]!r} has no teacher scores: label the mined file first "
-                         "(`rerank-rag reranker label`)")
+def sample_candidates(ex: TrainQuery, negatives: int, rng: random.Random) -> tuple[list[str], list[float] | None]:
+    """One gold passage and up to ``negatives`` mined negatives, gold first, with the teacher's logit for each;
+    scores None for a question no teacher labelled (one in a language the teacher does not read: it learns
+    from its gold label). Fewer mined negatives than asked: the list is shorter (padding with random passages
+    would teach scores the teacher never gave)."""
+    labelled = len(ex.positive_scores) == len(ex.positives) and len(ex.negative_scores) == len(ex.negatives) \
+        and bool(ex.positive_scores)
     pos = rng.randrange(len(ex.positives))
     pool = [i for i, text in enumerate(ex.negatives) if text not in ex.positives]
     picked = rng.sample(pool, min(negatives, len(pool)))
-    return ([ex.positives[pos]] + [ex.negatives[i] for i in picked],
-            [ex.positive_scores[pos]] + [ex.negative_scores[i] for i in picked])
+    texts = [ex.positives[pos]] + [ex.negatives[i] for i in picked]
+    if not labelled:
+        return texts, None
+    return texts, [ex.positive_scores[pos]] + [ex.negative_scores[i] for i in picked]
 
 
-def distil_loss(student, teacher, mask, temperature: float = 1.0, gold_weight: float = 0.0):
+def require_labels(examples: list[TrainQuery]) -> None:
+    if not any(ex.positive_scores for ex in examples):
+        raise ValueError("no training question has teacher scores: label the mined file first "
+                         "(`rerank-rag reranker label`)")
+
+
+def distil_loss(student, teacher, mask, temperature: float = 1.0, gold_weight: float = 0.0, labelled=None):
     """``student``, ``teacher``: logits ``[questions, candidates]`` (gold in column 0); ``mask``: which
-    candidates exist (lists may be shorter). KL(teacher || student) at ``temperature``, x T², mean over
-    questions, plus ``gold_weight`` x cross-entropy on column 0."""
+    candidates exist (lists may be shorter); ``labelled``: which rows the teacher scored (default all).
+    KL(teacher || student) at ``temperature``, x T², mean over questions; an unlabelled row's target is its
+    gold passage alone (KL to a one-hot target is the listwise cross-entropy). Plus ``gold_weight`` x the
+    cross-entropy on column 0 for every row."""
     import torch
 
     neg_inf = torch.finfo(student.dtype).min
     s = (student / temperature).masked_fill(~mask, neg_inf)
-    t = (teacher / temperature).masked_fill(~mask, neg_inf)
-    log_s, p_t = torch.log_softmax(s, dim=1), torch.softmax(t, dim=1)
+    p_t = torch.softmax((teacher / temperature).masked_fill(~mask, neg_inf), dim=1)
+    if labelled is not None:
+        one_hot = torch.zeros_like(p_t)
+        one_hot[:, 0] = 1.0
+        p_t = torch.where(labelled[:, None], p_t, one_hot)
+    log_s = torch.log_softmax(s, dim=1)
     kl = (p_t * (torch.log(p_t.clamp_min(1e-12)) - log_s)).masked_fill(~mask, 0.0).sum(dim=1).mean()
     loss = kl * temperature ** 2
     if gold_weight:

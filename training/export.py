@@ -9,7 +9,7 @@ from pathlib import Path
 SHIPPED_ONNX = "onnx/model_qint8.onnx"
 _CONFIG_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                  "config_sentence_transformers.json", "modules.json", "sentence_bert_config.json",
-                 "README.md", "training_summary.json")
+                 "README.md", "training_summary.json", "reranker.json")
 
 
 def export_onnx(src: str | Path, dst: str | Path, *, quantize: bool = True, keep_fp32: bool = False) -> Path:

@@ -99,6 +99,7 @@ class TrainConfig:
     loss: str = "listwise"  # listwise: cross-entropy on the gold passage; distil: the teacher's scores (training.distill)
     temperature: float = 1.0  # distil: softmax temperature of teacher and student
     gold_weight: float = 0.0  # distil: weight of the gold label's cross-entropy beside the KL term
+    languages: str = "en"  # what the model reads (rag.catalog.folder_entry): the language gate opens for these
 
 
 def _machine(threads: int, device: str) -> str:
@@ -159,6 +160,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         infos += mined_infos
     if not examples:
         raise ValueError("nothing to train on: give --dataset or --mined")
+    if cfg.loss == "distil":
+        from training.distill import require_labels
+
+        require_labels(examples)
     rng.shuffle(examples)
     t_mined = time.time()
     log(f"{len(examples)} training queries ready in {t_mined - t_start:.0f}s")
@@ -268,6 +273,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     summary["total_seconds"] = round(time.time() - t_start, 1)
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     (out / "README.md").write_text(model_card(summary))
+    from rag.catalog import FOLDER_INFO
+
+    (out / FOLDER_INFO).write_text(json.dumps({"languages": cfg.languages, "max_length": cfg.max_length,
+                                               "license": "see README.md"}, indent=2) + "\n")
     log(f"saved to {out} ({summary['total_seconds'] / 60:.1f} min total)")
     return summary
 
@@ -303,6 +312,7 @@ def _distil_step(model, tok, batch, cfg: TrainConfig, rng: random.Random, device
     from training.distill import distil_loss, sample_candidates
 
     lists = [sample_candidates(ex, cfg.negatives, rng) for ex in batch]
+    labelled = torch.tensor([scores is not None for _, scores in lists], device=device)
     width = max(len(texts) for texts, _ in lists)
     queries = [ex.query for ex, (texts, _) in zip(batch, lists) for _ in texts]
     docs = [t for texts, _ in lists for t in texts]
@@ -316,7 +326,8 @@ def _distil_step(model, tok, batch, cfg: TrainConfig, rng: random.Random, device
     at = 0
     for row, (texts, scores) in enumerate(lists):
         student[row, :len(texts)] = flat[at:at + len(texts)]
-        teacher[row, :len(texts)] = torch.tensor(scores, device=device)
+        if scores is not None:
+            teacher[row, :len(texts)] = torch.tensor(scores, device=device)
         mask[row, :len(texts)] = True
         at += len(texts)
-    return distil_loss(student, teacher, mask, cfg.temperature, cfg.gold_weight), len(docs)
+    return distil_loss(student, teacher, mask, cfg.temperature, cfg.gold_weight, labelled), len(docs)

@@ -88,6 +88,11 @@ def test_distil_loss_is_zero_only_when_the_student_orders_as_the_teacher() -> No
     assert float(same) == pytest.approx(0.0, abs=1e-6)
     assert float(flipped) > 1.0
     assert float(distil_loss(teacher, teacher, mask, gold_weight=1.0)) > 0.0  # the gold term adds its CE
+    # a row no teacher scored (a Chinese question) learns its gold passage: the listwise cross-entropy
+    student = torch.tensor([[1.0, 2.0, 0.5, 0.0]])
+    unscored = distil_loss(student, torch.zeros_like(student), mask, labelled=torch.tensor([False]))
+    expected = torch.nn.functional.cross_entropy(student[:, :3], torch.tensor([0]))
+    assert float(unscored) == pytest.approx(float(expected), abs=1e-5)
 
 
 def test_a_distilled_student_moves_toward_its_teacher_and_loads_as_int8(tmp_path: Path, labelled: Path) -> None:

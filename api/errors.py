@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.workers import Busy
-from rag.models import ModelUnavailableError
+from rag.embedders.models import ModelUnavailableError
 from rag.store import ReservedCollectionError, StoreError
 
 

@@ -14,7 +14,7 @@ from api.workers import WorkerPool, default_workers
 from ingest.pipeline import FileResult, Ingestor, SourceFile
 from rag import catalog
 from rag.limits import clean_question
-from rag.models import ModelUnavailableError
+from rag.embedders.models import ModelUnavailableError
 from rag.pipeline import RagPipeline
 from rag.rerank import Reranker, load_reranker
 from rag.settings import Settings, reranker_off

@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from app_pages import feedback_marks, page_preview, rendering as render, state
-from rag.models import ModelUnavailableError
+from rag.embedders.models import ModelUnavailableError
 from rag.store import StoreError
 
 CHAT = "chat"  # session_state key: this browser session's questions and results

@@ -11,7 +11,7 @@ import streamlit as st
 
 from app_pages import rendering as render, state
 from rag import catalog
-from rag.models import ModelUnavailableError
+from rag.embedders.models import ModelUnavailableError
 from rag.settings import NO_RERANK
 from rag.store import StoreError
 from rag.types import AskResult

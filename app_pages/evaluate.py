@@ -14,7 +14,7 @@ from evaluation import run as evaluate
 from evaluation.report import chart
 from rag import catalog
 from evaluation.datasets import DatasetFormatError, list_datasets
-from rag.models import ModelUnavailableError
+from rag.embedders.models import ModelUnavailableError
 from rag.store import StoreError
 
 REPORT = "eval_report"  # session_state key: the last report of this session

@@ -10,7 +10,7 @@ import streamlit as st
 from app_pages import rendering as render, state
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.pipeline import WRITE_LOCK, FileResult, Ingestor, SourceFile
-from rag.models import ModelUnavailableError
+from rag.embedders.models import ModelUnavailableError
 from rag.store import StoreError, collection_names
 
 LAST_INGEST = "last_ingest"  # session_state key: the per-file results of this session's last ingest

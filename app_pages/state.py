@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 from pydantic import ValidationError
 
-from rag.models import ModelUnavailableError, configured_embedder
+from rag.embedders.models import ModelUnavailableError, configured_embedder
 from rag.pipeline import RagPipeline
 from app_pages.rendering import escape_md
 from ingest.pipeline import WRITE_LOCK
@@ -172,7 +172,7 @@ def engine_name(backend: str) -> str:
 
 
 def _load(role: str, name: str, device: str, loader: Callable[[], Any]) -> Any:
-    """Load through the process-wide caches of rag.models/rag.rerank, recording where from and how long."""
+    """Load through the process-wide caches of rag.embedders.models/rag.rerank, recording where from and how long."""
     registry = _loaded_models()
     key = (role, name, device)
     if key in registry:

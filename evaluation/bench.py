@@ -67,7 +67,7 @@ def _files(docs: Path, max_docs: int | None) -> list[Path]:
 def bench_ingest(settings: Settings, files: list[Path], workdir: Path) -> dict:
     from ingest.loaders import load_document
     from ingest.pipeline import Ingestor
-    from rag.models import configured_embedder
+    from rag.embedders.models import configured_embedder
     from rag.store import KnowledgeBase
 
     s = settings.model_copy(update={"data_dir": workdir / "ours"})

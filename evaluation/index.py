@@ -94,7 +94,7 @@ def index_corpus(
     progress: Progress | None = None,
 ) -> IndexInfo:
     """Index ``dataset_dir``'s corpus with ``settings.embed_model`` into a cached throwaway collection."""
-    from rag.models import configured_embedder
+    from rag.embedders.models import configured_embedder
     from rag.store import DocumentRecord, KnowledgeBase
 
     dataset_dir = Path(dataset_dir)

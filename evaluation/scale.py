@@ -163,7 +163,7 @@ def assemble(settings: Settings, folder: Path, vectors, max_chunks: int = 100_00
 
     from ingest.chunking import make_splitter
     from rag.lexical import rebuild
-    from rag.models import configured_embedder
+    from rag.embedders.models import configured_embedder
     from rag.store import DocumentRecord, KnowledgeBase, doc_id_for
 
     s = scale_settings(settings, folder)

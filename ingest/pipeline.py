@@ -26,7 +26,7 @@ from typing import Literal
 from ingest.chunking import chunk_pages, make_splitter
 from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, Reading, read_document, safe_source_name
 from rag.lexical import rebuild as rebuild_lexical_index
-from rag.models import Embedder, configured_embedder
+from rag.embedders.models import Embedder, configured_embedder
 from rag.page_image import keep_original, prune as prune_originals
 from rag.settings import Settings
 from rag.store import DocumentRecord, KnowledgeBase, StoreError, collection_embedder, doc_id_for

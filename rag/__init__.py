@@ -27,9 +27,9 @@ _EXPORTS = {
     "StageTimings": "rag.types",
     "KnowledgeBase": "rag.store",
     "StoreError": "rag.store",
-    "Embedder": "rag.models",
-    "load_embedder": "rag.models",
-    "ModelUnavailableError": "rag.models",
+    "Embedder": "rag.embedders.models",
+    "load_embedder": "rag.embedders.models",
+    "ModelUnavailableError": "rag.embedders.models",
     "Reranker": "rag.rerank",
     "load_reranker": "rag.rerank",
     "LlmError": "rag.answer",
@@ -38,7 +38,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from rag.answer import LlmError  # noqa: F401
-    from rag.models import Embedder, ModelUnavailableError, load_embedder  # noqa: F401
+    from rag.embedders.models import Embedder, ModelUnavailableError, load_embedder  # noqa: F401
     from rag.pipeline import RagPipeline  # noqa: F401
     from rag.rerank import Reranker, load_reranker  # noqa: F401
     from rag.settings import Settings  # noqa: F401

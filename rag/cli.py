@@ -170,7 +170,7 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.models import configured_embedder
+    from rag.embedders.models import configured_embedder
     from rag.store import KnowledgeBase
 
     kb = KnowledgeBase(settings)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from rag.e5_onnx import cache_dir  # the project's one cache folder ($XDG_CACHE_HOME/rerank-rag)
+from rag.embedders.e5_onnx import cache_dir  # the project's one cache folder ($XDG_CACHE_HOME/rerank-rag)
 
 LAYOUT_VERSION = 1  # bump when model_folder's layout changes: folders carry it in their names
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")

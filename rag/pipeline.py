@@ -17,7 +17,7 @@ from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.feedback import collection_reranker
 from rag.limits import clean_question
-from rag.models import Embedder, configured_embedder
+from rag.embedders.models import Embedder, configured_embedder
 from rag.rerank import Reranker, blend, load_reranker, sigmoid
 from rag.retrieve import Candidate, retrieve
 from rag.settings import RerankBlend, RetrievalMode, Settings

@@ -4,7 +4,7 @@ Names resolve through :mod:`rag.catalog`: the shipped default ``rerank-minilm-l6
 cross-encoder in ``models/``), public cross-encoders by hub id, and the LLM yes/no rerankers
 (``BAAI/bge-reranker-v2-gemma``, ``BAAI/bge-reranker-v2-minicpm-layerwise``) scored by the logit of
 "Yes". Anything else is treated as a sentence-transformers cross-encoder (hub id or local folder).
-A model that cannot be had raises :class:`rag.models.ModelUnavailableError` naming it and how to
+A model that cannot be had raises :class:`rag.embedders.models.ModelUnavailableError` naming it and how to
 provide it: there is no silent fall-back to "no rerank".
 
 >>> reranker = load_reranker("rerank-minilm-l6")
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag import catalog
-from rag.models import ModelUnavailableError, has_torch_weights, resolve_model
+from rag.embedders.models import ModelUnavailableError, has_torch_weights, resolve_model
 from rag.settings import NO_RERANK, RerankBlend, reranker_off
 
 __all__ = ["NO_RERANK", "CrossEncoderReranker", "LLMYesNoReranker", "Reranker", "blend", "interpolate", "load_reranker",

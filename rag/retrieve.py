@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rag.models import Embedder
+from rag.embedders.models import Embedder
 from rag.settings import FUSIONS, RETRIEVAL_MODES, Fusion, RetrievalMode, Settings
 from rag.store import KnowledgeBase, StoredChunk
 

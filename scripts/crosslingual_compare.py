@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from evaluation.datasets import load_dataset  # noqa: E402
 from evaluation.index import dataset_label, index_corpus  # noqa: E402
 from evaluation.metrics import mrr  # noqa: E402
-from rag.models import configured_embedder  # noqa: E402
+from rag.embedders.models import configured_embedder  # noqa: E402
 from rag.retrieve import retrieve  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.store import KnowledgeBase  # noqa: E402

@@ -36,7 +36,7 @@ def _cross_encoder(path: str, max_length: int | None = None):
 def base(dst: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    from rag.models import packaged_minilm_path
+    from rag.embedders.models import packaged_minilm_path
 
     src = Path(packaged_minilm_path())
     dst.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def pack(src: Path, dst: Path) -> None:
 def unpack(src: Path, dst: Path, max_length: int) -> None:
     from safetensors.torch import load_file
 
-    from rag.models import packaged_minilm_path
+    from rag.embedders.models import packaged_minilm_path
 
     ce = _cross_encoder(packaged_minilm_path(), max_length)
     trained = {}

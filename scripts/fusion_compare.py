@@ -24,7 +24,7 @@ from evaluation.datasets import load_dataset  # noqa: E402
 from evaluation.index import dataset_label, index_corpus  # noqa: E402
 from evaluation.metrics import hit_rate, mrr  # noqa: E402
 from rag.lexical import lexical_search  # noqa: E402
-from rag.models import configured_embedder  # noqa: E402
+from rag.embedders.models import configured_embedder  # noqa: E402
 from rag.retrieve import FUSIONS, fuse  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.store import KnowledgeBase  # noqa: E402

@@ -89,7 +89,7 @@ def running_lines_touch() -> dict:
     """The share of the SEC PDFs' chunks (default chunking) that hold a running line when none are left out."""
     from ingest.chunking import chunk_pages, make_splitter
     from ingest.loaders import Reading, read_document
-    from rag.models import configured_embedder
+    from rag.embedders.models import configured_embedder
     from rag.settings import Settings
 
     settings = Settings()

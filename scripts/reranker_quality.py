@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rag.settings import Settings  # noqa: E402
 
 from evaluation.datasets import load_dataset  # noqa: E402
-from rag.models import packaged_minilm_path  # noqa: E402
+from rag.embedders.models import packaged_minilm_path  # noqa: E402
 from training.data import MiningEmbedder  # noqa: E402
 from training.validate import ce_scorer, evaluate_rerank  # noqa: E402
 

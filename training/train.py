@@ -38,7 +38,7 @@ from pathlib import Path
 
 from evaluation.datasets import load_dataset
 
-from rag.models import packaged_minilm_path
+from rag.embedders.models import packaged_minilm_path
 from training.data import MiningEmbedder, normalise_text, build_training_queries, filter_dataset
 from training.model_card import model_card
 

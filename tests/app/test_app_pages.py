@@ -470,7 +470,7 @@ def test_ingest_chunking_never_breaks_another_sessions_batch() -> None:
     import random
     import threading
 
-    from rag.models import load_embedder
+    from rag.embedders.models import load_embedder
 
     shared = load_embedder("all-MiniLM-L6-v2")
     texts = [" ".join(["bike"] * random.Random(i).randint(5, 120)) for i in range(24)]

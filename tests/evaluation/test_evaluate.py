@@ -142,7 +142,7 @@ def test_model_grid(settings: Settings, dataset: Path, plumbing_reranker: str):
 
 
 def test_missing_reranker_fails_before_any_work(settings: Settings, dataset: Path, tmp_path: Path):
-    from rag.models import ModelUnavailableError
+    from rag.embedders.models import ModelUnavailableError
 
     with pytest.raises(ModelUnavailableError):
         evaluate_dataset(settings, dataset, rerankers=[str(tmp_path / "no-such-model")])

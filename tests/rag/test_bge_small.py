@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.models import load_embedder
+from rag.embedders.models import load_embedder
 from rag.pipeline import RagPipeline
 from rag.settings import Settings
 from tests.helpers import SAMPLE

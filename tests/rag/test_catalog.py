@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag import catalog
-from rag.models import ModelUnavailableError
+from rag.embedders.models import ModelUnavailableError
 from rag.rerank import load_reranker, make_reranker
 
 SEED_CATALOG = [

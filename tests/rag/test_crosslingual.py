@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.lexical import LexicalIndex, lexical_coverage
-from rag.models import configured_embedder
+from rag.embedders.models import configured_embedder
 from rag.pipeline import RagPipeline
 from rag.retrieve import retrieve
 from rag.settings import Settings

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.extract import NOTHING_FOUND, extract_answer, is_heading, is_question, sentence_spans
-from rag.models import load_embedder
+from rag.embedders.models import load_embedder
 from rag.rerank import load_reranker
 from rag.types import ChunkHit
 from tests.helpers import SAMPLE

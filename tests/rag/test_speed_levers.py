@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.models import QueryCache
+from rag.embedders.models import QueryCache
 from rag.pipeline import RagPipeline
 from rag.retrieve import Candidate
 from rag.store import StoredChunk

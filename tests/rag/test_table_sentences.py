@@ -48,7 +48,7 @@ def test_each_row_is_a_sentence_with_its_column_header() -> None:
 
 
 def test_the_answer_quotes_the_row() -> None:
-    from rag.models import configured_embedder
+    from rag.embedders.models import configured_embedder
     from rag.rerank import load_reranker
     from rag.settings import Settings
 

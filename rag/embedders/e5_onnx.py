@@ -228,7 +228,7 @@ def cached_graph(model_file: str, int8: bool = False) -> Path:
         out = Path(tempfile.mkdtemp(prefix="rerank-rag-e5-")) / out.name
     log.info("building the ONNX graph of %s into %s (once)", model_file, out)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # finds rag as this process does
-    done = subprocess.run([sys.executable, "-m", "rag.e5_onnx", model_file, str(out), precision],
+    done = subprocess.run([sys.executable, "-m", "rag.embedders.e5_onnx", model_file, str(out), precision],
                           capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0 or not out.is_file():
         raise RuntimeError(f"could not build the ONNX graph of {model_file}: {done.stderr.strip()[-800:]}")

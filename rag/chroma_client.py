@@ -127,17 +127,18 @@ def holders(path: str, *, others_only: bool = True) -> list[tuple[int, str, bool
     What it runs is the program and its subcommand only ("rerank-rag serve", "streamlit run"): a command
     line may carry other arguments that are nobody else's business."""
     try:
-        inode = os.stat(os.path.join(path, LOCK_FILE)).st_ino
+        stat = os.stat(os.path.join(path, LOCK_FILE))
         table = Path("/proc/locks").read_text()
     except OSError:
         return []
+    lock_id = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
     found: dict[int, tuple[int, str, bool]] = {}
     for line in table.splitlines():
         fields = line.split()
         if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":  # "->": a waiter, not a holder
             continue
-        pid, where = int(fields[4]), fields[5]
-        if where.rsplit(":", 1)[-1] != str(inode) or (others_only and pid == os.getpid()):
+        pid, where = int(fields[4]), fields[5]  # where: major:minor (hex) of the device, then the inode
+        if where != lock_id or (others_only and pid == os.getpid()):
             continue
         found[pid] = (pid, _program(pid), fields[3] == "WRITE")
     return sorted(found.values())

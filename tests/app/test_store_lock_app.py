@@ -118,5 +118,5 @@ def test_while_the_app_serves_an_ingest_into_its_store_is_refused_naming_it(stor
     document.write_text("The battery charges in four hours.")
     ingest = subprocess.run([RERANK_RAG, "ingest", str(document)], cwd=REPO, capture_output=True, text=True,
                             timeout=300)
-    assert ingest.returncode != 0
+    assert ingest.returncode != 0, (ingest.stdout, ingest.stderr)
     assert f"pid {os.getpid()}" in ingest.stderr and "server mode" in ingest.stderr, ingest.stderr

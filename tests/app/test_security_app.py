@@ -276,7 +276,8 @@ def test_every_page_shows_hostile_file_names_and_text_as_text(data_dir: Path, bi
     run(next(b for b in at.button if b.label.startswith("Reset")).click())
 
     run(at.switch_page("app_pages/evaluate.py"))
-    next(r for r in at.radio if r.label == "Questions from").set_value("This collection ('default') with a questions file")
+    mode = next(r for r in at.radio if r.label == "Questions from")
+    mode.set_value("This collection ('default') with a questions file")
     run(at)
     at.file_uploader[0].set_value(("[click](http:x) `q`.jsonl", b'{"question": "**bold** $x^2$ battery?", '
                                    b'"expected_source": "[click](x.html) doc0.txt"}\n', "application/json"))

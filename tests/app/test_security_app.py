@@ -284,3 +284,13 @@ def test_every_page_shows_hostile_file_names_and_text_as_text(data_dir: Path, bi
     run(next(b for b in at.button if b.label == "Run the evaluation").click())
     assert [plain(h.value) for h in at.subheader] == ["collection:default ([click](http:x) `q`.jsonl, by source)"]
     assert_literal(at, ["`q`"])
+
+
+@pytest.mark.parametrize("draw", ["st.success(TEXT)", "st.caption(TEXT)", "st.button(TEXT)",
+                                  "st.expander(TEXT)", "st.radio('r', [TEXT])", "st.progress(0.5, text=TEXT)"])
+def test_the_walk_sees_a_hostile_string_drawn_as_markdown(draw: str) -> None:
+    at = AppTest.from_string(f"import streamlit as st\nTEXT = {HOSTILE[0]!r}\n{draw}\n").run()
+    with pytest.raises(AssertionError, match="drawn as Markdown"):
+        assert_literal(at)
+    escaped = AppTest.from_string(f"import streamlit as st\nTEXT = {escape_md(HOSTILE[0])!r}\n{draw}\n").run()
+    assert_literal(escaped, HOSTILE[:1])

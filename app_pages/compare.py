@@ -34,19 +34,22 @@ def reranker_choices(configured: str) -> list[str]:
 
 
 choices = reranker_choices(settings.reranker)
+admin = state.may_administer()  # a folder is the server's files: an open app or an admin key only
 with st.form("compare"):
     question = st.text_input("Question", placeholder="e.g. What were the total net sales?")
     left_cfg, right_cfg = st.columns(2)
     left_stage = left_cfg.selectbox("Left: first stage", list(FIRST_STAGES), index=0, format_func=FIRST_STAGES.get)
     left_reranker = left_cfg.selectbox("Left: reranker", choices, index=0, format_func=render.model_label,
                                        help="'none' keeps the first stage's order")
-    left_folder = left_cfg.text_input("Left: or a reranker folder", placeholder="/path/to/model",
-                                      help="A local cross-encoder folder; overrides the choice above")
+    left_folder = left_cfg.text_input("Left: or a reranker folder", placeholder="/path/to/model", disabled=not admin,
+                                      help="A local cross-encoder folder; overrides the choice above"
+                                      + ("" if admin else f" ({state.ADMIN_ONLY})"))
     right_stage = right_cfg.selectbox("Right: first stage", list(FIRST_STAGES),
                                       index=list(FIRST_STAGES).index(settings.retrieval), format_func=FIRST_STAGES.get)
     right_reranker = right_cfg.selectbox("Right: reranker", choices, index=choices.index(settings.reranker)
                                          if settings.rerank_enabled else 0, format_func=render.model_label)
-    right_folder = right_cfg.text_input("Right: or a reranker folder", placeholder="/path/to/model")
+    right_folder = right_cfg.text_input("Right: or a reranker folder", placeholder="/path/to/model",
+                                        disabled=not admin)
     submitted = st.form_submit_button("Compare", type="primary")
 
 try:
@@ -66,8 +69,8 @@ def answer_side(stage: str, reranker: str) -> AskResult:
 if submitted and question.strip():
     try:
         with st.spinner("Answering twice…"):
-            left_result = answer_side(left_stage, left_folder.strip() or left_reranker)
-            right_result = answer_side(right_stage, right_folder.strip() or right_reranker)
+            left_result = answer_side(left_stage, admin and left_folder.strip() or left_reranker)
+            right_result = answer_side(right_stage, admin and right_folder.strip() or right_reranker)
         st.session_state[RESULT] = (left_result, right_result)
     except (StoreError, ModelUnavailableError, ValueError) as error:
         st.error(f"The question could not be answered: {render.escape_md(str(error))}")

@@ -49,9 +49,13 @@ by_dataset = mode.startswith("A dataset")
 with st.container(border=True):
     if by_dataset:
         folders = dataset_folders()
+        typed = state.may_administer()  # a typed path reads any folder of the server: an open app or an admin key
         folder = st.selectbox("Dataset", folders, index=0 if folders else None,
-                              placeholder=f"No dataset folder found under {settings.datasets_dir}", accept_new_options=True,
-                              help="A folder with corpus.jsonl, queries.jsonl and qrels.tsv; type a path for another")
+                              placeholder=f"No dataset folder found under {settings.datasets_dir}", accept_new_options=typed,
+                              help="A folder with corpus.jsonl, queries.jsonl and qrels.tsv"
+                                   + ("; type a path for another" if typed else f"; another one {state.ADMIN_ONLY}"))
+        if folder is not None and folder not in folders and not typed:
+            folder = None  # only the listed folders, whatever a session sends
         a, b = st.columns(2)
         queries = a.number_input("Queries (the first N with judgements)", 1, 20000, 50)
         chunk = b.checkbox("Split long documents into chunks, as ingest does", value=False)

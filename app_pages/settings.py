@@ -19,6 +19,7 @@ st.caption("Changes apply to this browser session's next question or ingest. The
 
 settings = state.settings_or_stop("The settings from the environment")
 OTHER = "another model (folder or hub id)…"
+admin = state.may_administer()  # the model and LLM fields reach the server's files and network
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -32,17 +33,18 @@ in_list = next((n for n in names if n.lower() == current.strip().lower()), None)
 
 with st.form("settings"):
     st.subheader("Models")
-    embed_model = st.text_input("Embedding model", settings.embed_model,
+    embed_model = st.text_input("Embedding model", settings.embed_model, disabled=not admin,
                                 help="sentence-transformers name or folder. A collection answers only with the "
-                                     "embedder it was built with.")
+                                     "embedder it was built with." + ("" if admin else f" ({state.ADMIN_ONLY})"))
     pick, other = st.columns(2)
     with pick:
         reranker_choice = st.selectbox("Reranker", names, index=names.index(in_list or OTHER),
                                        help=f"'{NO_RERANK}' turns reranking off. The catalog below says which "
                                             "are available offline here.")
     with other:
-        reranker_path = st.text_input("…or a local folder / hub id", "" if in_list else current,
-                                      help=f"Used when the list says '{OTHER}'")
+        reranker_path = st.text_input("…or a local folder / hub id", "" if in_list else current, disabled=not admin,
+                                      help=f"Used when the list says '{OTHER}'" + ("" if admin else
+                                                                                   f" ({state.ADMIN_ONLY})"))
     st.subheader("Retrieval")
     retrieval = st.radio("First stage", RETRIEVAL_MODES, index=RETRIEVAL_MODES.index(settings.retrieval),
                          horizontal=True, format_func={"hybrid": "hybrid (dense + BM25, fused)", "dense": "dense "
@@ -69,11 +71,11 @@ with st.form("settings"):
     chunk_overlap = b.number_input("Chunk overlap (tokens)", 0, 2048, settings.chunk_overlap, step=5)
     st.subheader("LLM (any OpenAI-compatible server)")
     a, b = st.columns(2)
-    base_url = a.text_input("Base URL", settings.openai_base_url or "",
+    base_url = a.text_input("Base URL", settings.openai_base_url or "", disabled=not admin,
                             placeholder="empty = api.openai.com; e.g. http://localhost:11434/v1 for Ollama")
     llm_model = b.text_input("Model", settings.llm_model)
     session_key = a.text_input(
-        "API key for this base URL (optional)", type="password", value="",
+        "API key for this base URL (optional)", type="password", value="", disabled=not admin,
         help="The server's own key is only ever sent to the server's configured base URL. For another base URL, "
              "give that server's key here: it is kept for this browser session only and never shown.")
     if settings.openai_api_key and settings.openai_api_key.get_secret_value():
@@ -86,6 +88,9 @@ with st.form("settings"):
 
 if applied:
     reranker_name = (reranker_path.strip() or current) if reranker_choice == OTHER else reranker_choice
+    if not admin:  # what the disabled fields say, whatever a session sends: the server's own models and LLM
+        embed_model, base_url, session_key = settings.embed_model, settings.openai_base_url or "", ""
+        reranker_name = current if reranker_choice == OTHER else reranker_choice
     try:
         new = state.apply_overrides({
             "embed_model": embed_model.strip(), "reranker": reranker_name, "retrieval": retrieval, "top_k": int(top_k),

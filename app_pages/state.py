@@ -87,6 +87,16 @@ def may_create() -> bool:
     return ACCESS in st.session_state and (key is None or (key.collection == "*" and key.allows("write")))
 
 
+def may_administer() -> bool:
+    """Whether this session may point the server at other models (folders, hub ids) and LLM servers, which
+    reads the server's files and reaches its network: an open app, or an admin key."""
+    key = access_key()
+    return ACCESS in st.session_state and (key is None or key.allows("admin"))
+
+
+ADMIN_ONLY = "only with an admin key: folders, hub ids and LLM servers reach the server's own files and network"
+
+
 def why_read_only(collection: str) -> str | None:
     """Why this session may not upload to or delete from ``collection``, in plain words; None when it may."""
     key = access_key()

@@ -212,6 +212,25 @@ def test_once_a_key_exists_each_session_signs_in_and_sees_only_its_keys_collecti
     assert_never_shown(at, other)
 
 
+MODEL_FIELDS = {"settings": ["Embedding model", "…or a local folder / hub id", "Base URL",
+                               "API key for this base URL (optional)"],
+                "compare": ["Left: or a reranker folder", "Right: or a reranker folder"]}
+
+
+def test_folders_hub_ids_and_llm_servers_need_an_admin_key(data_dir: Path, bind) -> None:
+    keystore = KeyStore(Settings(data_dir=data_dir))
+    _, writer = keystore.create("writer", collection="*", scope="write")
+    _, admin = keystore.create("admin", collection="*", scope="admin")
+    for token, disabled in ((writer, True), (admin, False)):
+        at = sign_in(start(), token)
+        for page, labels in MODEL_FIELDS.items():
+            run(at.switch_page(f"app_pages/{page}.py"))
+            fields = {t.label: t.disabled for t in at.text_input}
+            assert [fields[label] for label in labels] == [disabled] * len(labels), (page, fields)
+        run(at.switch_page("app_pages/evaluate.py"))
+        assert next(s for s in at.selectbox if s.label == "Dataset").proto.accept_new_options is not disabled
+
+
 def test_a_write_key_uploads_and_deletes_and_a_revoked_key_signs_out(data_dir: Path, bind) -> None:
     reader, writer, _ = keys(data_dir)
     at = start()

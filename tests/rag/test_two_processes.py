@@ -55,6 +55,7 @@ def test_a_second_writer_is_refused_while_a_server_searches(tmp_path: Path) -> N
         refused = _run(WRITE, store, "write")
         assert refused.returncode == 3, refused.stderr
         assert "chroma run --path" in refused.stdout and "RAG_CHROMA_HOST" in refused.stdout
+        assert f"pid {holder.pid} (python -c), serving it" in refused.stdout  # who holds it, from the lock table
         assert _run(WRITE, store, "search").returncode == 0  # two readers see the same data: allowed
     finally:
         holder.communicate("\n", timeout=30)

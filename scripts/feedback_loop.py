@@ -5,8 +5,9 @@
 1. The stand-in's corpus (default: E-Manual QA's Samsung Smart TV manual, 259 sections) is ingested as a
    collection, one text file per section written to a scratch folder outside the checkout.
 2. Its first ``--questions`` "normal" questions (file order; the paraphrased and compound ones are left out, so
-   a re-wording of a held-out question never trains) are marked as a user would from the judgments: every chunk
-   of the judged section "answers it", the other chunks the Ask page showed "does not".
+   a re-wording of a held-out question never trains) are marked as a user would from the judgments: the chunk of
+   the judged section that holds the gold answer (the most of its words; every chunk holding at least half of
+   them) "answers it", the other chunks the Ask page showed "do not". Earlier marks of the collection go first.
 3. ``training.feedback_job.start`` runs the loop the app's button runs: split by question, fine-tune a copy of the
    reranker in use, score old and new on the held-out questions and the public dev set (RAG_FEEDBACK_DEV_SET).
 4. The held-out questions are scored again through ``rerank-rag eval``'s own path (``evaluate_questions``, by
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evaluation.datasets import load_dataset  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def answering_chunks(chunk_ids: list[str], texts: dict[str, str], answers: list[str]) -> set[str]:
+    """The judged section's chunks a reader would say answer the question: the one holding the most of the gold
+    answer's words, and any holding at least half of them; all of them when there is no gold answer."""
+    gold = set().union(*map(_words, answers)) if answers else set()
+    if not gold or len(chunk_ids) == 1:
+        return set(chunk_ids)
+    share = {c: len(gold & _words(texts.get(c, ""))) / len(gold) for c in chunk_ids}
+    best = max(share.values())
+    return {c for c, v in share.items() if v == best or v >= 0.5}
 
 
 def main() -> int:
@@ -66,10 +83,13 @@ def main() -> int:
     for doc_id in {d for q in chosen for d in ds.relevant(q.id)}:
         chunks_of[doc_id] = kb.chunks.get(where={"source": f"{doc_id}.txt"}, include=[])["ids"]
     pipeline, store = RagPipeline(settings), FeedbackStore(settings)
+    store.delete(a.collection, [m.mark_id for m in store.marks(a.collection)])
+    texts = store.chunk_texts(a.collection, [c for ids in chunks_of.values() for c in ids])
     t1 = time.time()
     n_marks = 0
     for q in chosen:
-        relevant = {c for d in ds.relevant(q.id) for c in chunks_of[d]}
+        relevant = answering_chunks([c for d in ds.relevant(q.id) for c in chunks_of[d]], texts,
+                                    ds.answers.get(q.id, []))
         shown = pipeline.ask(q.text, collection=a.collection, generate=False)
         for chunk in relevant:
             store.add(a.collection, q.text, chunk_id=chunk, label="relevant", reranker=shown.reranker, by="loop")

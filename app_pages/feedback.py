@@ -77,7 +77,7 @@ if chosen_reranker and "reranker" in settings.model_fields_set:
                "collection's choice.")
 if chosen_reranker:
     back_to = chosen_reranker["previous"] or f"the configured one ({settings.reranker})"
-    if st.button(f"Switch back to {back_to}", icon=":material/undo:", disabled=bool(refused)):
+    if st.button(f"Switch back to {escape_md(back_to)}", icon=":material/undo:", disabled=bool(refused)):
         store.switch_back(collection)
         st.rerun()
 

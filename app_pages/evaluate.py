@@ -115,9 +115,13 @@ if stored:
             frame[column] = [render.NOT_FOUND if value is None or pd.isna(value) else f"{value:.0f}"
                              for value in frame[column]]
     st.dataframe(frame, hide_index=True, width="stretch", column_config={
-        "run": st.column_config.TextColumn("run", help=RUN_NAMES, width="medium"),
-        f"hit@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
-        f"MRR@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
+        # the run's whole name (a reranker's hub id is long); the bars and the times narrow, so the table fits
+        "run": st.column_config.TextColumn("run", help=RUN_NAMES, width="large"),
+        f"hit@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0,
+                                                               width=110),
+        f"MRR@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0,
+                                                               width=110),
+        **{name: st.column_config.NumberColumn(format="%.0f", width="small") for name in ("p50 ms", "p95 ms")},
         **{name: st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0,
                                                  help="Share of the answers that contain a gold answer; '| hit': "
                                                       "over the questions whose passage was among the top-n")

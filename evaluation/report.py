@@ -184,7 +184,7 @@ def chart(report: EvalReport):
             xOffset="run:N",
             tooltip=["run", "metric", alt.Tooltip("value:Q", format=".3f")],
         )
-        .properties(width=360, height=260)
+        .properties(width=360, height=400)  # the whole view: title, axes and the legend under it take ~200 px
     )
 
 

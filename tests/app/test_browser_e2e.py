@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, SEC_PDFS, free_port
+from tests.helpers import REPO, SEC_PDFS, free_port, write_dataset
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -54,7 +54,9 @@ def app_server(tmp_path: Path, plumbing_reranker: str):
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("RAG_") and k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}}
+    write_dataset(tmp_path / "datasets" / "tiny")  # the Evaluate page's first dataset folder
     env.update(RAG_DATA_DIR=str(tmp_path / "store"), RAG_RERANKER=_reranker(plumbing_reranker),
+               RAG_DATASETS_DIR=str(tmp_path / "datasets"),
                RAG_TOP_K="10", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed below
     started = time.perf_counter()
@@ -213,6 +215,15 @@ def test_new_user_flow_in_a_real_browser(app_server, tmp_path: Path) -> None:
 
             go(page, "Settings", "Loaded models")
             shoot(page, "settings.png", tmp_path, 1300)
+
+            # Evaluate a tiny dataset: the table, the run names explained, the chart
+            go(page, "Evaluate", "Evaluate")
+            page.get_by_role("button", name="Run the evaluation").click()
+            expect(page.get_by_text("Runs: dense, bm25 and hybrid are the first retrieval alone")).to_be_visible(
+                timeout=SLOW)
+            expect(page.get_by_test_id("stVegaLiteChart")).to_be_visible()
+            idle(page)
+            shoot(page, "evaluate.png", tmp_path, 2000)
             assert not page.get_by_test_id("stException").count()
         finally:
             browser.close()

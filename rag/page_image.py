@@ -69,6 +69,13 @@ def prune(settings: Settings, collection: str, doc_id: str, keep: str | None = N
             path.unlink(missing_ok=True)
 
 
+def drop_originals(settings: Settings, collection: str) -> None:
+    """Remove every kept PDF of a collection (the collection is dropped)."""
+    import shutil
+
+    shutil.rmtree(_folder(settings, collection), ignore_errors=True)
+
+
 def find_original(settings: Settings, collection: str, doc_id: str, content_sha256: str | None) -> Path | None:
     """The kept PDF of this version of the document, or None (not a PDF, ingested elsewhere or before)."""
     if not content_sha256:

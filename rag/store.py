@@ -24,7 +24,7 @@ from chromadb.api import ClientAPI
 
 # Re-exported: callers import the store's names from here (rag.store is the knowledge base's one door).
 from rag.chroma_client import StoreError, hold_embedded, open_client, unreachable, writing  # noqa: F401
-from rag.page_image import prune as prune_originals
+from rag.page_image import drop_originals, prune as prune_originals
 from rag.settings import Settings
 from rag.store_names import (  # noqa: F401
     INTERNAL_COLLECTIONS,
@@ -300,6 +300,7 @@ class KnowledgeBase:
         self.registry.delete(where={"collection": self.name})
         self.registry.delete(ids=[self._generation_id()])
         self.client.delete_collection(self.name)
+        drop_originals(self.settings, self.name)  # the PDFs kept for its page images
 
     # ---- what derived indexes read (rag.lexical) --------------------------------------------------
     def fingerprint(self, records: Sequence[DocumentRecord] | None = None) -> str:

@@ -75,3 +75,7 @@ def test_ingest_keeps_the_pdf_and_delete_removes_it(tmp_path: Path) -> None:
     assert kept is not None and kept.read_bytes() == RETURNS.read_bytes()
     kb.delete_document(result.doc_id)
     assert not kept.exists()
+    [again] = Ingestor(settings).ingest_paths([RETURNS])
+    folder = find_original(settings, settings.collection, again.doc_id, record.content_sha256).parent
+    KnowledgeBase(settings).drop()  # the whole collection: its kept PDFs go too
+    assert not folder.exists()

@@ -42,6 +42,26 @@ class FakeOpenAI:
     limited_since: dict[str, float] = field(default_factory=dict)  # fail-429-retry-after-N: its first 429
 
 
+def wait_for_streamlit(process, port: int, log: Path, timeout: float = 90) -> str:
+    """The app's URL once its health check answers ok; fails the test with the log's tail if it exits or stalls."""
+    import urllib.request
+
+    import pytest
+
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
+                return url
+        except OSError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            pytest.fail(f"streamlit did not start: {log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
 def openai_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

@@ -18,13 +18,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, SEC_PDFS, free_port, write_dataset
+from tests.helpers import REPO, SEC_PDFS, free_port, wait_for_streamlit, write_dataset
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -66,18 +65,7 @@ def app_server(tmp_path: Path, plumbing_reranker: str):
          "--server.fileWatcherType", "none"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
-                break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-3000:]}")
-        time.sleep(0.2)
+    url = wait_for_streamlit(process, port, tmp_path / "streamlit.log")
     yield url, started, time.perf_counter() - started
     process.terminate()
     try:

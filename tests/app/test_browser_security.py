@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from api.keys import KeyStore
 from rag.settings import Settings
 from tests.app.test_browser_e2e import CHROMIUM, CHROMIUM_ARGS, SLOW, idle
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, wait_for_streamlit
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
                                 "/usr/bin/chromium (`make browser` or `apt-get install chromium` installs it)")
@@ -40,18 +38,7 @@ def keyed_app(tmp_path: Path):
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                                 "--server.address", "127.0.0.1"], cwd=REPO, env=env, stdout=log,
                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
-                break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-3000:]}")
-        time.sleep(0.2)
+    url = wait_for_streamlit(process, port, tmp_path / "streamlit.log")
     yield url, token, tmp_path / "streamlit.log"
     process.terminate()
     try:

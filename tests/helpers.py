@@ -62,6 +62,24 @@ def wait_for_streamlit(process, port: int, log: Path, timeout: float = 90) -> st
         time.sleep(0.2)
 
 
+def stop_process(process, timeout: float = 15) -> None:
+    """Terminate a server a test started; kill it if it does not exit within ``timeout`` seconds."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def run_app(target):
+    """Run the app (``target``: an AppTest, or a widget just set or clicked) and check that it raised nothing."""
+    at = target.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def openai_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.distill import EVERY_OTHER, every_other_layer
+from training.distill import EVERY_OTHER, student_start
 from training.export import export_onnx
 from training.train import DEFAULT_MAX_LENGTH, TrainConfig, train
 
@@ -229,7 +229,7 @@ def _run_student_start(a: argparse.Namespace, settings=None) -> int:
 
     teacher = a.teacher or (settings or Settings()).reranker
     layers = tuple(int(x) for x in a.layers.split(","))
-    out = every_other_layer(teacher, a.out, layers)
+    out = student_start(teacher, a.out, layers)
     _log(f"{len(layers)} layers ({a.layers}) of {teacher} -> {out}")
     return 0
 

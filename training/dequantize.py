@@ -35,7 +35,7 @@ def _onnx_file(model_dir: Path) -> Path:
 
 
 def onnx_state_dict(onnx_path: str | Path) -> dict[str, np.ndarray]:
-    """Every weight of a (possibly dynamic-int8) BERT cross-encoder graph, dequantized, under the names of
+    """Every weight of a dynamic-int8 BERT cross-encoder graph, dequantized, under the names of
     transformers' ``BertForSequenceClassification`` (linear weights as ``[out, in]``)."""
     import onnx
     from onnx import numpy_helper
@@ -53,14 +53,9 @@ def onnx_state_dict(onnx_path: str | Path) -> dict[str, np.ndarray]:
     for name in list(arrays):  # the embeddings tables: quantized under their own names
         if name.endswith(".weight_quantized") and "embeddings" in name:
             state[name[: -len("_quantized")]] = dequantized(name[: -len("_quantized")])
-    for node in graph.node:
-        if node.op_type not in ("MatMulInteger", "MatMul"):
-            continue
+    for node in graph.node:  # the linear layers: int8 weights multiplied by quantized activations
         match = _NODE.match(node.name) if node.op_type == "MatMulInteger" else None
         if match is None:
-            if node.op_type == "MatMul" and node.input[1] in arrays:  # an fp32 graph: weights as they are
-                module = node.name.strip("/").rsplit("/", 1)[0].replace("/", ".")
-                state[module + ".weight"] = arrays[node.input[1]].T.copy()
             continue
         module = match.group(1).replace("/", ".")
         weight = node.input[1].removeprefix("m.")

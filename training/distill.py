@@ -7,7 +7,7 @@ label (the loss of ``--loss listwise``). Listwise, not MarginMSE: the student on
 question's candidates, and the softmax spends its capacity on the top of the list, where MRR@5 is decided;
 MarginMSE would also fit the exact gaps between hopeless negatives.
 
-A student's start: :func:`every_other_layer` keeps the teacher's layers 1, 3, ..., 11 (the last one included:
+A student's start: :func:`student_start` keeps by default the teacher's layers 1, 3, ..., 11 (the last one included:
 the pooler and head were trained on its output), read from the teacher's int8 ONNX file
 (:mod:`training.dequantize`); or any checkpoint (``--base``), e.g. the packaged all-MiniLM-L6-v2.
 """
@@ -68,9 +68,10 @@ def distil_loss(student, teacher, mask, temperature: float = 1.0, gold_weight: f
     return loss
 
 
-def every_other_layer(teacher: str, out: str | Path, layers: tuple[int, ...] = EVERY_OTHER) -> Path:
-    """A 6-layer start from a 12-layer teacher (a catalog name, a packaged model or a folder with an ONNX
-    file): its embeddings, the given layers, its pooler and head, as a torch folder in ``out``."""
+def student_start(teacher: str, out: str | Path, layers: tuple[int, ...] = EVERY_OTHER) -> Path:
+    """A student's start from an int8 model (a catalog name, a packaged model or a folder with an ONNX file): its
+    embeddings, the given ``layers`` (default: every other of 12), its pooler and head, as a torch folder in ``out``.
+    All of a 6-layer model's layers (0-5) read a shipped student back for more training."""
     from rag.rerank import resolve_reranker
     from training.dequantize import torch_folder_from_onnx
 

@@ -281,6 +281,16 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     return summary
 
 
+def _pair_logits(model, tok, queries: list[str], docs: list[str], cfg: TrainConfig, device: str):
+    """The model's logit per (query, passage) pair, one flat tensor; bf16 autocast on CUDA."""
+    import torch
+
+    enc = tok(queries, docs, padding=True, truncation="only_second", max_length=cfg.max_length,
+              return_tensors="pt").to(device)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+        return model(**enc).logits.float().view(-1)
+
+
 def _listwise_step(model, tok, batch, cfg: TrainConfig, rng: random.Random, device: str, all_texts: list[str]):
     """Cross-entropy of the gold passage against ``cfg.negatives`` mined ones: (loss, pairs)."""
     import torch
@@ -297,10 +307,7 @@ def _listwise_step(model, tok, batch, cfg: TrainConfig, rng: random.Random, devi
         for t in [pos] + negs:
             queries.append(ex.query)
             docs.append(t)
-    enc = tok(queries, docs, padding=True, truncation="only_second", max_length=cfg.max_length,
-              return_tensors="pt").to(device)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        logits = model(**enc).logits.float().view(len(batch), 1 + cfg.negatives)
+    logits = _pair_logits(model, tok, queries, docs, cfg, device).view(len(batch), 1 + cfg.negatives)
     gold = torch.zeros(len(batch), dtype=torch.long, device=device)
     return torch.nn.functional.cross_entropy(logits, gold), len(docs)
 
@@ -316,10 +323,7 @@ def _distil_step(model, tok, batch, cfg: TrainConfig, rng: random.Random, device
     width = max(len(texts) for texts, _ in lists)
     queries = [ex.query for ex, (texts, _) in zip(batch, lists) for _ in texts]
     docs = [t for texts, _ in lists for t in texts]
-    enc = tok(queries, docs, padding=True, truncation="only_second", max_length=cfg.max_length,
-              return_tensors="pt").to(device)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        flat = model(**enc).logits.float().view(-1)
+    flat = _pair_logits(model, tok, queries, docs, cfg, device)
     student = torch.zeros(len(batch), width, device=device)
     teacher = torch.zeros(len(batch), width, device=device)
     mask = torch.zeros(len(batch), width, dtype=torch.bool, device=device)

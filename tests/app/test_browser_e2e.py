@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, SEC_PDFS, free_port, wait_for_streamlit, write_dataset
+from tests.helpers import REPO, SEC_PDFS, free_port, stop_process, wait_for_streamlit, write_dataset
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -67,11 +67,7 @@ def app_server(tmp_path: Path, plumbing_reranker: str):
     )
     url = wait_for_streamlit(process, port, tmp_path / "streamlit.log")
     yield url, started, time.perf_counter() - started
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_process(process)
     log.close()
 
 

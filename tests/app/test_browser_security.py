@@ -15,7 +15,7 @@ import pytest
 from api.keys import KeyStore
 from rag.settings import Settings
 from tests.app.test_browser_e2e import CHROMIUM, CHROMIUM_ARGS, SLOW, idle
-from tests.helpers import REPO, free_port, wait_for_streamlit
+from tests.helpers import REPO, free_port, stop_process, wait_for_streamlit
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
                                 "/usr/bin/chromium (`make browser` or `apt-get install chromium` installs it)")
@@ -40,11 +40,7 @@ def keyed_app(tmp_path: Path):
                                stderr=subprocess.STDOUT)
     url = wait_for_streamlit(process, port, tmp_path / "streamlit.log")
     yield url, token, tmp_path / "streamlit.log"
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_process(process)
     log.close()
 
 

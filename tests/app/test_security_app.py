@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from api.keys import KeyStore
 from app_pages.rendering import escape_md
 from rag.settings import Settings
-from tests.helpers import free_port
+from tests.helpers import free_port, run_app as run
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 180
@@ -61,13 +61,6 @@ def bind() -> Iterator:
     set_address("127.0.0.1")
     yield set_address
     config.set_option("server.address", before)
-
-
-def run(target) -> AppTest:
-    """Run the app (``target``: the AppTest, or a widget just set or clicked) and check that it raised nothing."""
-    at = target.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def start(page: str | None = None) -> AppTest:

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from rag.chroma_client import store_holders
 from rag.settings import Settings
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, run_app as run
 
 APP = str(REPO / "app.py")
 RERANK_RAG = str(Path(sys.executable).with_name("rerank-rag"))
@@ -41,12 +41,6 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     config.set_option("server.address", "127.0.0.1")
     yield path
     config.set_option("server.address", before)
-
-
-def run(target) -> AppTest:
-    at = target.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def plain(markdown: str) -> str:

@@ -53,9 +53,9 @@ def test_the_int8_teacher_as_torch_weights_ranks_as_the_onnx_file_does(teacher_t
 def test_every_other_layer_start_keeps_six_of_twelve_layers(tmp_path: Path) -> None:
     from sentence_transformers import CrossEncoder
 
-    from training.distill import every_other_layer
+    from training.distill import student_start
 
-    out = every_other_layer(TEACHER, tmp_path / "start")
+    out = student_start(TEACHER, tmp_path / "start")
     config = json.loads((out / "config.json").read_text())
     assert config["num_hidden_layers"] == 6
     scores = CrossEncoder(str(out)).predict([(QUESTION, t) for t in TEXTS], show_progress_bar=False)
@@ -99,11 +99,11 @@ def test_a_distilled_student_moves_toward_its_teacher_and_loads_as_int8(tmp_path
     import torch
 
     from rag.rerank import CrossEncoderReranker
-    from training.distill import distil_loss, every_other_layer
+    from training.distill import distil_loss, student_start
     from training.export import export_onnx
     from training.train import train
 
-    start = every_other_layer(TEACHER, tmp_path / "start")
+    start = student_start(TEACHER, tmp_path / "start")
     queries, _, _ = load_mined(labelled)
 
     def gap(folder: Path) -> float:  # the distillation loss over the training questions

@@ -136,7 +136,8 @@ FOLDER_INFO = "reranker.json"  # what a trained folder says of itself (training 
 
 def folder_entry(path: str | Path) -> RerankerInfo | None:
     """The entry a model folder declares in its ``reranker.json`` (``{"languages": "en, zh", ...}``), so that a
-    reranker trained here opens the language gate for what it was trained on; None when it declares nothing."""
+    reranker trained here opens the language gate for what it was trained on (and, a student distilled on its
+    teacher's logits, reads them as the teacher's calibrated probability); None when it declares nothing."""
     import json
 
     file = Path(path) / FOLDER_INFO
@@ -146,7 +147,8 @@ def folder_entry(path: str | Path) -> RerankerInfo | None:
         data = json.loads(file.read_text(encoding="utf-8"))
         return RerankerInfo(str(path), None, str(data["languages"]), str(data.get("params", "")), "cross-encoder",
                             str(data.get("license", "")), str(data.get("notes", "")),
-                            max_length=data.get("max_length"))
+                            max_length=data.get("max_length"),
+                            calibration=tuple(data["calibration"]) if data.get("calibration") else None)
     except (ValueError, KeyError, TypeError):
         return None  # an unreadable declaration: unknown, as a folder without one
 

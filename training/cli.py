@@ -74,6 +74,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "gate reranks questions in these languages)")
     p.add_argument("--gold-weight", type=float, default=0.0,
                    help="distil: weight of the gold label's cross-entropy beside the KL term")
+    p.add_argument("--score-weight", type=float, default=0.0,
+                   help="distil: weight of the squared error to the teacher's logits (its scale, which the "
+                        "confident blend reads) beside the KL term")
 
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
@@ -85,7 +88,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         threads=a.threads, device=a.device, time_budget_min=a.time_budget,
         freeze_embeddings=not a.train_embeddings, log_every=a.log_every, val=a.val, val_include=_kv(a.val_include),
         val_max_queries=a.val_max_queries, loss=a.loss, temperature=a.temperature, gold_weight=a.gold_weight,
-        languages=a.languages,
+        score_weight=a.score_weight, languages=a.languages,
     )
 
 

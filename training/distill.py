@@ -7,6 +7,11 @@ label (the loss of ``--loss listwise``). Listwise, not MarginMSE: the student on
 question's candidates, and the softmax spends its capacity on the top of the list, where MRR@5 is decided;
 MarginMSE would also fit the exact gaps between hopeless negatives.
 
+``score_weight`` adds the mean squared error between the student's and the teacher's raw logits (the pointwise
+distillation of sentence-transformers' cross-encoder recipes). The KL term is blind to a shift of all of a
+question's logits, but the app reads their level: the confident blend weighs the reranker by sigmoid(best
+logit) (rag.rerank.blend), so a student that orders like its teacher but on another scale blends differently.
+
 A student's start: :func:`student_start` keeps by default the teacher's layers 1, 3, ..., 11 (the last one included:
 the pooler and head were trained on its output), read from the teacher's int8 ONNX file
 (:mod:`training.dequantize`); or any checkpoint (``--base``), e.g. the packaged all-MiniLM-L6-v2.
@@ -44,12 +49,14 @@ def require_labels(examples: list[TrainQuery]) -> None:
                          "(`rerank-rag reranker label`)")
 
 
-def distil_loss(student, teacher, mask, temperature: float = 1.0, gold_weight: float = 0.0, labelled=None):
+def distil_loss(student, teacher, mask, temperature: float = 1.0, gold_weight: float = 0.0, labelled=None,
+                score_weight: float = 0.0):
     """``student``, ``teacher``: logits ``[questions, candidates]`` (gold in column 0); ``mask``: which
     candidates exist (lists may be shorter); ``labelled``: which rows the teacher scored (default all).
     KL(teacher || student) at ``temperature``, x T², mean over questions; an unlabelled row's target is its
     gold passage alone (KL to a one-hot target is the listwise cross-entropy). Plus ``gold_weight`` x the
-    cross-entropy on column 0 for every row."""
+    cross-entropy on column 0 for every row; plus ``score_weight`` x the mean squared logit error over the
+    labelled rows' candidates (the teacher's scale)."""
     import torch
 
     neg_inf = torch.finfo(student.dtype).min
@@ -65,7 +72,30 @@ def distil_loss(student, teacher, mask, temperature: float = 1.0, gold_weight: f
     if gold_weight:
         gold = torch.zeros(student.shape[0], dtype=torch.long, device=student.device)
         loss = loss + gold_weight * torch.nn.functional.cross_entropy(student.masked_fill(~mask, neg_inf), gold)
+    if score_weight:
+        scored = mask if labelled is None else mask & labelled[:, None]
+        if scored.any():
+            loss = loss + score_weight * ((student - teacher)[scored] ** 2).mean()
     return loss
+
+
+def match_teacher_scale(classifier, student, teacher) -> tuple[float, float]:
+    """Fold the least-squares line ``teacher = a * student + c`` over the given logits into the one-logit head
+    (weight x a, bias x a + c), so a start on another scale begins on the teacher's: otherwise the squared-error
+    term's first gradients would spend themselves on rescaling, through the whole encoder. A start that orders
+    against its teacher (a <= 0) keeps its order: a is then the ratio of the spreads. Returns (a, c)."""
+    import torch
+
+    s, t = student.double().flatten(), teacher.double().flatten()
+    spread = ((s - s.mean()) ** 2).sum()
+    a = float(((s - s.mean()) * (t - t.mean())).sum() / spread) if spread > 0 else 1.0
+    if a <= 0:
+        a = float(t.std() / s.std()) if s.std() > 0 else 1.0
+    c = float(t.mean() - a * s.mean())
+    with torch.no_grad():
+        classifier.weight.mul_(a)
+        classifier.bias.mul_(a).add_(c)
+    return a, c
 
 
 def student_start(teacher: str, out: str | Path, layers: tuple[int, ...] = EVERY_OTHER) -> Path:

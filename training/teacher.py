@@ -41,7 +41,9 @@ def label_mined(mined: str | Path, out: str | Path, teacher_spec: str, *, negati
                 f"ETA {(len(queries) - n) * pairs / n / rate / 60:.1f} min)")
     info = {"spec": teacher_spec, "name": teacher.name, "backend": getattr(teacher, "backend", None),
             "file": Path(getattr(teacher, "file_name", None) or "").name or None,
-            "max_length": getattr(teacher, "max_length", None), "pairs": pairs,
+            "max_length": getattr(teacher, "max_length", None),
+            # how its logits read as probabilities: a student trained on its scale (--score-weight) inherits it
+            "calibration": list(getattr(teacher, "calibration", (1.0, 0.0))), "pairs": pairs,
             "seconds": round(time.perf_counter() - started, 1)}
     first_stage.pop("teacher", None)  # relabelling replaces the previous teacher
     save_mined(out, queries, sources, first_stage, teacher=info)

@@ -99,6 +99,7 @@ class TrainConfig:
     loss: str = "listwise"  # listwise: cross-entropy on the gold passage; distil: the teacher's scores (training.distill)
     temperature: float = 1.0  # distil: softmax temperature of teacher and student
     gold_weight: float = 0.0  # distil: weight of the gold label's cross-entropy beside the KL term
+    score_weight: float = 0.0  # distil: weight of the squared logit error (the teacher's scale) beside the KL term
     languages: str = "en"  # what the model reads (rag.catalog.folder_entry): the language gate opens for these
 
 
@@ -175,6 +176,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     if cfg.freeze_embeddings:  # the 11.7M-parameter word-embedding matrix stays as in the base
         model.get_input_embeddings().weight.requires_grad_(False)
 
+    if cfg.loss == "distil" and cfg.score_weight:
+        _start_on_teacher_scale(model, tok, examples, cfg, device, log)
     head_names = ("classifier", "pooler")
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     enc_params = [p for n, p in trainable if not any(h in n for h in head_names)]
@@ -275,10 +278,39 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     (out / "README.md").write_text(model_card(summary))
     from rag.catalog import FOLDER_INFO
 
-    (out / FOLDER_INFO).write_text(json.dumps({"languages": cfg.languages, "max_length": cfg.max_length,
-                                               "license": "see README.md"}, indent=2) + "\n")
+    declared = {"languages": cfg.languages, "max_length": cfg.max_length, "license": "see README.md"}
+    calibration = _inherited_calibration(cfg, mined_by)
+    if calibration:
+        declared["calibration"] = calibration
+    (out / FOLDER_INFO).write_text(json.dumps(declared, indent=2) + "\n")
     log(f"saved to {out} ({summary['total_seconds'] / 60:.1f} min total)")
     return summary
+
+
+def _inherited_calibration(cfg: TrainConfig, mined_by: list[dict]) -> list[float] | None:
+    """The teacher's calibration, for a student taught its teacher's logits themselves (``--score-weight``):
+    it reads on the same scale, so its readable score is the teacher's fitted probability; None otherwise."""
+    if cfg.loss != "distil" or not cfg.score_weight:
+        return None
+    return next((fs["teacher"]["calibration"] for fs in mined_by if fs.get("teacher", {}).get("calibration")), None)
+
+
+def _start_on_teacher_scale(model, tok, examples, cfg: TrainConfig, device: str, log, questions: int = 32) -> None:
+    """Rescale the start's head to its teacher's logits over the first labelled questions (distill.match_teacher_scale)."""
+    import torch
+
+    from training.distill import match_teacher_scale
+
+    sample = [ex for ex in examples if ex.positive_scores][:questions]
+    pairs = [(ex.query, text) for ex in sample for text in ex.positives + ex.negatives]
+    target = torch.tensor([x for ex in sample for x in ex.positive_scores + ex.negative_scores])
+    model.eval()  # no dropout while measuring the scale
+    with torch.no_grad():
+        logits = torch.cat([_pair_logits(model, tok, [q for q, _ in pairs[i:i + 64]], [d for _, d in pairs[i:i + 64]],
+                                         cfg, device).cpu() for i in range(0, len(pairs), 64)])
+    model.train()
+    a, c = match_teacher_scale(model.classifier, logits, target)
+    log(f"start rescaled to the teacher's logits over {len(pairs)} pairs: {a:.3f} x logit {c:+.3f}")
 
 
 def _pair_logits(model, tok, queries: list[str], docs: list[str], cfg: TrainConfig, device: str):
@@ -334,4 +366,5 @@ def _distil_step(model, tok, batch, cfg: TrainConfig, rng: random.Random, device
             teacher[row, :len(texts)] = torch.tensor(scores, device=device)
         mask[row, :len(texts)] = True
         at += len(texts)
-    return distil_loss(student, teacher, mask, cfg.temperature, cfg.gold_weight, labelled), len(docs)
+    return distil_loss(student, teacher, mask, cfg.temperature, cfg.gold_weight, labelled,
+                       cfg.score_weight), len(docs)

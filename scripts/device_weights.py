@@ -6,6 +6,9 @@ The device tool moves at most 64 MiB each way, in files of at most 16 MiB; MiniL
     scripts/device_weights.py pack runs/ce $OUT/ce             # there: trained weights, fp16, parts < 15 MB
     scripts/device_weights.py unpack $FILES/ce runs/ce-gpu     # here: base fp32 + those weights -> a model
 
+``unpack --base DIR`` takes the word embeddings (and tokenizer) from another start: the multilingual student
+trains on a start cut to the pieces its texts use (training/e5_carry.py) and comes back onto the whole one.
+
 ``pack`` leaves out the word-embedding matrix (training freezes it: it equals the base's), so a model comes
 back in two parts of 11 MB; ``unpack`` takes that matrix from the fp32 base again. fp16 rounding (~5e-4
 relative) is far below the int8 quantisation the shipped file gets.
@@ -22,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 PART_BYTES = 15_000_000
-SIDE_FILES = ("training_summary.json",)
+DECLARED = "reranker.json"  # rag.catalog.FOLDER_INFO: the languages a trained folder reads
+SIDE_FILES = ("training_summary.json", DECLARED)
 
 
 def _cross_encoder(path: str, max_length: int | None = None):
@@ -68,12 +72,12 @@ def pack(src: Path, dst: Path) -> None:
             shutil.copy2(src / f, dst / f)
 
 
-def unpack(src: Path, dst: Path, max_length: int) -> None:
+def unpack(src: Path, dst: Path, max_length: int, base: str | None = None) -> None:
     from safetensors.torch import load_file
 
     from rag.embedders.models import packaged_minilm_path
 
-    ce = _cross_encoder(packaged_minilm_path(), max_length)
+    ce = _cross_encoder(base or packaged_minilm_path(), max_length)
     trained = {}
     for part in sorted(src.glob("part*.safetensors")):
         trained |= {k: v.float() for k, v in load_file(str(part)).items()}
@@ -81,6 +85,8 @@ def unpack(src: Path, dst: Path, max_length: int) -> None:
     if unexpected or any(not k.endswith(WORD_EMBEDDINGS) for k in missing):
         raise SystemExit(f"weights do not fit the base: missing {missing}, unexpected {unexpected}")
     ce.save_pretrained(str(dst))
+    if (src / DECLARED).is_file():  # what the trained folder declares (its languages) comes back with it
+        shutil.copy2(src / DECLARED, dst / DECLARED)
     summary = src / "training_summary.json"
     if summary.is_file():  # the card names the packaged base, not the fp16 copy that travelled
         import json
@@ -89,7 +95,8 @@ def unpack(src: Path, dst: Path, max_length: int) -> None:
         from training.train import PACKAGED_BASE
 
         data = json.loads(summary.read_text(encoding="utf-8"))
-        data["base"] = data["config"]["base"] = f"{PACKAGED_BASE} (carried to the GPU machine in fp16)"
+        data["base"] = data["config"]["base"] = (f"{base} (cut to its training texts' pieces for the GPU machine)"
+                                                 if base else f"{PACKAGED_BASE} (carried to the GPU machine in fp16)")
         data["config"]["out"] = str(dst)
         (dst / "training_summary.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         (dst / "README.md").write_text(model_card(data))
@@ -100,13 +107,15 @@ def main() -> int:
     ap.add_argument("verb", choices=("base", "pack", "unpack"))
     ap.add_argument("paths", nargs="+")
     ap.add_argument("--max-length", type=int, default=160, help="unpack: the reranker's max length")
+    ap.add_argument("--base", default=None, help="unpack: the start to put the weights on (default: the packaged "
+                                                 "all-MiniLM-L6-v2)")
     a = ap.parse_args()
     if a.verb == "base":
         base(Path(a.paths[0]))
     elif a.verb == "pack":
         pack(Path(a.paths[0]), Path(a.paths[1]))
     else:
-        unpack(Path(a.paths[0]), Path(a.paths[1]), a.max_length)
+        unpack(Path(a.paths[0]), Path(a.paths[1]), a.max_length, a.base)
     return 0
 
 

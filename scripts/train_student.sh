@@ -36,7 +36,7 @@ set -euo pipefail
 STEP=${1:-all}
 DATA=${DATA:-../shared/datasets}
 PY=${PY:-.venv/bin/python}
-QUESTIONS=${QUESTIONS:-1200}   # English questions labelled (CPU: what the budget can train on)
+QUESTIONS=${QUESTIONS:-2000}   # English questions labelled (CPU: what the budget can train on)
 BUDGET=${BUDGET:-40}           # minutes per English student
 DEVICE=${DEVICE:-auto}
 EPOCHS=${EPOCHS:-1}

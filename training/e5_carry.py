@@ -13,7 +13,7 @@ start's fp32 weights are exactly those blocks dequantized, so nothing is lost on
     python -m training.e5_carry pack --mined A.json --mined B.json --out .carry/e5     # here
     python -m training.e5_carry start .carry/e5 /tmp/start                             # there: the cut start
     (train; scripts/device_weights.py pack /tmp/student $OUT/e5: every weight but the word embeddings, fp16)
-    scripts/device_weights.py unpack --base runs/start-e5-small FILES/e5 runs/student-e5-small   # here again
+    scripts/device_weights.py unpack --base runs/start-e5-small --max-length 256 FILES/e5 runs/student-e5-small
 """
 
 from __future__ import annotations

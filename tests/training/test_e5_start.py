@@ -134,6 +134,7 @@ def test_the_cut_start_that_travels_to_a_gpu_scores_as_the_whole_start(tmp_path:
     # back from the GPU: every weight but the word embeddings (fp16), put on the whole start again
     script = Path(__file__).resolve().parents[2] / "scripts" / "device_weights.py"
     for verb in (["pack", str(cut), str(tmp_path / "back")],
-                 ["unpack", "--base", str(start), "--max-length", "128", str(tmp_path / "back"), str(tmp_path / "whole")]):
+                 ["unpack", "--base", str(start), "--max-length", "128", str(tmp_path / "back"),
+                  str(tmp_path / "whole")]):
         subprocess.run([sys.executable, str(script), *verb], check=True, capture_output=True)
     assert np.allclose(logits(tmp_path / "whole"), whole, atol=2e-2)

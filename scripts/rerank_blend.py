@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dev_suite import SETS  # noqa: E402
 
 from evaluation.datasets import load_dataset  # noqa: E402
+from evaluation.gain_share import gain_share  # noqa: E402
 from evaluation.index import dataset_label, index_corpus  # noqa: E402
 from evaluation.metrics import first_occurrences, mrr  # noqa: E402
 from rag.pipeline import RagPipeline  # noqa: E402
@@ -92,11 +93,26 @@ def order(candidates: list[list], logits: list[float] | None, variant: str) -> l
     return first_occurrences(sources[i] for i in ranked)
 
 
-def score(data: dict, spec: str | None, variant: str) -> float:
+def per_question(data: dict, spec: str | None, variant: str) -> list[float]:
     rows = data["queries"]
     logits = data["logits"][spec] if spec else [None] * len(rows)
-    return sum(mrr(r["relevant"], order(r["candidates"], lg, variant), 5)
-               for r, lg in zip(rows, logits, strict=True)) / max(len(rows), 1)
+    return [mrr(r["relevant"], order(r["candidates"], lg, variant), 5) for r, lg in zip(rows, logits, strict=True)]
+
+
+def score(data: dict, spec: str | None, variant: str) -> float:
+    values = per_question(data, spec, variant)
+    return sum(values) / max(len(values), 1)
+
+
+def shares(done: dict, reference: str, specs: list[str], only: list[str]) -> str:
+    """Per variant, how much of the reference's mean gain each other spec keeps (evaluation.gain_share)."""
+    lines = [f"Share of {reference}'s mean gain, same variant, 95 % stratified paired bootstrap over the questions:"]
+    for spec in (s for s in specs if s != reference):
+        for v in only:
+            per_set = {label: (per_question(d, None, "first"), per_question(d, reference, v), per_question(d, spec, v))
+                       for label, d in done.items()}
+            lines.append(f"- {spec} {v}: {gain_share(per_set)}")
+    return "\n".join(lines)
 
 
 def variants(depth: int | None = None) -> list[str]:
@@ -114,6 +130,8 @@ def main() -> int:
     ap.add_argument("--variants", nargs="*", help="print only these variants (e.g. rerank@6 confident:0.7@6)")
     ap.add_argument("--report-only", action="store_true", help="print the table of --out as it is; score nothing")
     ap.add_argument("--pick", type=int, default=0, help="print only the N variants with the best worst case")
+    ap.add_argument("--share-of", metavar="SPEC",
+                    help="also print how much of this reranker's gain each other one keeps, with its interval")
     ap.add_argument("--out", default="runs/blend.json")
     args = ap.parse_args()
     settings = Settings()
@@ -142,6 +160,8 @@ def main() -> int:
         out.write_text(json.dumps(done))
         print(f"{label}: {len(done[label]['queries'])} queries in {time.time() - started:.0f} s", file=sys.stderr)
     print(report(done, args.rerankers, args.pick, args.depth, args.variants))
+    if args.share_of:
+        print("\n" + shares(done, args.share_of, args.rerankers, args.variants or variants(args.depth)))
     return 0
 
 

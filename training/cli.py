@@ -44,7 +44,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude-overlap", action="append", default=[], metavar="DIR",
                    help="drop training docs whose text appears in this BEIR folder (keeps it held out)")
     p.add_argument("--max-queries", action="append", metavar="[NAME=]N",
-                   help="cap on queries per dataset (random sample with the seed)")
+                   help="cap on queries per dataset or mined source (random sample with the seed)")
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
     p.add_argument("--epochs", type=int, default=1)

@@ -103,6 +103,20 @@ class TrainConfig:
     languages: str = "en"  # what the model reads (rag.catalog.folder_entry): the language gate opens for these
 
 
+def cap_per_source(queries: list, caps: dict[str, int], rng: random.Random) -> list:
+    """At most ``caps[NAME]`` of each source's queries, a seeded sample (NAME: the source's name, e.g.
+    ``emanual_samsung/smarttv``, or its last part, ``smarttv``; ``*``: every source): so one large mined file
+    does not drown a small one in the shuffled mix."""
+    by_source: dict[str, list] = {}
+    for q in queries:
+        by_source.setdefault(q.source, []).append(q)
+    out = []
+    for source, group in by_source.items():
+        cap = caps.get(source, caps.get(source.rsplit("/", 1)[-1], caps.get("*")))
+        out += rng.sample(group, cap) if cap is not None and cap < len(group) else group
+    return out
+
+
 def _machine(threads: int, device: str) -> str:
     import os
 
@@ -142,7 +156,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         from training.mine import load_mined
 
         queries, sources, first_stage = load_mined(f)
-        examples += queries
+        examples += cap_per_source(queries, cfg.max_queries, rng)
         infos += sources
         mined_by.append(first_stage)
     embedder = None

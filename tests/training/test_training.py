@@ -144,3 +144,21 @@ def test_continued_training_records_its_lineage_without_machine_paths(tmp_path: 
     assert "### Stage 1" in card and "### Stage 2" in card and "2 stages" in card
     assert "site-packages" not in card and "site-packages" not in json.dumps(summary)
     assert summary["continued_from"]["base"].startswith("all-MiniLM-L6-v2 from the PyPI package")
+
+
+def test_a_cap_samples_each_mined_source_alone() -> None:
+    import random
+
+    from training.data import TrainQuery
+    from training.train import cap_per_source
+
+    queries = ([TrainQuery("squad11_dev", f"s{i}", ["p"]) for i in range(50)]
+               + [TrainQuery("emanual_samsung/smarttv", f"t{i}", ["p"]) for i in range(5)])
+    capped = cap_per_source(queries, {"squad11_dev": 10}, random.Random(1))
+    assert [q.source for q in capped].count("squad11_dev") == 10
+    assert [q.query for q in capped if q.source != "squad11_dev"] == [f"t{i}" for i in range(5)]
+    # a source is named whole or by its last part; "*" caps every source
+    assert len(cap_per_source(queries, {"smarttv": 2}, random.Random(1))) == 52
+    assert len(cap_per_source(queries, {"*": 3}, random.Random(1))) == 6
+    again = cap_per_source(queries, {"squad11_dev": 10}, random.Random(1))
+    assert [q.query for q in again] == [q.query for q in capped]

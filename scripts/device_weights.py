@@ -92,7 +92,7 @@ def unpack(src: Path, dst: Path, max_length: int, base: str | None = None) -> No
         import json
 
         from training.model_card import model_card
-        from training.train import PACKAGED_BASE
+        from training.model_card import PACKAGED_BASE
 
         data = json.loads(summary.read_text(encoding="utf-8"))
         data["base"] = data["config"]["base"] = (f"{base} (cut to its training texts' pieces for the GPU machine)"

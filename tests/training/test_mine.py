@@ -71,11 +71,14 @@ def test_training_reads_a_mined_file_and_a_time_budget_shortens_it(tmp_path: Pat
 
     texts = [doc for doc, _ in TOPICS.values()]
     queries = [TrainQuery("tiny", q, [doc], [t for t in texts if t != doc][:4]) for doc, q in TOPICS.values()]
-    save_mined(tmp_path / "mined.json", queries, [SourceInfo("tiny", "tiny", "beir")], {"retrieval": "hybrid"})
+    # as after `reranker label --max-queries`: the file's count is what was mined, not what it holds
+    stale = SourceInfo("tiny", "tiny", "beir", queries_used=len(queries) + 5)
+    save_mined(tmp_path / "mined.json", queries, [stale], {"retrieval": "hybrid"})
     lines: list[str] = []
     summary = train(tiny_config(None, tmp_path / "m", datasets=[], mined=[str(tmp_path / "mined.json")],
                                 max_steps=8, time_budget_min=1e-4), log=lines.append)
     assert summary["mined_by"] == [{"retrieval": "hybrid"}] and summary["train_queries"] == len(TOPICS)
+    assert summary["sources"][0]["queries_used"] == len(TOPICS)  # the model card's count: what the mix held
     assert summary["steps"] == 2 and any("time budget" in line for line in lines)
     assert len(predict(tmp_path / "m", PAIRS)) == 2
     with pytest.raises(ValueError, match="nothing to train on"):

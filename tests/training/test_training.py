@@ -62,7 +62,8 @@ def test_train_writes_a_loadable_crossencoder_with_a_model_card(tmp_path: Path) 
     scores = predict(out, PAIRS)
     assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
     card = (out / "README.md").read_text()
-    for needle in ("apache-2.0", "all-MiniLM-L6-v2", "listwise softmax cross-entropy", "seed 3", "tiny"):
+    for needle in ("apache-2.0", "base_model: sentence-transformers/all-MiniLM-L6-v2", "head is new",
+                   "listwise softmax cross-entropy", "seed 3", "tiny"):
         assert needle in card
     assert json.loads((out / "training_summary.json").read_text())["train_queries"] == len(TOPICS)
 

@@ -91,8 +91,7 @@ def unpack(src: Path, dst: Path, max_length: int, base: str | None = None) -> No
     if summary.is_file():  # the card names the packaged base, not the fp16 copy that travelled
         import json
 
-        from training.model_card import model_card
-        from training.model_card import PACKAGED_BASE
+        from training.model_card import PACKAGED_BASE, model_card
 
         data = json.loads(summary.read_text(encoding="utf-8"))
         data["base"] = data["config"]["base"] = (f"{base} (cut to its training texts' pieces for the GPU machine)"

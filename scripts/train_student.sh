@@ -28,7 +28,8 @@
 #   wide      the wider English student (2026-12-03): beside $WIDE_SQUAD of SQuAD's labelled questions, E-Manual
 #             smarttv's questions past the dev suite's first 150 (and none sharing a relevant page with them) and
 #             $MAN_PAGES of this machine's manual pages (scripts/manpage_corpus.py), every candidate scored by
-#             the teacher; start (b), KL only, $BUDGET minutes.
+#             the teacher; start (b), KL only, $BUDGET minutes. SWAPS=1 labels one more negative per question,
+#             its gold passage with a name it shares with the question renamed (training/entity_swap.py).
 #   export    int8 ONNX of each student into runs/students/ (what the app loads: `RAG_RERANKER=runs/students/NAME`).
 #
 # Split: SQuAD articles 38-47 and CMRC 2018 TRIAL_* stay held out (the dev suite's held-out parts); every other
@@ -86,12 +87,18 @@ if [[ $STEP == wide ]]; then  # each file once: a second run (TEMPERATURE=2) reu
     --top 20 --seed 13 --dataset "$DATA/emanual_samsung/smarttv" --hold-out-first smarttv=150
   [[ -f $R/distil-mined-man.json ]] || "$PY" -m rag.cli reranker mine --out $R/distil-mined-man.json --top 20 \
     --seed 13 --dataset $R/manpages
+  swaps=${SWAPS:+-swaps}  # SWAPS=1: each question's gold passage renamed as one more negative (entity_swap.py)
+  if [[ -n $swaps && ! -f $R/distil-labelled-swaps.json ]]; then
+    "$PY" -m rag.cli reranker label --mined $R/distil-mined.json --out $R/distil-labelled-swaps.json \
+      --negatives 7 --max-queries "${WIDE_SQUAD:-300}" --entity-swaps
+  fi
   for part in smarttv man; do
-    [[ -f $R/distil-labelled-$part.json ]] || "$PY" -m rag.cli reranker label --mined $R/distil-mined-$part.json \
-      --out $R/distil-labelled-$part.json --negatives 7
+    [[ -f $R/distil-labelled-$part$swaps.json ]] || "$PY" -m rag.cli reranker label --negatives 7 \
+      --mined $R/distil-mined-$part.json --out $R/distil-labelled-$part$swaps.json ${swaps:+--entity-swaps}
   done
-  name=student-wide${TEMPERATURE:+-t$TEMPERATURE}
-  "$PY" -m training.cli "${COMMON[@]}" --mined $R/distil-labelled-smarttv.json --mined $R/distil-labelled-man.json \
+  name=student-wide${TEMPERATURE:+-t$TEMPERATURE}$swaps
+  "$PY" -m training.cli "${COMMON[@]:2}" --mined $R/distil-labelled$swaps.json \
+    --mined $R/distil-labelled-smarttv$swaps.json --mined $R/distil-labelled-man$swaps.json \
     --max-queries squad11_dev="${WIDE_SQUAD:-300}" --max-queries manpages="${WIDE_MAN:-300}" \
     --temperature "${TEMPERATURE:-1}" --base $R/start-shipped-l6 --out $R/$name --lr 5e-5 --head-lr 5e-5 \
     --threads "${THREADS:-2}" --time-budget "$BUDGET" > $R/$name.log 2>&1
@@ -106,7 +113,7 @@ if [[ $STEP == carry ]]; then
   "$PY" -m training.e5_carry pack --mined $R/distil-labelled.json --mined $R/distil-mined-zh.json --out .carry/e5
 fi
 if [[ $STEP == export || $STEP == all ]]; then
-  for name in student-every-other student-shipped-l6 student-wide student-wide-t2 student-minilm student-e5-small; do
+  for name in student-every-other student-shipped-l6 student-wide student-wide-t2 student-wide-swaps student-minilm student-e5-small; do
     if [[ -d $R/$name ]]; then "$PY" -m rag.cli reranker export $R/$name $R/students/$name; fi
   done
 fi

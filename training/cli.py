@@ -197,6 +197,9 @@ def register(subparsers, parent_parser=None) -> None:
                      help="reranker spec NAME_OR_PATH[@onnx|@torch][#max_length] (default: the settings' reranker)")
     lab.add_argument("--negatives", type=int, default=None, help="keep each question's first N negatives")
     lab.add_argument("--max-queries", type=int, default=None, help="label only the first N questions")
+    lab.add_argument("--entity-swaps", action="store_true",
+                     help="one more negative per question: its gold passage with a name it shares with the question "
+                          "renamed to another question's (training/entity_swap.py)")
     lab.set_defaults(func=_run_label)
     st = sub.add_parser("student-start", help="a 6-layer start from a 12-layer teacher's every other layer",
                         parents=parents)
@@ -219,7 +222,8 @@ def _run_label(a: argparse.Namespace, settings=None) -> int:
 
     teacher = a.teacher or (settings or Settings()).reranker
     try:
-        info = label_mined(a.mined, a.out, teacher, negatives=a.negatives, max_queries=a.max_queries, log=_log)
+        info = label_mined(a.mined, a.out, teacher, negatives=a.negatives, max_queries=a.max_queries,
+                           entity_swaps=a.entity_swaps, log=_log)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

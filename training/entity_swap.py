@@ -44,12 +44,10 @@ def shared_name(query: TrainQuery) -> str | None:
 def add_entity_swaps(queries: list[TrainQuery], rng: random.Random) -> int:
     """Append to each question that shares a name with its gold passage one negative: that passage with the
     name renamed to another question's shared name (one that is not in the passage). Returns how many."""
-    pool = sorted({n for q in queries if (n := shared_name(q))})
+    found = [(q, name) for q in queries if (name := shared_name(q))]
+    pool = sorted({name for _, name in found})
     added = 0
-    for q in queries:
-        name = shared_name(q)
-        if name is None:
-            continue
+    for q, name in found:
         passage = q.positives[0]
         others = [n for n in pool if n != name and n not in passage and name not in n]
         if not others:

@@ -90,8 +90,8 @@ def _recipe_lines(summary: dict) -> list[str]:
     ]
 
 
-def _base_line(base: str) -> str:
-    if base.startswith(PACKAGED_BASE):  # also as device_weights.py names it, carried to a GPU
+def _base_line(base: str, fresh: bool) -> str:
+    if fresh:
         return (f"`sentence-transformers/all-MiniLM-L6-v2` (Apache-2.0): {base}. Its bi-encoder weights are the"
                 " starting point; the classification head is new.")
     # a prepared start (`reranker student-start` keeps its model's head; training/e5_start.py makes a new one)
@@ -101,7 +101,7 @@ def _base_line(base: str) -> str:
 def model_card(summary: dict) -> str:
     cfg = summary["config"]
     stages = _stages(summary)
-    fresh = stages[0]["base"].startswith(PACKAGED_BASE)
+    fresh = stages[0]["base"].startswith(PACKAGED_BASE)  # also as device_weights.py names it, carried to a GPU
     names = [f"stage {i}" for i in range(1, len(stages) + 1)] if len(stages) > 1 else [""]
     lines = [
         "---",
@@ -117,7 +117,7 @@ def model_card(summary: dict) -> str:
         "",
         "## Base model",
         "",
-        _base_line(stages[0]["base"]),
+        _base_line(stages[0]["base"], fresh),
     ]
     if len(stages) > 1:
         lines += ["", f"Trained in {len(stages)} stages; each later stage continues from the checkpoint of the one"

@@ -31,8 +31,9 @@ def label_mined(mined: str | Path, out: str | Path, teacher_spec: str, *, negati
     queries, sources, first_stage = load_mined(mined)
     if max_queries is not None:
         queries = queries[:max_queries]
-    for q in queries if negatives is not None else []:
-        q.negatives = q.negatives[:negatives]
+    if negatives is not None:
+        for q in queries:
+            q.negatives = q.negatives[:negatives]
     swaps = add_entity_swaps(queries, random.Random(seed)) if entity_swaps else 0
     if entity_swaps:
         log(f"{swaps} of {len(queries)} questions got a negative with a name renamed")

@@ -65,8 +65,11 @@ def _show_page(settings: Settings, collection: str, n: int, chunk: ChunkHit, quo
         return
     try:
         png, page, marked = _page_png(str(path), record.content_sha256, chunk.page, tuple(quotes))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError) as error:  # the file or the page: its reason names neither path nor code
         st.error(f"The page cannot be drawn: {render.escape_md(str(error))}", icon=":material/error:")
+        return
+    except Exception:  # noqa: BLE001 - anything else (out of memory, a bug): a sentence, never a traceback
+        st.error("The page cannot be drawn: its file could not be rendered on this server.", icon=":material/error:")
         return
     if marked:
         note = "The sentences the answer quoted are boxed in yellow."

@@ -12,6 +12,7 @@ layer) or a sentence that cannot be found is said in words, never a wrong mark.
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -23,6 +24,10 @@ ORIGINALS = "originals"
 MARK_FILL = (255, 214, 0, 90)  # a highlighter's yellow, translucent so the text stays legible
 MARK_EDGE = (230, 120, 0, 255)
 _PREFIX = 80  # letters: when a whole sentence is not found (a chunk cut it, text differs), its start is tried
+# A page is drawn at most this many pixels (an A4 page at the default scale is 1.3 M), whatever its size in
+# points: a 14,400 pt square page at scale 1.6 would be 530 M pixels, 2 GB of RGBA, before the PNG is made.
+MAX_PAGE_PIXELS = 6_000_000
+MAX_PAGE_SIDE = 8_000  # pixels: a long, thin page (a receipt roll) is bounded by its length too
 
 
 @dataclass
@@ -111,9 +116,20 @@ def locate(page_text: str, quote: str) -> tuple[int, int] | None:
     return where[found], where[found + len(needle) - 1] + 1
 
 
+def bounded_scale(width_pt: float, height_pt: float, scale: float) -> float:
+    """``scale``, or less where the page drawn at it would be over ``MAX_PAGE_PIXELS`` or ``MAX_PAGE_SIDE``."""
+    width_pt, height_pt = max(width_pt, 1.0), max(height_pt, 1.0)
+    scale = min(scale, (MAX_PAGE_PIXELS / (width_pt * height_pt)) ** 0.5, MAX_PAGE_SIDE / max(width_pt, height_pt))
+    while (math.ceil(width_pt * scale) * math.ceil(height_pt * scale) > MAX_PAGE_PIXELS
+           or math.ceil(max(width_pt, height_pt) * scale) > MAX_PAGE_SIDE):
+        scale *= 0.999  # pdfium rounds each side up to a whole pixel
+    return scale
+
+
 def render_page(path: str | Path, page_number: int, quotes: list[str] = (), *, scale: float = 1.6) -> PageImage:
-    """Page ``page_number`` (1-based) of the PDF at ``path`` as a PNG, each of ``quotes`` found boxed.
-    Raises ``ValueError`` for a page the file does not have, ``OSError`` for a file pdfium cannot open."""
+    """Page ``page_number`` (1-based) of the PDF at ``path`` as a PNG, each of ``quotes`` found boxed; drawn at
+    ``scale`` pixels per point, less for a page that would be over ``MAX_PAGE_PIXELS`` (:func:`bounded_scale`).
+    Raises ``ValueError`` for a page the file does not have, ``OSError`` for a file pdfium cannot open or draw."""
     import pypdfium2 as pdfium
     from PIL import Image, ImageDraw
 
@@ -125,8 +141,12 @@ def render_page(path: str | Path, page_number: int, quotes: list[str] = (), *, s
         if not 1 <= page_number <= len(pdf):
             raise ValueError(f"{Path(path).name} has {len(pdf)} pages, not a page {page_number}")
         page = pdf[page_number - 1]
-        image = page.render(scale=scale).to_pil().convert("RGBA")
-        _, height_pt = page.get_size()
+        width_pt, height_pt = page.get_size()
+        scale = bounded_scale(width_pt, height_pt, scale)
+        try:
+            image = page.render(scale=scale).to_pil().convert("RGBA")
+        except pdfium.PdfiumError as error:
+            raise OSError(f"pdfium cannot draw page {page_number} of {Path(path).name}: {error}") from error
         boxes: list[tuple[float, float, float, float]] = []
         if quotes:
             text_page = page.get_textpage()

@@ -256,8 +256,9 @@ class ChromaServer:
 
 
 # ---- generated documents (issue 23: OCR, running lines) ------------------------------------------
-def text_pdf(pages: list[list[str]]) -> bytes:
-    """A PDF with a text layer: each page a list of lines (Helvetica 11 pt, top to bottom), written by pypdf."""
+def text_pdf(pages: list[list[str]], size: tuple[float, float] = (595, 842)) -> bytes:
+    """A PDF with a text layer: each page a list of lines (Helvetica 11 pt, top to bottom), written by pypdf;
+    ``size``: each page's width and height in points (A4 by default)."""
     import io
 
     from pypdf import PdfWriter
@@ -267,8 +268,8 @@ def text_pdf(pages: list[list[str]]) -> bytes:
     font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
                              NameObject("/BaseFont"): NameObject("/Helvetica")})
     for lines in pages:
-        page = writer.add_blank_page(width=595, height=842)
-        ops = [b"BT /F1 11 Tf 14 TL 60 800 Td"]
+        page = writer.add_blank_page(width=size[0], height=size[1])
+        ops = [b"BT /F1 11 Tf 14 TL 60 %d Td" % int(size[1] - 42)]
         for line in lines:
             escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
             ops.append(b"(" + escaped.encode("latin-1") + b") Tj T*")

@@ -38,6 +38,19 @@ def test_a_cited_pdf_page_opens_as_an_image(data_dir: Path) -> None:
     assert any("boxed in yellow" in c.value for c in at.caption), [c.value for c in at.caption]
 
 
+def test_a_page_that_cannot_be_drawn_says_so_in_a_sentence(data_dir: Path) -> None:
+    """Issue 36 §2: a kept PDF pdfium cannot draw shows one plain sentence: no traceback, no server path."""
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.chat_input[0].set_value("How long do I have to return a bike for a refund?").run()
+    for kept in (data_dir / "originals").rglob("*.pdf"):
+        kept.write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 200)  # the file on disk went bad since its ingest
+    next(b for b in at.button if b.key and b.key.startswith("cited-page-0-")).click().run()
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith("The page cannot be drawn: ")
+    assert str(data_dir) not in error.value and "Traceback" not in error.value and "/" not in error.value
+
+
 def test_library_says_waiting_only_while_another_ingest_holds_the_store(data_dir: Path) -> None:
     from ingest.pipeline import WRITE_LOCK
 

@@ -79,3 +79,29 @@ def test_ingest_keeps_the_pdf_and_delete_removes_it(tmp_path: Path) -> None:
     folder = find_original(settings, settings.collection, again.doc_id, record.content_sha256).parent
     KnowledgeBase(settings).drop()  # the whole collection: its kept PDFs go too
     assert not folder.exists()
+
+
+def test_a_huge_page_is_drawn_within_the_pixel_bound(tmp_path: Path) -> None:
+    """Issue 36 §2: a 14,400 pt square page (the largest the PDF format allows) at the default scale would be
+    530 M pixels; it is drawn within MAX_PAGE_PIXELS, and the quote is still found and boxed on the image."""
+    import io
+
+    from PIL import Image
+
+    from rag.page_image import MAX_PAGE_PIXELS, MAX_PAGE_SIDE
+    from tests.helpers import text_pdf
+
+    line = "The poster says the annual cycling rally starts at the harbour gate at nine."
+    path = tmp_path / "poster.pdf"
+    path.write_bytes(text_pdf([[line]], size=(14_400, 14_400)))
+    image = render_page(path, 1, [line])
+    assert image.width * image.height <= MAX_PAGE_PIXELS and max(image.width, image.height) <= MAX_PAGE_SIDE
+    assert image.width == image.height > 1000  # scaled down, not cropped: the whole square page
+    assert image.marked and all(0 <= box[0] < box[2] <= image.width + 2 and box[1] < image.height / 10
+                                for box in image.boxes)  # the line near the top left, on the scaled image
+    assert Image.open(io.BytesIO(image.png)).size == (image.width, image.height)
+
+    receipt = tmp_path / "receipt.pdf"  # a long thin page: bounded by its length too
+    receipt.write_bytes(text_pdf([[line]], size=(200, 14_400)))
+    long_image = render_page(receipt, 1)
+    assert max(long_image.width, long_image.height) <= MAX_PAGE_SIDE

@@ -8,7 +8,8 @@ A line is running when, with its digits and whitespace folded ("Page 3 of 40" an
 line), it stands among the first (or last) ``EDGE_LINES`` lines (a third of a short page's) of at least ``MIN_SHARE`` of the pages with
 text, and of ``MIN_PAGES`` at least: never in a document of one or two pages, never a line seen once. Only the
 lines at the very edge of a page are left out (peeled off while they are running lines), so a repeated line
-inside the body stays. Hand-written: pypdf gives text, not layout, and no library we have finds these.
+inside the body stays; a document whose every line would be running (pages of one line each, differing only
+in numbers) keeps them all. Hand-written: pypdf gives text, not layout, and no library we have finds these.
 """
 
 from __future__ import annotations
@@ -81,4 +82,8 @@ def strip_running_lines(pages: list[PageText]) -> tuple[list[PageText], int]:
         body = lines[filled[start]:filled[end - 1] + 1] if start < end else []
         running = [lines[i] for i in filled[:start] + filled[end:]]
         out.append(replace(page, text="\n".join(body).strip(), running=tuple(running)))
+    if not any(page.text for page in out):
+        # Every line would go: the document is the repeated lines (one invoice line a page, "Invoice 1001 ...
+        # total 20"), not furniture around a body. Leaving them out would leave no text at all.
+        return pages, 0
     return out, len(used)

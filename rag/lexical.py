@@ -18,7 +18,7 @@ names: the previous index stays in use, and the next build sweeps the orphan.
 
 The tokenizer is rag.bm25_tokens, the score matrix rag.bm25_matrix. Tokenizer choices (stemming, stop words, jieba
 vs CJK bigrams) and BM25 parameters were measured
-with ``scripts/measure_bm25.py``; the tables are in ``docs/bm25.md``.
+with ``experiments/measure_bm25.py``; the tables are in ``docs/bm25.md``.
 """
 
 from __future__ import annotations

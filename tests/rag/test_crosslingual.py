@@ -1,6 +1,6 @@
 """Questions in another language than the documents: BM25 across scripts matches nothing real, so the hybrid
 fusion weighs it by how much of the question the collection's words cover (Settings.bm25_coverage_full).
-Measured on XQuAD by scripts/crosslingual_compare.py."""
+Measured on XQuAD by experiments/crosslingual_compare.py."""
 
 from __future__ import annotations
 

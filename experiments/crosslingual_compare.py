@@ -2,7 +2,7 @@
 (the two folders are parallel: the same ids), with BM25 weighed by how much of the question the collection's words
 cover (Settings.bm25_coverage_full) and without (0), beside the monolingual pairs as the check that nothing else moved.
 
-    RAG_DATA_DIR=/tmp/xl-cache .venv/bin/python scripts/crosslingual_compare.py --queries 200
+    RAG_DATA_DIR=/tmp/xl-cache .venv/bin/python experiments/crosslingual_compare.py --queries 200
 
 Hybrid retrieval through rag.retrieve.retrieve (the product's path), top 5, no rerank.
 """

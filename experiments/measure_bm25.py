@@ -16,7 +16,7 @@
             committed_chunks() in pages of 2000, a full rebuild through LexicalIndexes, the
             per-query freshness check, and get_chunks() of 20 hits.
 
-  .venv/bin/python scripts/measure_bm25.py quality speed scale chroma
+  .venv/bin/python experiments/measure_bm25.py quality speed scale chroma
 
 The results of the last run are in docs/bm25.md.
 """

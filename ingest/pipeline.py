@@ -25,6 +25,7 @@ from typing import Literal
 
 from ingest.chunking import chunk_pages, make_splitter
 from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, Reading, read_document, safe_source_name
+from rag.dense_index import rebuild as rebuild_dense_index, uses_exact
 from rag.lexical import rebuild as rebuild_lexical_index
 from rag.embedders.models import Embedder, configured_embedder
 from rag.page_image import keep_original, prune as prune_originals
@@ -179,6 +180,8 @@ class Ingestor:
                 # first question after an ingest should not wait for it.
                 try:
                     rebuild_lexical_index(self.kb, self.settings.data_dir)
+                    if uses_exact(self.kb, self.settings):
+                        rebuild_dense_index(self.kb, self.settings.data_dir)
                 except StoreError:
                     pass  # the server went away after the last commit: the next question rebuilds it
         return results

@@ -103,6 +103,13 @@ def _open(data_dir: str | None, host: str | None, port: int) -> ClientAPI:
     return chromadb.PersistentClient(path=data_dir, settings=telemetry)
 
 
+def hnsw_configuration(settings: Settings) -> dict:
+    """The configuration new collections are created with: cosine space and the settings' HNSW parameters, which
+    Chroma fixes at creation (all but ef_search); an existing collection keeps its own until reindexed."""
+    return {"hnsw": {"space": "cosine", "max_neighbors": settings.hnsw_max_neighbors,
+                     "ef_construction": settings.hnsw_ef_construction, "ef_search": settings.hnsw_ef_search}}
+
+
 def embedded_path(settings: Settings) -> str:
     return str(Path(settings.data_dir).expanduser().resolve() / "chroma")
 

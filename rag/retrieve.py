@@ -1,4 +1,4 @@
-"""The first retrieval: dense (embeddings in Chroma), BM25 (rag.lexical), or both fused.
+"""The first retrieval: dense (exact or Chroma's HNSW: rag.dense_index), BM25 (rag.lexical), or both fused.
 
 Hybrid: each side ranks its own top ``first_stage_k``; :func:`fuse` merges the two lists. The default,
 relative score fusion, scales each side's scores to [0, 1] over its own list (a cosine and a BM25 score
@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rag.dense_index import dense_search
 from rag.embedders.models import Embedder
 from rag.settings import FUSIONS, RETRIEVAL_MODES, Fusion, RetrievalMode, Settings
 from rag.store import KnowledgeBase, StoredChunk
@@ -104,7 +105,7 @@ def _ms(since: float) -> float:
 def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Settings, *,
              mode: RetrievalMode, top_k: int, sources: Sequence[str] | None = None) -> FirstStage:
     """The first stage's top ``top_k`` for ``question`` over ``kb``; with ``sources``, over those documents only
-    (both sides filtered the same way: Chroma's ``where`` on the source, BM25's hits by it)."""
+    (both sides filtered the same way, by the chunk's source)."""
     if mode not in RETRIEVAL_MODES:
         raise ValueError(f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, not {mode!r}")
     depth = top_k if mode != "hybrid" else max(top_k, settings.first_stage_k)
@@ -117,8 +118,7 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
         query_embedding = embedder.embed_queries([question])[0]
         timings["embed"] = _ms(t)
         t = time.perf_counter()
-        where = None if sources is None else {"source": {"$in": list(sources)}}
-        dense = kb.search(query_embedding, depth, where=where)
+        dense = dense_search(kb, settings, query_embedding, depth, sources)
         timings["search"] = _ms(t)
     if mode in ("bm25", "hybrid"):
         from rag.lexical import lexical_coverage, lexical_search

@@ -104,6 +104,20 @@ class Settings(BaseSettings):
         "distinct terms (rag.lexical.LexicalIndex.coverage) and less in proportion below it, so that a question in "
         "another language than the documents, whose words barely occur, is ranked by the multilingual dense side; 0 "
         "always weighs BM25 fully.")
+    dense_exact_max_chunks: int = Field(
+        200_000, ge=0, le=10_000_000,
+        description="Dense search is exact (one matrix product over the collection's vectors, kept beside the store "
+        "like the BM25 index) up to this many chunks, and Chroma's approximate HNSW index above it, where exact "
+        "search stops being cheap; 0 always uses HNSW.")
+    hnsw_max_neighbors: int = Field(
+        32, ge=4, le=128, description="HNSW graph degree (M) of new collections: higher finds more of the true "
+        "nearest chunks at the cost of memory and ingest time; fixed at creation (`rerank-rag reindex` applies it).")
+    hnsw_ef_construction: int = Field(
+        200, ge=8, le=2000, description="HNSW candidate list while building new collections: higher builds a graph "
+        "that misses fewer neighbours, at ingest time's cost; fixed at creation.")
+    hnsw_ef_search: int = Field(
+        200, ge=8, le=2000, description="HNSW candidate list per query: higher returns more of the true top-k, at "
+        "query time's cost.")
     top_k: int = Field(20, ge=1, le=200, description="Candidates the first stage hands to the reranker: enough that "
         "the answering chunk is usually among them, few enough that reranking stays interactive on a CPU.")
     top_n: int = Field(5, ge=1, le=50, description="Chunks kept after rerank and given to the answer (LLM or "

@@ -19,12 +19,16 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from chromadb.api import ClientAPI
 
 # Re-exported: callers import the store's names from here (rag.store is the knowledge base's one door).
-from rag.chroma_client import StoreError, hold_embedded, open_client, unreachable, writing  # noqa: F401
-from rag.page_image import drop_originals, prune as prune_originals
+from rag.chroma_client import (  # noqa: F401
+    StoreError, hnsw_configuration, hold_embedded, open_client, unreachable, writing,
+)
+from rag.reindex import finish_reindex, reembed
+from rag.page_image import drop_originals, prune as prune_originals, sweep_originals
 from rag.settings import Settings
 from rag.store_names import (  # noqa: F401
     INTERNAL_COLLECTIONS,
@@ -113,8 +117,7 @@ class KnowledgeBase:
         self.embed_model = embed_model or collection_embedder(settings, self.name) or settings.embed_model
         try:
             self.chunks = self.client.get_or_create_collection(
-                self.name,
-                metadata={"hnsw:space": "cosine", "embed_model": self.embed_model},
+                self.name, metadata={"embed_model": self.embed_model}, configuration=hnsw_configuration(settings),
                 embedding_function=None,
             )
         except ValueError as error:
@@ -275,7 +278,8 @@ class KnowledgeBase:
 
         Those are versions that a newer commit replaced, and uncommitted writes older than
         ``grace_s`` seconds: younger ones may belong to an ingest still running in another process
-        (another app server, a CLI), which would lose its chunks just before committing them.
+        (another app server, a CLI), which would lose its chunks just before committing them. Kept PDFs
+        of no committed version (page images) go by the same rule (:func:`rag.page_image.sweep_originals`).
         """
         committed = {record.doc_id: record for record in self.documents()}
         now = datetime.now(UTC)
@@ -292,6 +296,7 @@ class KnowledgeBase:
                 orphans.append(chunk_id)
         for start in range(0, len(orphans), self.client.get_max_batch_size()):
             self.chunks.delete(ids=orphans[start : start + self.client.get_max_batch_size()])
+        sweep_originals(self.settings, self.name, {d: r.content_sha256 for d, r in committed.items()}, grace_s)
         return len(orphans)
 
     @_writes
@@ -319,7 +324,14 @@ class KnowledgeBase:
     def committed_chunks(
         self, page_size: int = 2000, records: Sequence[DocumentRecord] | None = None
     ) -> Iterator[StoredChunk]:
-        """Every chunk of a committed version (``score`` 0.0), read from Chroma in pages.
+        """Every chunk of a committed version (``score`` 0.0), read from Chroma in pages (:meth:`committed_rows`)."""
+        for chunk_id, text, meta, _ in self.committed_rows(page_size, records):
+            yield self._stored_chunk(chunk_id, text, meta)
+
+    def committed_rows(
+        self, page_size: int = 2000, records: Sequence[DocumentRecord] | None = None, *, vectors: bool = False
+    ) -> Iterator[tuple[str, str | None, dict, Any]]:
+        """(chunk id, text, metadata, vector or None) of every chunk of a committed version, read in pages.
 
         Never one get() over all ids: chromadb's embedded get() over ~32k ids fails with "too many
         SQL variables". Pages go by offset, and offsets shift when another process adds or deletes
@@ -332,26 +344,29 @@ class KnowledgeBase:
         committed = {r.doc_id: r for r in (self.documents() if records is None else records)}
         seen: set[str] = set()
         found: dict[str, int] = {}
+        include = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
 
-        def take(page: dict) -> Iterator[StoredChunk]:
-            for chunk_id, text, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
+        def take(page: dict) -> Iterator[tuple[str, str | None, dict, Any]]:
+            embeddings = page.get("embeddings") if vectors else None
+            for row, (chunk_id, meta) in enumerate(zip(page["ids"], page["metadatas"], strict=True)):
                 record = committed.get(str(meta.get("doc_id")))
                 if chunk_id in seen or record is None or meta.get("content_sha256") != record.content_sha256:
                     continue
                 seen.add(chunk_id)
                 found[record.doc_id] = found.get(record.doc_id, 0) + 1
-                yield self._stored_chunk(chunk_id, text, meta)
+                yield chunk_id, page["documents"][row], meta, None if embeddings is None else embeddings[row]
 
-        yield from (c for page in self._pages(page_size) for c in take(page))
+        yield from (row for page in self._pages(page_size, include=include) for row in take(page))
         for record in committed.values():
             if found.get(record.doc_id, 0) < record.chunks:
                 where = {"$and": [{"doc_id": record.doc_id}, {"content_sha256": record.content_sha256}]}
-                yield from (c for page in self._pages(page_size, where) for c in take(page))
+                yield from (row for page in self._pages(page_size, where, include) for row in take(page))
 
-    def _pages(self, page_size: int, where: dict | None = None) -> Iterator[dict]:
+    def _pages(self, page_size: int, where: dict | None = None,
+               include: Sequence[str] = ("documents", "metadatas")) -> Iterator[dict]:
         offset = 0
         while True:
-            page = self.chunks.get(where=where, include=["documents", "metadatas"], limit=page_size, offset=offset)
+            page = self.chunks.get(where=where, include=list(include), limit=page_size, offset=offset)
             if page["ids"]:
                 yield page
             if len(page["ids"]) < page_size:
@@ -392,56 +407,7 @@ class KnowledgeBase:
 
     # ---- changing the embedder -----------------------------------------------------------------
     @_writes
-    def reembed(self, embed_model: str, embed: Callable[[list[str]], Sequence[Sequence[float]]],
+    def reembed(self, embed_model: str, embed: Callable[[list[str]], Sequence[Sequence[float]]] | None,
                 page_size: int = 500, progress: Callable[[int], None] | None = None) -> int:
-        """Rebuild this collection's vectors with another embedder, in place, from its stored texts.
-
-        The committed chunks are copied with their ids, texts and metadata into a staging collection
-        ``<name>.reindex`` embedded by ``embed``; once complete (marked in its metadata) the old
-        collection is dropped and the staging one takes its name. The registry is untouched: same
-        documents, same chunk ids, so derived indexes (BM25) stay valid. A kill before the swap
-        leaves the old collection in use (the next reindex starts over); a kill during the swap is
-        finished by :func:`finish_reindex` when the store is next opened. Returns the chunks copied.
-        """
-        staging_name = f"{self.name}.reindex"
-        try:
-            self.client.delete_collection(staging_name)
-        except Exception:  # noqa: BLE001 - none left over
-            pass
-        staging = self.client.create_collection(
-            staging_name, metadata={"hnsw:space": "cosine", "embed_model": embed_model}, embedding_function=None)
-        committed = {r.doc_id: r.content_sha256 for r in self.documents()}
-        copied = 0
-        for page in self._pages(page_size):
-            rows = [(i, t, m) for i, t, m in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
-                    if committed.get(str(m.get("doc_id"))) == m.get("content_sha256")]
-            if not rows:
-                continue
-            ids, texts, metas = map(list, zip(*rows, strict=True))
-            staging.upsert(ids=ids, documents=texts, metadatas=metas,
-                           embeddings=[list(map(float, v)) for v in embed([t or "" for t in texts])])
-            copied += len(ids)
-            if progress:
-                progress(copied)
-        # (the distance function cannot be given again: Chroma keeps it from the creation)
-        staging.modify(metadata={"embed_model": embed_model, "reindex_complete": True})
-        self.client.delete_collection(self.name)
-        finish_reindex(self.client, self.name)
-        self.chunks = self.client.get_collection(self.name, embedding_function=None)
-        self.embed_model = embed_model
-        self._bump_generation()
-        return copied
-
-
-def finish_reindex(client: ClientAPI, name: str) -> None:
-    """Give a complete staging collection its name when a reindex was killed between drop and rename."""
-    try:
-        staging = client.get_collection(f"{name}.reindex")
-    except Exception:  # noqa: BLE001 - no reindex under way
-        return
-    if not (staging.metadata or {}).get("reindex_complete"):
-        return
-    if any(c.name == name for c in client.list_collections()):
-        return  # the old one is still there: the reindex did not reach its swap
-    metadata = {k: v for k, v in (staging.metadata or {}).items() if k not in ("reindex_complete", "hnsw:space")}
-    staging.modify(name=name, metadata=metadata)
+        """Rebuild this collection's vectors with ``embed``, in place (:func:`rag.reindex.reembed`)."""
+        return reembed(self, embed_model, embed, page_size, progress)

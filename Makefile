@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run serve test browser benchmarks reliability
+.PHONY: setup run serve test browser benchmarks reliability docs
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,9 @@ $(VENV)/.installed: pyproject.toml
 browser:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+# The CLI is installed into the venv, not onto PATH: say how to reach it before the app's log takes the terminal.
 run: setup
+	@echo "The command line: $(VENV)/bin/rerank-rag --help   (or: source $(VENV)/bin/activate, then rerank-rag ...)"
 	$(VENV)/bin/streamlit run app.py
 
 # The HTTP API (rerank, retrieve, ask, OpenAI-compatible chat) on http://127.0.0.1:8000, docs at /docs.
@@ -49,6 +51,10 @@ test: setup browser
 # The heavy cases (a 1,500-page PDF; 8 browsers during a 12-PDF upload), ~10 min: scripts/reliability.py --heavy
 reliability: setup
 	$(PY) scripts/reliability.py
+
+# Regenerates the pages that describe code (docs/settings.md, docs/cli.md); tests/test_reference_docs.py checks them.
+docs:
+	$(PY) -m rag.reference_docs
 
 # Regenerates BENCHMARKS.md (quality per dataset, speed vs the stock llama-index pipeline): 30-60 min.
 benchmarks: setup

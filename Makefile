@@ -56,6 +56,7 @@ reliability: setup
 docs:
 	$(PY) -m rag.reference_docs
 
-# Regenerates BENCHMARKS.md (quality per dataset, speed vs the stock llama-index pipeline): 30-60 min.
+# Regenerates BENCHMARKS.md's latest-full-run block (quality per dataset, speed vs the stock llama-index pipeline),
+# leaving its current state and history alone: 30-60 min.
 benchmarks: setup
 	$(PY) scripts/benchmarks.py

@@ -160,14 +160,16 @@ BLOCKS = {"settings": (DOCS / "settings.md", settings_reference),
           "cli": (DOCS / "cli.md", cli_reference)}
 
 
-def markers(block: str) -> tuple[str, str]:
-    return (f"<!-- BEGIN GENERATED: {block} (python -m rag.reference_docs; do not edit by hand) -->",
+def markers(block: str, command: str = "python -m rag.reference_docs") -> tuple[str, str]:
+    return (f"<!-- BEGIN GENERATED: {block} ({command}; do not edit by hand) -->",
             f"<!-- END GENERATED: {block} -->")
 
 
-def with_block(page: str, block: str, body: str) -> str:
-    """The page with its generated block's body replaced (appended, with its markers, when it has none)."""
-    begin, end = markers(block)
+def with_block(page: str, block: str, body: str, command: str = "python -m rag.reference_docs") -> str:
+    """The page with its generated block's body replaced (appended, with its markers, when it has none); the
+    command that generates it is named in the opening marker. scripts/benchmarks.py writes its block of
+    BENCHMARKS.md this way too, so that a run leaves the page's hand-written sections alone."""
+    begin, end = markers(block, command)
     generated = f"{begin}\n{body}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(page):

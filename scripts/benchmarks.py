@@ -1,6 +1,9 @@
 #!/usr/bin/env python
-"""Regenerate BENCHMARKS.md: retrieval quality (dense vs reranked, default models) on the public sets,
-and the speed figures of ``rerank-rag bench`` with the stock llama-index ratios.
+"""Regenerate BENCHMARKS.md's "latest full run": retrieval quality (dense vs reranked, default models) on the
+public sets, and the speed figures of ``rerank-rag bench`` with the stock llama-index ratios.
+
+Only the block between the page's ``<!-- BEGIN GENERATED: benchmarks ...`` and ``END`` markers is rewritten: the
+current state above it and the history below it are written by hand, and a run leaves them alone.
 
     .venv/bin/python scripts/benchmarks.py                 # the published run (~20 min on 2 CPU cores)
     .venv/bin/python scripts/benchmarks.py --quick --out /tmp/B.md   # 10 queries a set, 20 bench queries
@@ -23,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from rag.reference_docs import with_block  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 DATASETS = Settings().datasets_dir
@@ -43,7 +47,7 @@ def _log(message: str) -> None:
 def quality_section(reports) -> list[str]:
     first = reports[0][1]
     lines = [
-        "## Retrieval quality: dense vs reranked",
+        "### Retrieval quality: dense vs reranked",
         "",
         f"First stage: `{first.embedder}` top-{first.top_k} from Chroma; reranked: `{first.rerankers[0]}` "
         f"cross-encoder over those {first.top_k}, scored at top-{first.top_n}. One node per corpus document "
@@ -72,7 +76,7 @@ def speed_section(bench: dict) -> list[str]:
     b = bench.get("baseline")
     r = bench.get("ratios", {})
     lines = [
-        "## Speed (`rerank-rag bench`)",
+        "### Speed (`rerank-rag bench`)",
         "",
         f"Machine: {bench['machine']}; {bench['date']}. Every target is a ratio (or a size) measured in this one run: "
         "absolute times on this shared machine move with its load.",
@@ -254,10 +258,8 @@ def main(argv=None) -> int:
         provenance.append(f"speed figures from `rerank-rag bench --json` ({bench.get('date', 'date not recorded')}; "
                           f"machine: {bench.get('machine', '?')})")
     lines = [
-        "# Benchmarks",
-        "",
         f"Regenerate with `make benchmarks` (= `.venv/bin/python scripts/benchmarks.py`, ~30-60 min on 2 CPU cores). "
-        f"This page: `{command}`, {now}"
+        f"This run: `{command}`, {now}"
         + (f"; {'; '.join(provenance)}." if provenance else f", {minutes:.0f} min."),
         "",
         f"Machine: {header_machine}. No GPU.",
@@ -276,19 +278,23 @@ def main(argv=None) -> int:
     lines += [
         "Read with care:",
         "",
-        "- Every row is held out from the default reranker's training: SQuAD articles 38-47 and cmrc2018's TRIAL_* "
-        "questions (it trained on articles 0-37 and DEV_*), `xquad/en` (its paragraphs were removed from the SQuAD "
-        "training documents) and `xquad/zh` (in no training set). The corpora are whole, so the first stage also "
-        "meets the trained-on paragraphs as distractors. See models/rerank-minilm-l6/README.md for the split.",
-        "- The first stage (all-MiniLM-L6-v2) is an English model and far weaker on the Chinese sets (compare the "
-        "dense rows); a reranker can only reorder the top-20 the first stage found.",
+        "- Every row is held out from the shipped rerankers' training: SQuAD articles 38-47 and cmrc2018's TRIAL_* "
+        "questions (the catalog's rerank-minilm-l6 trained on articles 0-37 and DEV_*: "
+        "models/rerank-minilm-l6/README.md; the default MS MARCO reranker on none of these sets), `xquad/en` (its "
+        "paragraphs were removed from the SQuAD training documents) and `xquad/zh` (in no training set). The "
+        "corpora are whole, so the first stage also meets the trained-on paragraphs as distractors.",
+        "- A reranker can only reorder the candidates the first stage found; one that does not read a question's "
+        "language (an English reranker on the Chinese sets) leaves the first stage's order.",
         "- Latencies were measured on a shared 2-core machine (load average in the machine line); "
         "the Speed section's figures are the ones to quote for speed.",
         "",
     ]
     if bench:
         lines += speed_section(bench)
-    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
+    out = Path(args.out)
+    page = out.read_text(encoding="utf-8") if out.exists() else "# Benchmarks\n"
+    out.write_text(with_block(page, "benchmarks", "\n".join(lines).strip("\n"), command="make benchmarks"),
+                   encoding="utf-8")
     raw = {"quality": {label: r.model_dump() for label, r in reports}, "bench": bench, "machine": header_machine,
            "command": command, "date": now}
     Path(args.out).with_suffix(".json").write_text(json.dumps(raw, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -69,3 +69,12 @@ def test_each_setting_says_what_it_does_in_one_sentence_without_figures(name: st
     assert description, f"{name} has no description"
     assert not FIGURE.search(description), f"{name}: a measured figure belongs in BENCHMARKS.md: {description}"
     assert not re.search(r"[.!?]\s+[A-Z]", description), f"{name}: more than one sentence: {description}"
+
+
+def test_a_block_is_replaced_in_place_leaving_the_page_around_it() -> None:
+    """As scripts/benchmarks.py rewrites BENCHMARKS.md: the current state above and the history below stay."""
+    page = reference_docs.with_block("# B\n\nabove\n", "benchmarks", "run 1", command="make benchmarks")
+    page += "\n## History\n\nbelow\n"
+    again = reference_docs.with_block(page, "benchmarks", "run 2", command="make benchmarks")
+    assert again == page.replace("run 1", "run 2")
+    assert again.startswith("# B\n\nabove\n\n<!-- BEGIN GENERATED: benchmarks (make benchmarks; do not edit by hand)")

@@ -22,10 +22,11 @@ import numpy as np
 from evaluation.datasets import Document, RetrievalDataset, load_dataset
 from evaluation.report import IndexInfo
 from ingest.chunking import make_splitter
+from rag.chunk_context import with_context
 from rag.settings import Settings
 
 INDEX_RECORD_ID = "eval-corpus"
-INDEX_LAYOUT = "v2"  # bump when the node metadata changes, so cached indexes are rebuilt
+INDEX_LAYOUT = "v3"  # bump when the node metadata changes, so cached indexes are rebuilt
 Progress = Callable[[str], None]
 
 
@@ -55,6 +56,7 @@ def index_key(dataset_dir: Path, embedder: str, chunk: bool, settings: Settings,
               files: Sequence[Path] = ()) -> str:
     """The cache key of a corpus index: (dataset path, corpus sha256, embedder, chunking, the documents' files)."""
     chunking = f"chunk:{settings.chunk_size}/{settings.chunk_overlap}" if chunk or files else "doc"
+    chunking += f"/context:{settings.chunk_context}@{settings.chunk_context_chars}"
     if settings.embed_engine == "onnx-int8":  # its vectors are its own; "onnx" and "c" share theirs
         embedder += "@onnx-int8"
     parts = [INDEX_LAYOUT, str(dataset_dir.resolve()), _file_sha256(dataset_dir / "corpus.jsonl"), embedder, chunking,
@@ -66,22 +68,30 @@ def index_key(dataset_dir: Path, embedder: str, chunk: bool, settings: Settings,
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def _pieces(doc: Document, splitter, settings: Settings | None = None) -> list[tuple[str, int | None]]:
-    """A corpus document's nodes: (text, page). A file is read and chunked as ingest does (pages kept)."""
+def _pieces(doc: Document, splitter, settings: Settings | None = None) -> list[tuple[str, int | None, dict]]:
+    """A corpus document's nodes: (text, page, the chunk's identity metadata). A file is read and chunked as ingest
+    does (pages kept, identity and sections found: ingest.identity); a titled document's title is its context, as
+    a file's identity is (the passage alone is what an answer quotes)."""
     if doc.path is not None:
         from ingest.chunking import chunk_pages
+        from ingest.identity import situate_chunks
         from ingest.loaders import IngestError, Reading, load_document
 
         reading = Reading.of(settings) if settings is not None else None
+        data = doc.path.read_bytes()
         try:
-            texts, pages, _ = chunk_pages(load_document(doc.path.name, doc.path.read_bytes(), reading=reading), splitter)
+            pages = load_document(doc.path.name, data, reading=reading)
+            texts, numbers, _ = chunk_pages(pages, splitter)
         except (IngestError, OSError) as exc:
             raise EvalError(f"corpus document {doc.id!r} ({doc.path}): {exc}") from exc
-        return list(zip(texts, pages))
-    body = f"{doc.title}\n{doc.text}" if doc.title else doc.text
+        situated = situate_chunks(settings or Settings(), doc.path.name, data, pages, texts, numbers)
+        return list(zip(texts, numbers, situated or [{}] * len(texts), strict=True))
+    off = settings is not None and settings.chunk_context == "off"
+    body = f"{doc.title}\n{doc.text}" if doc.title and off else doc.text
+    meta = {"doc_title": doc.title, "context": doc.title} if doc.title and not off else {}
     if splitter is None:
-        return [(body, None)]
-    return [(p, None) for p in splitter.split_text(body) if p.strip()]
+        return [(body, None, meta)]
+    return [(p, None, meta) for p in splitter.split_text(body) if p.strip()]
 
 
 def index_corpus(
@@ -113,22 +123,24 @@ def index_corpus(
     kb = KnowledgeBase(settings, name, embed_model=embedder.name)
     ids: list[str] = []
     texts: list[str] = []
+    read: list[str] = []  # what the embedder reads: the context line, then the text (rag.chunk_context)
     metadatas: list[dict] = []
     splitter = make_splitter(settings, embedder) if chunk or files else None
     for doc in dataset.corpus.values():
-        for n, (piece, page) in enumerate(_pieces(doc, splitter, settings)):
+        for n, (piece, page, identity) in enumerate(_pieces(doc, splitter, settings)):
             ids.append(doc.id if not splitter else f"{doc.id}#{n}")
             texts.append(piece)
+            read.append(with_context(identity.get("context"), piece))
             # The whole corpus is one committed document of the store (so readers see all of it or
             # none); each node's corpus id rides in ``source``, which qrels are matched against.
             metadatas.append({"doc_id": INDEX_RECORD_ID, "source": doc.id, "content_sha256": key,
-                              "chunk_index": n} | ({"page": page} if page is not None else {}))
+                              "chunk_index": n} | ({"page": page} if page is not None else {}) | identity)
     if not texts:
         raise EvalError(f"the corpus of {dataset_dir} is empty")
     vectors = []
     step = 512
     for start in range(0, len(texts), step):
-        vectors.append(embedder.embed_documents(texts[start:start + step]))
+        vectors.append(embedder.embed_documents(read[start:start + step]))
         if progress:
             progress(f"indexing {dataset_label(dataset_dir)} with {embedder.name}: "
                      f"{min(start + step, len(texts))}/{len(texts)} nodes")

@@ -31,6 +31,8 @@ class PageText:
     text: str
     ocr: bool = False  # the text was read by OCR from the page's image
     running: tuple[str, ...] = ()  # running headers, footers and page numbers left out of ``text``
+    # headings the format marks as such (HTML <h1>-<h6>, DOCX heading styles): (offset in text, level, heading)
+    headings: tuple[tuple[int, int, str], ...] = ()
 
 
 @dataclass(frozen=True)

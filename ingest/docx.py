@@ -7,6 +7,7 @@ declare and on the bytes actually inflated, and its XML is read as a stream, nev
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections.abc import Callable
 
@@ -76,6 +77,15 @@ _W_NAMESPACES = ("http://schemas.openxmlformats.org/wordprocessingml/2006/main",
 _W = {f"{{{ns}}}{local}": local for ns in _W_NAMESPACES
       for local in ("p", "tbl", "tr", "tc", "r", "t", "tab", "ptab", "br", "cr", "noBreakHyphen")}
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+_P_STYLE = {f"{{{ns}}}pStyle": f"{{{ns}}}val" for ns in _W_NAMESPACES}  # a paragraph's style, and its name
+
+
+def _heading_level(style: str) -> int | None:
+    """The heading level of a paragraph style id: Title 0, Heading1 (or "heading 1") 1, ...; None for others."""
+    if style.casefold() == "title":
+        return 0
+    match = re.fullmatch(r"(?i)heading\s*(\d)", style)
+    return int(match.group(1)) if match else None
 _RUN_CHARS = {"tab": "\t", "ptab": "\t", "br": "\n", "cr": "\n", "noBreakHyphen": "-"}
 _RUN_TEXT = frozenset({"t", *_RUN_CHARS})
 _JOIN: dict[str, Callable[[list[str]], str]] = {
@@ -86,12 +96,14 @@ _JOIN: dict[str, Callable[[list[str]], str]] = {
 }
 
 
-def _docx_blocks(stream: io.RawIOBase, max_chars: int) -> list[str]:
+def _docx_blocks(stream: io.RawIOBase, max_chars: int, headings: dict[int, int] | None = None) -> list[str]:
     """Paragraphs and table rows ("cell | cell") of a WordprocessingML body, in document order, read as a
-    stream of events: each element is dropped once read, so memory holds the text and one path of the tree."""
+    stream of events: each element is dropped once read, so memory holds the text and one path of the tree.
+    ``headings`` is filled with the index in the blocks of each paragraph styled Title (level 0) or HeadingN (N)."""
     from lxml import etree
 
     blocks: list[str] = []
+    level: int | None = None  # the heading level of the body paragraph being read, None if it is none
     frames: list[tuple[str, list[str]]] = []  # open paragraphs, tables, rows and cells, innermost last
     fallback = 0  # inside mc:Fallback: a second copy (VML) of a text box already read from mc:Choice
     chars = 0
@@ -111,12 +123,17 @@ def _docx_blocks(stream: io.RawIOBase, max_chars: int) -> list[str]:
             _, items = frames.pop()
             text = _JOIN[kind](items)
             if not frames:
+                if level is not None and headings is not None and text.strip():
+                    headings[len(blocks)] = level
+                level = None
                 blocks.append(text)
             elif frames[-1][0] == "p":  # a text box's paragraph, or a table inside one
                 if text.strip():
                     frames[-1][1].append(f"\n{text}\n")
             else:
                 frames[-1][1].append(text)
+        elif elem.tag in _P_STYLE and len(frames) == 1 and frames[0][0] == "p":
+            level = _heading_level(str(elem.get(_P_STYLE[elem.tag], "")))
         elif kind in _RUN_TEXT and not fallback and frames and frames[-1][0] == "p":
             parent = elem.getparent()
             if kind == "t" or (parent is not None and _W.get(parent.tag) == "r"):  # not a tab stop of w:pPr
@@ -171,7 +188,7 @@ def load_docx(data: bytes, max_bytes: int | None = None) -> list[PageText]:
     try:
         main = _docx_main_part(archive, read)
         with open_member(main) as stream:
-            blocks = _docx_blocks(stream, text_limit(max_bytes))
+            blocks = _docx_blocks(stream, text_limit(max_bytes), heading_at := {})
     except IngestError:
         raise
     except etree.XMLSyntaxError as error:
@@ -180,7 +197,13 @@ def load_docx(data: bytes, max_bytes: int | None = None) -> list[PageText]:
         raise IngestError(f"{_NOT_DOCX}: its XML is malformed ({error})") from error
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, ValueError, EOFError) as error:
         raise IngestError(f"{_NOT_DOCX}: {error}") from error  # RuntimeError: an encrypted zip member
-    return [PageText(None, "\n".join(block for block in blocks if block.strip()))]
+    kept = [(i, block) for i, block in enumerate(blocks) if block.strip()]
+    headings, offset = [], 0
+    for i, block in kept:
+        if i in heading_at:
+            headings.append((offset, heading_at[i], " ".join(block.split())))
+        offset += len(block) + 1
+    return [PageText(None, "\n".join(block for _, block in kept), headings=tuple(headings))]
 
 
 # Each loader: (bytes, max_bytes) -> pages; max_bytes sizes the limits on what the bytes may expand to.

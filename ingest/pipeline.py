@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Literal
 
 from ingest.chunking import chunk_pages, make_splitter
+from ingest.identity import situate_chunks
 from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, Reading, read_document, safe_source_name
 from rag.dense_index import rebuild as rebuild_dense_index, uses_exact
 from rag.lexical import rebuild as rebuild_lexical_index
 from rag.embedders.models import Embedder, configured_embedder
 from rag.page_image import keep_original, prune as prune_originals
+from rag.chunk_context import with_context
 from rag.settings import Settings
 from rag.store import DocumentRecord, KnowledgeBase, StoreError, collection_embedder, doc_id_for
 
@@ -224,6 +226,7 @@ class Ingestor:
                                  reading=Reading.of(self.settings))
             pages = read.pages
             texts, pages_of_texts, repeated = chunk_pages(pages, self.splitter)
+            situated = situate_chunks(self.settings, file.name, data, pages, texts, pages_of_texts)
         except (IngestError, StoreError) as error:  # StoreError: a Chroma server gone away fails this file alone
             return FileResult(file.name, "failed", reason=str(error), seconds=time.perf_counter() - started)
         except OSError as error:
@@ -231,7 +234,8 @@ class Ingestor:
                               seconds=time.perf_counter() - started)
         return _Prepared(file.name, doc_id, content_sha256, len(data), read.page_count or len(pages), texts,
                          pages_of_texts, time.perf_counter() - started, repeated, read.running_lines,
-                         frozenset(page.number for page in pages if page.ocr), tuple(read.failed_pages))
+                         frozenset(page.number for page in pages if page.ocr), tuple(read.failed_pages),
+                         situated=situated)
 
     def _commit(self, doc: _Prepared) -> FileResult:
         """Embed one prepared document and write it as a unit (see rag.store)."""
@@ -245,10 +249,10 @@ class Ingestor:
                 meta["page"] = page
             if page in doc.ocr_pages:  # the UI marks text read by OCR: it may hold misread characters
                 meta["ocr"] = True
-            metadatas.append(meta)
+            metadatas.append(meta | (doc.situated[index] if doc.situated else {}))
         embeddings: list = []
         for start in range(0, len(doc.texts), EMBED_SLICE):  # in slices, to tell progress: no cost in speed
-            embeddings.extend(self.embedder.embed_documents(doc.texts[start : start + EMBED_SLICE]))
+            embeddings.extend(self.embedder.embed_documents(doc.read_texts[start : start + EMBED_SLICE]))
             if self._progress and len(doc.texts) > EMBED_SLICE:
                 self._progress(doc.source, "chunks embedded", len(embeddings), len(doc.texts))
         chunk_ids = [f"{doc.doc_id}:{doc.content_sha256[:12]}:{i:05d}" for i in range(len(doc.texts))]
@@ -281,3 +285,11 @@ class _Prepared:
     running_lines: int = 0
     ocr_pages: frozenset[int | None] = frozenset()  # the pages read by OCR (None: an image of one frame)
     failed_pages: tuple[tuple[int | None, str], ...] = ()
+    situated: list[dict] | None = None  # each chunk's doc_title, section and context (ingest.identity)
+
+    @property
+    def read_texts(self) -> list[str]:
+        """What the embedder reads: each chunk's context line before its text (Chroma keeps the text alone)."""
+        if not self.situated:
+            return self.texts
+        return [with_context(meta.get("context"), text) for meta, text in zip(self.situated, self.texts, strict=True)]

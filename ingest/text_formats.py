@@ -64,6 +64,7 @@ _HTML_BLOCKS = frozenset(["p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", 
                           "ul", "ol", "dl", "table", "main", "nav", "aside", "figure", "figcaption", "form",
                           "address", "details", "summary"])
 _HTML_INVISIBLE = frozenset(["script", "style", "noscript", "template", "head", "svg"])
+_HTML_HEADINGS = {f"h{level}": level for level in range(1, 7)}
 
 
 class _VisibleText(HTMLParser):
@@ -75,6 +76,8 @@ class _VisibleText(HTMLParser):
         self.lines: list[str] = []
         self._line: list[str] = []
         self._hidden: list[str] = []  # the invisible elements we are inside, innermost last
+        self.heading_lines: dict[int, int] = {}  # index of a line in ``lines`` -> its heading level (<h1>: 1)
+        self._heading = 0  # the level of the <hN> we are in, 0 outside one
 
     def handle_starttag(self, tag: str, attrs) -> None:
         if tag == "body" and "head" in self._hidden:  # a <head> never closed ends where <body> starts
@@ -83,6 +86,8 @@ class _VisibleText(HTMLParser):
             self._hidden.append(tag)
         elif tag in _HTML_BLOCKS:  # line breaks at blocks only: inline markup (<b>, <a>) stays in its sentence
             self._break()
+            if tag in _HTML_HEADINGS:
+                self._heading = _HTML_HEADINGS[tag]
 
     def handle_startendtag(self, tag: str, attrs) -> None:
         if tag in _HTML_BLOCKS:
@@ -93,6 +98,8 @@ class _VisibleText(HTMLParser):
             del self._hidden[len(self._hidden) - 1 - self._hidden[::-1].index(tag):]
         elif tag in _HTML_BLOCKS:
             self._break()
+            if tag in _HTML_HEADINGS:
+                self._heading = 0
 
     def handle_data(self, data: str) -> None:
         if not self._hidden:
@@ -102,6 +109,8 @@ class _VisibleText(HTMLParser):
         line = " ".join("".join(self._line).split())
         self._line.clear()
         if line:
+            if self._heading:
+                self.heading_lines[len(self.lines)] = self._heading
             self.lines.append(line)
 
     def close(self) -> None:
@@ -115,4 +124,9 @@ def load_html(data: bytes, max_bytes: int | None = None) -> list[PageText]:
     for start in range(0, len(text), 1 << 16):
         parser.feed(text[start:start + (1 << 16)])
     parser.close()
-    return [PageText(None, "\n".join(parser.lines))]
+    offsets, offset = [], 0
+    for line in parser.lines:
+        offsets.append(offset)
+        offset += len(line) + 1
+    headings = tuple((offsets[i], level, parser.lines[i]) for i, level in sorted(parser.heading_lines.items()))
+    return [PageText(None, "\n".join(parser.lines), headings=headings)]

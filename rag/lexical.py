@@ -174,7 +174,7 @@ def _build(kb: KnowledgeBase, state: StoreState, records: list[DocumentRecord], 
     chunk_ids, texts = [], []
     for chunk in kb.committed_chunks(page_size, records=records):
         chunk_ids.append(chunk.chunk_id)
-        texts.append(chunk.text)
+        texts.append(chunk.read_text)  # its context line too (rag.chunk_context): a page that never names its company
     if len(chunk_ids) != state.chunks:
         log.warning("collection %s: the registry declares %d committed chunks, %d could be read",
                     kb.name, state.chunks, len(chunk_ids))

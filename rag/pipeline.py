@@ -160,9 +160,9 @@ class RagPipeline:
         blends the reranker's logits with the first stage (:func:`rag.rerank.blend`); the rerank score shown
         is the readable one (``Reranker.readable``)."""
         scored = found[:depth] if depth else found
-        logits = reranker.logits(question, [c.chunk.text for c in scored]) if reranker and scored else None
+        logits = reranker.logits(question, [c.chunk.read_text for c in scored]) if reranker and scored else None
         if logits is not None and context and context_share:
-            also = reranker.logits(context, [c.chunk.text for c in scored])
+            also = reranker.logits(context, [c.chunk.read_text for c in scored])
             logits = followup.blend(logits, also, context_share)
         rerank_scores = reranker.readable(logits) if logits is not None else None
         final_scores: list[float] | None = None
@@ -185,6 +185,8 @@ class RagPipeline:
                 source=c.chunk.source,
                 page=c.chunk.page,
                 text=c.chunk.text,
+                doc_title=c.chunk.doc_title or None,
+                section=c.chunk.section or None,
                 retrieval_rank=i + 1,
                 retrieval_score=round(c.score, 6),
                 dense_rank=c.dense_rank,

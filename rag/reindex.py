@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from chromadb.api import ClientAPI
 
 from rag.chroma_client import hnsw_configuration
+from rag.chunk_context import with_context
 
 if TYPE_CHECKING:
     from rag.store import KnowledgeBase
@@ -47,7 +48,7 @@ def reembed(kb: KnowledgeBase, embed_model: str, embed: Callable[[list[str]], Se
     while page := [row for _, row in zip(range(page_size), rows)]:
         ids, texts, metas, vectors = map(list, zip(*page, strict=True))
         if embed is not None:
-            vectors = embed([t or "" for t in texts])
+            vectors = embed([with_context(meta.get("context"), t or "") for t, meta in zip(texts, metas, strict=True)])
         staging.upsert(ids=ids, documents=texts, metadatas=metas, embeddings=[list(map(float, v)) for v in vectors])
         copied += len(ids)
         if progress:

@@ -186,6 +186,16 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="Uncommitted chunks younger than this may belong to an ingest still running in "
         "another process, so the sweep of a killed ingest's leftovers keeps them until they are this old."
     )
+    # What each chunk carries of its document (ingest/identity.py, docs/chunk-context.md).
+    chunk_context: Literal["identity", "llm", "off"] = Field(
+        "identity", description="The context read before each chunk by the embedder, BM25 and the reranker, never "
+        "quoted: identity (the document's title, cover, period and running lines, and the chunk's section, found "
+        "without a model), llm (a sentence per chunk written by the configured LLM from the whole document, cached; "
+        "identity without an LLM) or off, so that a page that never names its company or period still matches a "
+        "question that does.")
+    chunk_context_chars: int = Field(
+        200, ge=0, le=1000, description="Longest context line before a chunk, so that it never crowds out the chunk "
+        "in the embedder's and the reranker's windows.")
     # Reading documents (ingest/pdf.py, ingest/ocr.py, ingest/furniture.py).
     ocr: Literal["auto", "off", "force"] = Field(
         "auto", description="OCR (RapidOCR, PP-OCRv4, English and Chinese, offline): auto reads the PDF pages with "

@@ -29,6 +29,7 @@ from rag.chroma_client import (  # noqa: F401
 )
 from rag.reindex import finish_reindex, reembed
 from rag.page_image import drop_originals, prune as prune_originals, sweep_originals
+from rag.chunk_context import CONTEXT, DOC_TITLE, SECTION, with_context
 from rag.settings import Settings
 from rag.store_names import (  # noqa: F401
     INTERNAL_COLLECTIONS,
@@ -78,6 +79,14 @@ class StoredChunk:
     page: int | None
     text: str
     score: float  # cosine similarity to the query
+    doc_title: str = ""  # what the chunk's document is and where in it the chunk sits (ingest.identity)
+    section: str = ""
+    context: str = ""  # the line retrieval and the reranker read before the text (rag.chunk_context)
+
+    @property
+    def read_text(self) -> str:
+        """What BM25 indexes and the reranker reads: the context line, then the text."""
+        return with_context(self.context, self.text)
 
 
 def _writes(method: Callable) -> Callable:
@@ -403,6 +412,9 @@ class KnowledgeBase:
             page=meta.get("page"),
             text=text or "",
             score=score,
+            doc_title=str(meta.get(DOC_TITLE) or ""),
+            section=str(meta.get(SECTION) or ""),
+            context=str(meta.get(CONTEXT) or ""),
         )
 
     # ---- changing the embedder -----------------------------------------------------------------

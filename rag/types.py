@@ -21,6 +21,10 @@ class ChunkHit(BaseModel):
     source: str
     page: int | None = None
     text: str
+    doc_title: str | None = Field(None, description="The title of the chunk's document, found at ingest (its "
+                                  "cover, metadata or first heading; ingest.identity); null for older collections.")
+    section: str | None = Field(None, description="The section path the chunk sits in (\"Part I > Item 2\"); null "
+                                "where the document has no headings.")
     retrieval_rank: int = Field(description="Rank after the first stage (the fused rank in hybrid retrieval).")
     retrieval_score: float = Field(
         description="The first stage's score: cosine similarity (dense), BM25 (bm25), the fused score (hybrid, "

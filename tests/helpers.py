@@ -256,9 +256,11 @@ class ChromaServer:
 
 
 # ---- generated documents (issue 23: OCR, running lines) ------------------------------------------
-def text_pdf(pages: list[list[str]], size: tuple[float, float] = (595, 842)) -> bytes:
-    """A PDF with a text layer: each page a list of lines (Helvetica 11 pt, top to bottom), written by pypdf;
-    ``size``: each page's width and height in points (A4 by default)."""
+def text_pdf(pages: list[list[str | tuple[str, int]]], size: tuple[float, float] = (595, 842),
+             title: str | None = None) -> bytes:
+    """A PDF with a text layer: each page a list of lines (Helvetica 11 pt, top to bottom; a (line, points) pair
+    in that size: a cover's name), written by pypdf; ``size``: each page's width and height in points (A4 by
+    default); ``title``: its metadata title."""
     import io
 
     from pypdf import PdfWriter
@@ -271,13 +273,16 @@ def text_pdf(pages: list[list[str]], size: tuple[float, float] = (595, 842)) -> 
         page = writer.add_blank_page(width=size[0], height=size[1])
         ops = [b"BT /F1 11 Tf 14 TL 60 %d Td" % int(size[1] - 42)]
         for line in lines:
+            line, points = line if isinstance(line, tuple) else (line, 11)
             escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-            ops.append(b"(" + escaped.encode("latin-1") + b") Tj T*")
+            ops.append(b"/F1 %d Tf (" % points + escaped.encode("latin-1") + b") Tj T*")
         ops.append(b"ET")
         content = DecodedStreamObject()
         content.set_data(b"\n".join(ops))
         page[NameObject("/Contents")] = writer._add_object(content.flate_encode())
         page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+    if title:
+        writer.add_metadata({"/Title": title})
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()

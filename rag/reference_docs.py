@@ -21,7 +21,6 @@ import re
 import sys
 import textwrap
 from collections.abc import Iterator
-from enum import Enum
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
@@ -55,8 +54,6 @@ def shown_default(value: object) -> str:
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if isinstance(value, Enum):
-        return str(value.value)
     if isinstance(value, SecretStr):
         return "(secret)"
     if isinstance(value, Path) and value.is_absolute():
@@ -116,11 +113,12 @@ def settings_reference() -> str:
     """The settings table, a section per group of fields in Settings' own order."""
     groups = field_groups()
     out: list[str] = []
-    heading = None
+    previous = None
     for name, field in Settings.model_fields.items():
-        if groups.get(name, heading) != heading or heading is None:
-            heading = groups.get(name, heading or "General")
-            out += ["", f"### {heading}", "", "| environment variable | default | values | what it does |",
+        group = groups.get(name, previous or "General")
+        if group != previous:
+            previous = group
+            out += ["", f"### {group}", "", "| environment variable | default | values | what it does |",
                     "|---|---|---|---|"]
         env = ", ".join(f"`{env}`" for env in env_names(name, field))
         default = f"`{shown_default(field.get_default(call_default_factory=True))}`"

@@ -54,6 +54,16 @@ def test_the_readme_quotes_commands() -> None:
     assert len(cli_lines(README)) >= 3  # the way to the CLI and the walk's lines: the check below has work
 
 
+def test_the_defaults_the_readme_names_are_the_codes() -> None:
+    from rag.settings import Settings
+
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    defaults = Settings.model_fields
+    assert f"finds {defaults['top_k'].default} candidate passages" in readme
+    assert f"the top {defaults['top_n'].default} answer it" in readme
+    assert f"reranker ({defaults['reranker'].default})" in readme
+
+
 def refusal(argv: list[str]) -> str | None:
     """Why the CLI's parser refuses ``argv`` (its own message), or None when it accepts it."""
     from rag.cli import build_parser

@@ -25,6 +25,10 @@ class IngestError(Exception):
     """This file cannot be ingested; ``str(error)`` is the reason shown to the user."""
 
 
+class IngestCancelled(IngestError):
+    """The ingest was stopped (Ctrl-C, an API client that hung up) while this file was being read."""
+
+
 @dataclass(frozen=True)
 class PageText:
     number: int | None  # 1-based page of a PDF (or frame of a TIFF); None for formats without pages
@@ -37,15 +41,21 @@ class PageText:
 
 @dataclass(frozen=True)
 class Reading:
-    """How a file is to be read: RAG_OCR, RAG_OCR_DPI and RAG_RUNNING_LINES (see :mod:`rag.settings`)."""
+    """How a file is to be read: RAG_OCR, RAG_OCR_DPI, RAG_RUNNING_LINES and what OCR may spend on one file
+    (RAG_OCR_MAX_PAGES, RAG_OCR_MAX_MEGAPIXELS, RAG_OCR_MAX_SECONDS; see :mod:`rag.settings`)."""
 
     ocr: OcrMode = "auto"
     ocr_dpi: int = 200
     running_lines: bool = True  # leave running headers/footers out of the text
+    ocr_max_pages: int = 200
+    ocr_max_megapixels: float = 1000.0
+    ocr_max_seconds: float = 600.0
 
     @classmethod
     def of(cls, settings) -> Reading:
-        return cls(ocr=settings.ocr, ocr_dpi=settings.ocr_dpi, running_lines=settings.strip_running_lines)
+        return cls(ocr=settings.ocr, ocr_dpi=settings.ocr_dpi, running_lines=settings.strip_running_lines,
+                   ocr_max_pages=settings.ocr_max_pages, ocr_max_megapixels=settings.ocr_max_megapixels,
+                   ocr_max_seconds=settings.ocr_max_seconds)
 
     def key(self) -> str:
         """What changes the text a file yields: for the caches of chunked corpora (evaluation's index)."""

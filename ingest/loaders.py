@@ -71,7 +71,7 @@ def read_document(name: str, data: bytes, *, max_bytes: int | None = None,
         if reading.ocr == "off":
             raise IngestError("an image is read by OCR, and OCR is off (RAG_OCR=off): set RAG_OCR=auto to read it")
         read = load_image(data, max_bytes, (lambda done, total: on_page(done, total, "pages read by OCR"))
-                          if on_page else None)
+                          if on_page else None, reading)
     else:
         pages = LOADERS[suffix](data, max_bytes)
         read = ReadDocument(pages, page_count=len(pages))

@@ -15,9 +15,11 @@ from __future__ import annotations
 import io
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ingest.document import IngestError, PageText, ReadDocument, text_limit, text_too_long
+from ingest.document import IngestError, PageText, Reading, ReadDocument, text_limit, text_too_long
 
 MIN_CONFIDENCE = 0.5  # a box read with less (RapidOCR's own text_score default) is noise: a smudge, a stamp
 MAX_IMAGE_PIXELS = 100_000_000  # a 10,000 x 10,000 scan; a larger image is a decompression bomb, not a page
@@ -30,6 +32,47 @@ _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-
 
 class PageUnreadable(Exception):
     """OCR read nothing on this page: ``str(error)`` says why (the page fails, not its file)."""
+
+
+class OcrLimit(Exception):
+    """The file's OCR budget is spent: ``str(error)`` says which limit (its remaining scanned pages go unread)."""
+
+
+class OcrBudget:
+    """What OCR may spend on one file: pages, pixels and seconds (RAG_OCR_MAX_PAGES, RAG_OCR_MAX_MEGAPIXELS,
+    RAG_OCR_MAX_SECONDS), so that a 1,000-frame TIFF or 200 blank scanned pages end in minutes, not hours."""
+
+    def __init__(self, reading: Reading) -> None:
+        self.reading = reading
+        self.pages = self.pixels = 0
+        self.seconds = 0.0
+
+    def _refusal(self, pixels: int) -> str | None:
+        r = self.reading
+        if self.pages >= r.ocr_max_pages:
+            return f"OCR reads at most {r.ocr_max_pages:,} pages of one file (RAG_OCR_MAX_PAGES)"
+        if self.pixels + pixels > r.ocr_max_megapixels * 1e6:
+            return f"OCR reads at most {r.ocr_max_megapixels:,g} million pixels of one file (RAG_OCR_MAX_MEGAPIXELS)"
+        if self.seconds >= r.ocr_max_seconds:
+            return f"OCR spends at most {r.ocr_max_seconds:,g} s on one file (RAG_OCR_MAX_SECONDS)"
+        return None
+
+    def read(self, image_of: Callable[[], object]) -> str:
+        """The text OCR reads on the image ``image_of()`` draws (a PDF page rendered, a frame), charged to this
+        file; :class:`OcrLimit` when the file has no budget left for it, :class:`PageUnreadable` as ``read_image``."""
+        if (why := self._refusal(0)) is not None:
+            raise OcrLimit(why)
+        started = time.monotonic()
+        try:
+            image = image_of()
+            pixels = image.width * image.height
+            if (why := self._refusal(pixels)) is not None:
+                raise OcrLimit(why)
+            self.pages += 1
+            self.pixels += pixels
+            return read_image(image).text
+        finally:
+            self.seconds += time.monotonic() - started
 
 
 @dataclass(frozen=True)
@@ -105,37 +148,53 @@ def read_image(image) -> OcrText:
     return OcrText("\n".join(lines_of(kept)), sum(box[2] for box in kept) / len(kept), len(kept))
 
 
-def load_image(data: bytes, max_bytes: int | None = None, on_page=None) -> ReadDocument:
+def _check_frames(image) -> int:
+    """How many frames ``image`` has, each one's size checked from its header before any is decoded: a frame
+    over ``MAX_IMAGE_PIXELS`` (a TIFF's second frame of 15,000 px square) refuses the file."""
+    frames = getattr(image, "n_frames", 1)
+    for frame in range(frames):
+        image.seek(frame)  # reads the frame's header (a TIFF's IFD), not its pixels
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            which = f"frame {frame + 1} of {frames} is " if frames > 1 else ""
+            raise IngestError(f"{which}an image of {image.width:,} x {image.height:,} pixels, over the "
+                              f"{MAX_IMAGE_PIXELS:,} a scanned page may have: refused as a likely decompression bomb")
+    return frames
+
+
+def load_image(data: bytes, max_bytes: int | None = None, on_page=None,
+               reading: Reading | None = None) -> ReadDocument:
     """An image file read by OCR: a page per frame (a multi-page TIFF, a fax); a frame OCR cannot read fails
-    alone. Pages are numbered only when there is more than one."""
+    alone, and so do the frames left when the file's OCR budget is spent (:class:`OcrBudget`). Pages are
+    numbered only when there is more than one."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         image = Image.open(io.BytesIO(data))
-        pixels = image.width * image.height
-        if pixels > MAX_IMAGE_PIXELS:
-            raise IngestError(f"an image of {image.width:,} x {image.height:,} pixels, over the {MAX_IMAGE_PIXELS:,} "
-                              "a scanned page may have: refused as a likely decompression bomb")
-        frames = getattr(image, "n_frames", 1)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        frames = _check_frames(image)
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, Image.DecompressionBombError) as error:
         raise IngestError(f"not a readable image (corrupt, or another format renamed): {error}") from error
     pages: list[PageText] = []
     failed: list[tuple[int | None, str]] = []
     limit, total = text_limit(max_bytes), 0
+    budget = OcrBudget(reading or Reading())
     for frame in range(frames):
         number = frame + 1 if frames > 1 else None
         try:
             image.seek(frame)
-            text = read_image(image).text
+            text = budget.read(lambda: image)
+        except OcrLimit as error:
+            failed.append((number, f"not read, nor the {frames - frame - 1:,} frames after it: {error}"
+                           if frame + 1 < frames else f"not read: {error}"))
+            break
         except PageUnreadable as error:
             failed.append((number, str(error)))
             continue
-        except (OSError, ValueError, EOFError) as error:  # a truncated frame
+        except (OSError, ValueError, EOFError, Image.DecompressionBombError) as error:  # a truncated frame
             failed.append((number, f"its image cannot be decoded ({error})"))
             continue
         finally:
             if on_page:
-                on_page(frame + 1, frames)
+                on_page(frame + 1, frames)  # may raise IngestCancelled: the ingest was stopped
         total += len(text)
         if total > limit:
             raise text_too_long(limit, f" by frame {frame + 1}")

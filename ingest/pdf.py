@@ -3,7 +3,9 @@ it) where the page has no text layer; then the running headers and footers left 
 
 RAG_OCR: ``auto`` reads by OCR the pages with almost no text (fewer than ``MIN_TEXT_CHARS``) that hold an image,
 so a PDF with text layers (every page of the SEC 10-Qs) never renders a page; ``force`` reads every page by
-OCR (a scan whose text layer is bad); ``off`` never does. A page OCR cannot read fails alone, with its reason.
+OCR (a scan whose text layer is bad); ``off`` never does. A page OCR cannot read fails alone, with its reason;
+so do the scanned pages left once the file's OCR budget (pages, pixels, seconds: :class:`ingest.ocr.OcrBudget`)
+is spent.
 
 PDF streams are bounded by pypdf's own limits (75 MB per stream, 2 M operations per content stream), their
 inflated content in all by ``INFLATE_RATIO`` x the file size limit, and the text by the text limit.
@@ -84,14 +86,17 @@ class _Renderer:
             self._pdf.close()
 
 
-def _ocr_page(renderer: _Renderer, number: int) -> str:
-    from ingest.ocr import PageUnreadable, read_image
+def _ocr_page(renderer: _Renderer, number: int, budget) -> str:
+    """Page ``number`` rendered and read by OCR, charged to the file's ``budget`` (:class:`ingest.ocr.OcrBudget`)."""
+    from ingest.ocr import PageUnreadable
 
-    try:
-        image = renderer.image(number)
-    except Exception as error:  # noqa: BLE001 - PDFium raises its own PdfiumError and others on broken pages
-        raise PageUnreadable(f"it cannot be rendered for OCR ({error})") from error
-    return read_image(image).text
+    def render():
+        try:
+            return renderer.image(number)
+        except Exception as error:  # noqa: BLE001 - PDFium raises its own PdfiumError and others on broken pages
+            raise PageUnreadable(f"it cannot be rendered for OCR ({error})") from error
+
+    return budget.read(render)
 
 
 def load_pdf(data: bytes, max_bytes: int | None = None, on_page: PageProgress | None = None,
@@ -99,9 +104,11 @@ def load_pdf(data: bytes, max_bytes: int | None = None, on_page: PageProgress | 
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, LimitReachedError, PyPdfError
 
-    from ingest.ocr import PageUnreadable
+    from ingest.ocr import OcrBudget, OcrLimit, PageUnreadable
 
     reading = reading or Reading()
+    budget = OcrBudget(reading)
+    unread: list[tuple[int, str]] = []  # the scanned pages left once the file's OCR budget was spent, and why
     # pypdf bounds each stream (75 MB) but keeps every stream it decoded: each page's content streams are let
     # go once read (memory), and all of them together may inflate to 20x the file size limit (work). No fixed
     # cap here, unlike DOCX: text PDFs' content inflates up to ~10 fold, and is never held all at once.
@@ -130,7 +137,10 @@ def load_pdf(data: bytes, max_bytes: int | None = None, on_page: PageProgress | 
                     stream.decoded_self = None
             if ocr:
                 try:
-                    text = _ocr_page(renderer, number)
+                    text = _ocr_page(renderer, number, budget)
+                except OcrLimit as error:
+                    unread.append((number, str(error)))
+                    text, ocr = "", False
                 except PageUnreadable as error:
                     failed.append((number, str(error)))
                     text, ocr = "", False
@@ -152,6 +162,9 @@ def load_pdf(data: bytes, max_bytes: int | None = None, on_page: PageProgress | 
             if not opened:
                 raise IngestError("encrypted PDF: it needs a password; save an unprotected copy and ingest that")
         pages = list(page_texts(reader.pages))
+        if unread:  # one note for them all
+            more = f", nor the {len(unread) - 1:,} scanned pages after it" if len(unread) > 1 else ""
+            failed.append((unread[0][0], f"not read{more}: {unread[0][1]}"))
     except IngestError:
         raise
     except FileNotDecryptedError as error:

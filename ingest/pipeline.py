@@ -25,6 +25,7 @@ from typing import Literal
 
 from ingest.chunking import chunk_pages, make_splitter
 from ingest.identity import situate_chunks
+from ingest.document import IngestCancelled
 from ingest.loaders import SUPPORTED_SUFFIXES, IngestError, Reading, read_document, safe_source_name
 from rag.dense_index import rebuild as rebuild_dense_index, uses_exact
 from rag.lexical import rebuild as rebuild_lexical_index
@@ -38,8 +39,11 @@ Status = Literal["ok", "skipped", "failed"]
 
 # One writer per process at a time: an ingest starts with a repair that would sweep the chunks another
 # thread's ingest (another browser session) has written but not yet committed. Other processes are
-# covered by the repair's grace period (see rag.store). Re-entrant so a batch can hold it throughout.
+# covered by the repair's grace period (see rag.store). Held while a document is written, not while files
+# are read and embedded, so a long OCR job of one API client never holds up another's upload; re-entrant so
+# a caller (the app's Library page) may hold it over a whole batch.
 WRITE_LOCK = threading.RLock()
+CANCELLED = "not ingested: the ingest was stopped (Ctrl-C, or the client hung up) before this file was committed"
 
 Progress = Callable[[str, str, int, int], None]  # (source, step, done, total)
 EMBED_SLICE = 256  # chunks embedded per progress report: eight of the embedder's batches
@@ -147,6 +151,7 @@ class Ingestor:
         self.splitter = make_splitter(settings, self.embedder)
         self._batch: dict[str, str] = {}  # set per ingest() call
         self._progress: Progress | None = None
+        self._cancel = threading.Event()
         with WRITE_LOCK:
             self.kb.repair(settings.orphan_grace_s)  # sweep what a killed ingest or delete left behind
 
@@ -155,8 +160,12 @@ class Ingestor:
         return self.ingest(expand_paths(paths), on_result, on_progress)
 
     def ingest(self, files: Iterable[SourceFile], on_result: Callable[[FileResult], None] | None = None,
-               on_progress: Progress | None = None) -> list[FileResult]:
+               on_progress: Progress | None = None, cancel: threading.Event | None = None) -> list[FileResult]:
         """Ingest each file on its own: one failing never stops the others.
+
+        ``cancel`` set (an API client hung up), or Ctrl-C (KeyboardInterrupt, re-raised once the reading thread
+        has stopped): the file being read stops at its next page, and it and the files not yet committed fail
+        as ``CANCELLED``; the documents committed so far stay.
 
         ``on_progress(source, step, done, total)`` follows a large file: "pages read" (or "pages read by OCR")
         of a PDF or an image (called from the parsing thread) and "chunks embedded" of a document of more than one slice of chunks.
@@ -168,15 +177,22 @@ class Ingestor:
         pending = iter(files)
         self._batch = {}  # name → content sha256 of the files of this batch read so far
         self._progress = on_progress
-        with WRITE_LOCK, ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as parser:
-            upcoming = self._submit_next(parser, pending)
-            while upcoming is not None:
-                prepared = upcoming.result()
+        self._cancel = cancel or threading.Event()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as parser:
+            try:
                 upcoming = self._submit_next(parser, pending)
-                result = prepared if isinstance(prepared, FileResult) else self._commit(prepared)
-                results.append(result)
-                if on_result:
-                    on_result(result)
+                while upcoming is not None:
+                    prepared = upcoming.result()
+                    upcoming = self._submit_next(parser, pending)
+                    result = prepared if isinstance(prepared, FileResult) else self._commit(prepared)
+                    results.append(result)
+                    if on_result:
+                        on_result(result)
+            except BaseException:  # Ctrl-C: the reading thread stops at its next page, so the exit is prompt
+                self._cancel.set()
+                parser.shutdown(wait=False, cancel_futures=True)
+                raise
+        with WRITE_LOCK:
             if any(result.status == "ok" for result in results):
                 # Once per batch, not per file; queries would rebuild a stale index anyway, but the
                 # first question after an ingest should not wait for it.
@@ -197,6 +213,7 @@ class Ingestor:
         started = time.perf_counter()
         max_bytes = int(self.settings.max_file_mb * 1_000_000)
         try:
+            self._check_cancel()
             if not file.data and file.path is not None and not file.path.is_file():
                 raise IngestError("no such file")
             if file.size() > max_bytes:
@@ -215,13 +232,19 @@ class Ingestor:
                                   "replace it: rename one of them")
             self._batch[file.name] = content_sha256
             doc_id = doc_id_for(file.name)
-            keep_original(self.settings, self.kb.name, file.name, doc_id, content_sha256, data)  # its page images
             existing = self.kb.document(doc_id)
             if existing and existing.content_sha256 == content_sha256:
+                # committed already: its PDF kept for page images (if it was ingested before they were kept)
+                keep_original(self.settings, self.kb.name, file.name, doc_id, content_sha256, data)
                 return FileResult(file.name, "skipped", existing.chunks, existing.pages, doc_id=doc_id,
                                   seconds=time.perf_counter() - started)
             progress = self._progress
-            on_page = (lambda done, total, step: progress(file.name, step, done, total)) if progress else None
+
+            def on_page(done: int, total: int, step: str) -> None:  # after each page: stopped when cancelled
+                self._check_cancel()
+                if progress:
+                    progress(file.name, step, done, total)
+
             read = read_document(file.name, data, max_bytes=max_bytes, on_page=on_page,
                                  reading=Reading.of(self.settings))
             pages = read.pages
@@ -232,10 +255,18 @@ class Ingestor:
         except OSError as error:
             return FileResult(file.name, "failed", reason=f"cannot read the file: {error.strerror or error}",
                               seconds=time.perf_counter() - started)
+        except Exception as error:  # noqa: BLE001 - a reader's unforeseen error (a library's own kind, memory)
+            # fails this file alone, like every bad file: never the batch, never a traceback
+            return FileResult(file.name, "failed", reason=f"cannot be read: {type(error).__name__}: {error}"[:300],
+                              seconds=time.perf_counter() - started)
         return _Prepared(file.name, doc_id, content_sha256, len(data), read.page_count or len(pages), texts,
                          pages_of_texts, time.perf_counter() - started, repeated, read.running_lines,
                          frozenset(page.number for page in pages if page.ocr), tuple(read.failed_pages),
-                         situated=situated)
+                         data if file.name.lower().endswith(".pdf") else None, situated=situated)
+
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise IngestCancelled(CANCELLED)
 
     def _commit(self, doc: _Prepared) -> FileResult:
         """Embed one prepared document and write it as a unit (see rag.store)."""
@@ -252,18 +283,24 @@ class Ingestor:
             metadatas.append(meta | (doc.situated[index] if doc.situated else {}))
         embeddings: list = []
         for start in range(0, len(doc.texts), EMBED_SLICE):  # in slices, to tell progress: no cost in speed
+            if self._cancel.is_set():  # uncommitted: nothing of it was written
+                return FileResult(doc.source, "failed", reason=CANCELLED,
+                                  seconds=doc.seconds + time.perf_counter() - started)
             embeddings.extend(self.embedder.embed_documents(doc.read_texts[start : start + EMBED_SLICE]))
             if self._progress and len(doc.texts) > EMBED_SLICE:
                 self._progress(doc.source, "chunks embedded", len(embeddings), len(doc.texts))
         chunk_ids = [f"{doc.doc_id}:{doc.content_sha256[:12]}:{i:05d}" for i in range(len(doc.texts))]
         record = DocumentRecord(doc_id=doc.doc_id, source=doc.source, content_sha256=doc.content_sha256,
                                 pages=doc.pages, chunks=len(doc.texts), ingested_at=ingested_at, size_bytes=doc.size)
-        try:
-            self.kb.write_document(record, chunk_ids, doc.texts, embeddings, metadatas)
-        except StoreError as error:  # the server went away mid-write: uncommitted, so the next repair sweeps it
-            return FileResult(doc.source, "failed", reason=str(error),
-                              seconds=doc.seconds + time.perf_counter() - started)
-        prune_originals(self.settings, self.kb.name, doc.doc_id, keep=doc.content_sha256)  # the older versions
+        with WRITE_LOCK:
+            try:
+                self.kb.write_document(record, chunk_ids, doc.texts, embeddings, metadatas)
+            except StoreError as error:  # the server went away mid-write: uncommitted, so the next repair sweeps it
+                return FileResult(doc.source, "failed", reason=str(error),
+                                  seconds=doc.seconds + time.perf_counter() - started)
+            if doc.original is not None:  # committed: its PDF kept for page images, the older versions removed
+                keep_original(self.settings, self.kb.name, doc.source, doc.doc_id, doc.content_sha256, doc.original)
+                prune_originals(self.settings, self.kb.name, doc.doc_id, keep=doc.content_sha256)
         return FileResult(doc.source, "ok", len(doc.texts), doc.pages, doc_id=doc.doc_id,
                           seconds=doc.seconds + time.perf_counter() - started, repeated=doc.repeated,
                           running_lines=doc.running_lines, ocr_pages=len(doc.ocr_pages), failed_pages=doc.failed_pages)
@@ -285,6 +322,7 @@ class _Prepared:
     running_lines: int = 0
     ocr_pages: frozenset[int | None] = frozenset()  # the pages read by OCR (None: an image of one frame)
     failed_pages: tuple[tuple[int | None, str], ...] = ()
+    original: bytes | None = None  # a PDF's bytes, kept for its page images once it is committed
     situated: list[dict] | None = None  # each chunk's doc_title, section and context (ingest.identity)
 
     @property

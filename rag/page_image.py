@@ -1,10 +1,11 @@
 """The cited page of a PDF as an image, the quoted sentence marked on it (issue 24 §5).
 
 Chroma holds a document's text, not its file; to show a page, ingest keeps each PDF's bytes beside the store
-(:func:`keep_original`: ``<data dir>/originals/<collection>/<doc id>-<content sha256>.pdf``, the previous
-version of the document removed). A page is drawn by pdfium (``pypdfium2``) and the quoted sentence found in
-the page's own text layer: both texts are compared as letters and digits only, case-folded, since pypdf (which
-ingest reads with) and pdfium break lines, space words and join ligatures differently. The marks are the
+(:func:`keep_original`: ``<data dir>/originals/<collection>/<doc id>-<content sha256>.pdf``, once the document
+is committed, the previous version of the document removed). A page is drawn by pdfium (``pypdfium2``) and the
+quoted sentence found in the page's own text layer: both texts are compared as letters and digits only,
+case-folded, since pypdf (which ingest reads with) and pdfium break lines, space words and join ligatures
+differently. The marks are the
 rectangles pdfium gives for the matched characters. A PDF kept on another replica's disk, a scan (no text
 layer) or a sentence that cannot be found is said in words, never a wrong mark.
 """
@@ -49,8 +50,9 @@ def original_path(settings: Settings, collection: str, doc_id: str, content_sha2
 
 def keep_original(settings: Settings, collection: str, source: str, doc_id: str, content_sha256: str,
                   data: bytes) -> Path | None:
-    """Keep a PDF's bytes for its page images (other files: nothing). Written to a temporary file and renamed,
-    so a reader never sees half a file; the older versions go once this one is committed (:func:`prune`)."""
+    """Keep a PDF's bytes for its page images (other files: nothing), once its document is committed (a file
+    that fails keeps nothing). Written to a temporary file and renamed, so a reader never sees half a file; the
+    older versions go with it (:func:`prune`), a crash's leftovers with the store's sweep (:func:`sweep_originals`)."""
     if not source.lower().endswith(".pdf"):
         return None
     target = original_path(settings, collection, doc_id, content_sha256)
@@ -72,6 +74,26 @@ def prune(settings: Settings, collection: str, doc_id: str, keep: str | None = N
     for path in _folder(settings, collection).glob(f"{doc_id}-*.pdf"):
         if path != kept:
             path.unlink(missing_ok=True)
+
+
+def sweep_originals(settings: Settings, collection: str, committed: dict[str, str], grace_s: float = 0.0) -> int:
+    """Remove the kept files of a collection that no committed version vouches for (``committed``: doc id ->
+    content sha256), and half-written ones, older than ``grace_s`` seconds; returns how many. Ingest keeps a
+    file only once its document is committed, so these are a crash's or an older release's leftovers."""
+    import time
+
+    removed, now = 0, time.time()
+    for path in _folder(settings, collection).glob("*"):
+        doc_id, _, version = path.stem.partition("-")
+        if path.suffix == ".pdf" and committed.get(doc_id, "")[:16] == version and version:
+            continue
+        try:
+            if now - path.stat().st_mtime >= grace_s:
+                path.unlink()
+                removed += 1
+        except OSError:  # gone already (another sweep), or not ours to remove
+            continue
+    return removed
 
 
 def drop_originals(settings: Settings, collection: str) -> None:

@@ -209,6 +209,15 @@ class Settings(BaseSettings):
         True, description="Leave running headers, footers and page numbers (lines repeated at the top or bottom of "
         "most pages of a PDF of 3 pages or more) out of the chunks, since they would otherwise repeat in chunks of "
         "every page and match questions about none of them.")
+    ocr_max_pages: int = Field(200, ge=1, le=100_000, description="Most pages (or image frames) OCR reads in one "
+        "file, the scanned pages after them failing with that reason, so that one long scan cannot hold an ingest "
+        "for hours.")
+    ocr_max_megapixels: float = Field(1000.0, gt=0, le=1_000_000, description="Most image pixels, in millions, OCR "
+        "reads in one file (a page rendered at RAG_OCR_DPI counts its rendered size), so that a file of a few huge "
+        "frames is bounded like one of many pages.")
+    ocr_max_seconds: float = Field(600.0, gt=0, le=86_400, description="Most seconds OCR spends on one file, the "
+        "scanned pages not read by then failing with that reason, so that a slow scan cannot hold an ingest (and "
+        "the uploads queued behind it) for long.")
 
     # Bounds and who may call (the HTTP API and the app; docs/settings.md lists each).
     allowed_hosts: str = Field(
@@ -223,6 +232,10 @@ class Settings(BaseSettings):
     max_request_mb: float = Field(10.0, gt=0, description="Largest JSON request body, checked while it is read and "
         "before the key, so that an oversized body costs nothing; uploads have their own limit (serve --upload-limit-"
         "mb).")
+    upload_workers: int = Field(2, ge=1, le=16, description="API uploads ingested at once, in workers of their own, "
+        "so that one client's long OCR job leaves another's upload a worker and questions keep theirs.")
+    upload_queue: int = Field(4, ge=0, le=100, description="API uploads that may wait for a worker; one more is "
+        "answered 503 with Retry-After before its body is read, instead of piling up until its client times out.")
 
     # Feedback and the reranker fine-tuned from it (rag/feedback.py, training/feedback.py).
     feedback_max_marks: int = Field(10_000, ge=1, le=1_000_000, description="Marks one collection may hold.")

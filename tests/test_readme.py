@@ -127,6 +127,15 @@ def test_the_readmes_command_line_walk_runs(tmp_path: Path) -> None:
             assert "[1] returns-and-service.pdf" in run.stdout, run.stdout  # the refund question's source
 
 
+@pytest.mark.parametrize("folder", ["scripts", "experiments"])
+def test_every_script_is_in_its_folders_index(folder: str) -> None:
+    """scripts/ holds what is run again and experiments/ what was run once; each README says what every file is."""
+    index = (REPO / folder / "README.md").read_text(encoding="utf-8")
+    unlisted = [path.name for path in sorted((REPO / folder).iterdir())
+                if path.suffix in {".py", ".sh"} and f"`{path.name}`" not in index]
+    assert not unlisted, f"{folder}/README.md does not say what these are for: {unlisted}"
+
+
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

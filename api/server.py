@@ -13,8 +13,8 @@ Endpoints (every one but ``/health`` and the docs needs a key once keys exist; s
 - ``GET /v1/collections``, ``GET|POST /v1/collections/{c}/documents``,
   ``DELETE /v1/collections/{c}/documents/{source_or_doc_id}``; ``GET /health``.
 
-Model calls run in a :class:`api.workers.WorkerPool` (reads) and ingests in another (writes, one at a
-time), never on the event loop; a full pool answers 503 with ``Retry-After``. Every error is JSON,
+Model calls run in a :class:`api.workers.WorkerPool` (reads) and ingests in another (writes, RAG_UPLOAD_WORKERS
+at once), never on the event loop; a full pool answers 503 with ``Retry-After``. Every error is JSON,
 ``{"error": {"message", "type"}}``, in plain words, never a traceback.
 """
 
@@ -255,13 +255,15 @@ def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that list
     async def upload(collection: str, request: Request, key: ApiKey | None = write) -> dict:
         """Ingest the uploaded files (multipart, field `files`, several allowed): one result per file, ok /
         skipped (unchanged) / failed with its reason; a failing file never stops the others. A file over
-        RAG_MAX_FILE_MB fails alone."""
+        RAG_MAX_FILE_MB fails alone. A full upload queue answers 503 with Retry-After (RAG_UPLOAD_WORKERS,
+        RAG_UPLOAD_QUEUE)."""
         api.check_opens(key, collection)
         api.require_collection_name(collection)
         bounded = request  # RequestGuard bounds the body as it is read
         try:
             form = await bounded.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_UPLOAD_FILES)
         except (ApiError, StarletteHTTPException):
+        api.writes.check()  # a full upload queue answers 503 before the body costs anything
             raise
         except Exception as error:  # noqa: BLE001 - malformed multipart: starlette's error says what
             raise ApiError(400, f"cannot read the upload: {getattr(error, 'detail', None) or error}; send "
@@ -273,7 +275,8 @@ def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that list
                                "invalid_request_error")
             files = [_Upload(name=(u.filename or "").strip() or f"upload-{n}", upload=u)
                      for n, u in enumerate(uploads, 1)]
-            results = await api.writes.run(api.ingest, collection, files)
+            # a client that hangs up cancels its ingest: it stops at the file's next page, nothing more committed
+            results = await api.writes.run_cancellable(request.is_disconnected, api.ingest, collection, files)
         finally:
             await form.close()
         return {"collection": collection, "results": [asdict(result) for result in results]}

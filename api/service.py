@@ -4,6 +4,7 @@ checks every route makes (key and scope, the collection it opens, the question's
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,9 @@ class Api:
         self.open_without_keys = is_loopback(bind_host)
         workers = workers or default_workers()
         self.reads = WorkerPool("inference", workers, 4 * workers if queue is None else queue)
-        self.writes = WorkerPool("ingest", 1, 4 if queue is None else max(1, queue))
+        # Uploads have workers of their own: a long OCR job of one client leaves another's upload a worker.
+        # Retry-After 10 s: an ingest takes seconds to minutes, not a question's fraction of one.
+        self.writes = WorkerPool("ingest", settings.upload_workers, settings.upload_queue, retry_after_s=10)
         self.upload_limit = int((upload_limit_mb or 10 * settings.max_file_mb) * 1_000_000)
         self.started = time.time()
 
@@ -165,9 +168,12 @@ class Api:
         except ValueError as error:
             raise ApiError(400, str(error), "invalid_request_error") from error
 
-    def ingest(self, collection: str, files: list[SourceFile]) -> list[FileResult]:
+    def ingest(self, collection: str, files: list[SourceFile], cancel: threading.Event | None = None
+               ) -> list[FileResult]:
+        """Ingest ``files``; ``cancel`` set (the client hung up) stops at the file's next page, nothing committed
+        of the files left."""
         check_user_collection(collection)  # an upload never creates or sweeps one of the store's own
-        return Ingestor(self.settings, collection).ingest(files)
+        return Ingestor(self.settings, collection).ingest(files, cancel=cancel)
 
     def delete(self, collection: str, source_or_doc_id: str) -> dict:
         self.require_collection(collection)

@@ -6,7 +6,8 @@ lets at most ``queue`` more wait; one more is refused at once with :class:`Busy`
 ``Retry-After``) instead of piling up behind the others until every client times out.
 
 A slot is given back when the call finishes in its thread, not when the request ends: a client that
-disconnects mid-answer leaves a thread running, and that thread still counts.
+disconnects mid-answer leaves a thread running, and that thread still counts. A call that can stop early (an
+ingest: :meth:`WorkerPool.run_cancellable`) is told to when its client hangs up.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -53,11 +54,15 @@ class WorkerPool:
         with self._lock:
             self._active -= 1
 
+    def check(self) -> None:
+        """Raise :class:`Busy` when the pool and its queue are full now: before a request's body is read."""
+        if self._active >= self.capacity:
+            raise Busy(self.name, self.retry_after_s)
+
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
         """Start ``fn`` in a worker thread, or raise :class:`Busy` when the pool and its queue are full."""
         with self._lock:
-            if self._active >= self.capacity:
-                raise Busy(self.name, self.retry_after_s)
+            self.check()
             self._active += 1
         try:
             future = self._executor.submit(fn, *args, **kwargs)
@@ -71,6 +76,21 @@ class WorkerPool:
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in a worker thread, awaited."""
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    async def run_cancellable(self, gone: Callable[[], Awaitable[bool]], fn: Callable[..., Any], *args: Any,
+                              poll_s: float = 0.5) -> Any:
+        """``fn(*args, cancel=event)`` in a worker thread, awaited; ``gone()`` (the client hung up) is asked every
+        ``poll_s`` seconds meanwhile, and when it says so the event is set, so that ``fn`` stops early (its
+        slot comes back then) instead of working on for nobody."""
+        cancel = threading.Event()
+        future = asyncio.wrap_future(self.submit(fn, *args, cancel=cancel))
+        while not cancel.is_set():
+            done, _ = await asyncio.wait({future}, timeout=poll_s)
+            if done:
+                break
+            if await gone():
+                cancel.set()
+        return await future
 
     def status(self) -> dict:
         return {"workers": self.workers, "capacity": self.capacity, "active": self._active}

@@ -399,6 +399,10 @@ def context_line(identity_line: str, section: str, limit: int) -> str:
 def chunk_metadata(context: DocumentContext, sections: list[str], limit: int) -> list[dict]:
     """The metadata each chunk carries: ``doc_title``, ``section`` (where there is one), ``context``."""
     identity_line = context.identity.line(limit)
+    title = context.identity.title.casefold()
+    # a heading that is the title too (a Markdown file's "# Pump guide") says nothing twice
+    sections = [SECTION_SEPARATOR.join(part for i, part in enumerate(section.split(SECTION_SEPARATOR))
+                                       if i or part.casefold() != title) for section in sections]
     return [{DOC_TITLE: context.identity.title, CONTEXT: context_line(identity_line, section, limit),
              **({SECTION: section} if section else {})} for section in sections]
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rag.chunk_context import asked_documents
 from rag.lexical import tokenize
 from rag.table_rows import TABLE_HEADER_LINES, is_table_row, table_sentences  # noqa: F401 - re-exported
 from rag.types import AnswerSpan, ChunkHit
@@ -333,6 +334,10 @@ def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, 
         return ExtractiveAnswer(NOTHING_FOUND)
     sentences, candidates, scores = score_sentences(question, chunks, reranker=reranker, embedder=embedder,
                                                     context=context, context_share=context_share)
+    asked = asked_documents(question, chunks)  # the question names a company, a period: quote those documents
+    if asked and any(chunks[sentences[i].chunk - 1].doc_id in asked for i in candidates):
+        kept = [k for k, i in enumerate(candidates) if chunks[sentences[i].chunk - 1].doc_id in asked]
+        candidates, scores = [candidates[k] for k in kept], [scores[k] for k in kept]
     if not candidates:  # nothing but headings and questions: quote the best chunk's start
         text = chunks[0].text.strip()
         shown = _display(text)

@@ -187,6 +187,7 @@ class RagPipeline:
                 text=c.chunk.text,
                 doc_title=c.chunk.doc_title or None,
                 section=c.chunk.section or None,
+                context=c.chunk.context or None,
                 retrieval_rank=i + 1,
                 retrieval_score=round(c.score, 6),
                 dense_rank=c.dense_rank,

@@ -196,6 +196,13 @@ class Settings(BaseSettings):
     chunk_context_chars: int = Field(
         200, ge=0, le=1000, description="Longest context line before a chunk, so that it never crowds out the chunk "
         "in the embedder's and the reranker's windows.")
+    chunk_context_llm_document_chars: int = Field(
+        24_000, ge=1_000, le=1_000_000, description="With RAG_CHUNK_CONTEXT=llm: the characters of the document "
+        "sent with each chunk, so that one call's cost is bounded whatever the document's length.")
+    chunk_context_llm_calls: int = Field(
+        500, ge=0, le=100_000, description="With RAG_CHUNK_CONTEXT=llm: the most LLM calls one document may make "
+        "(answers are cached by content hash), its further chunks keeping the identity line, so that one long "
+        "document cannot run up an unbounded bill.")
     # Reading documents (ingest/pdf.py, ingest/ocr.py, ingest/furniture.py).
     ocr: Literal["auto", "off", "force"] = Field(
         "auto", description="OCR (RapidOCR, PP-OCRv4, English and Chinese, offline): auto reads the PDF pages with "

@@ -25,6 +25,8 @@ class ChunkHit(BaseModel):
                                   "cover, metadata or first heading; ingest.identity); null for older collections.")
     section: str | None = Field(None, description="The section path the chunk sits in (\"Part I > Item 2\"); null "
                                 "where the document has no headings.")
+    context: str | None = Field(None, description="The line the embedder, BM25 and the reranker read before the "
+                                "text (the document's identity and the section; rag.chunk_context); never quoted.")
     retrieval_rank: int = Field(description="Rank after the first stage (the fused rank in hybrid retrieval).")
     retrieval_score: float = Field(
         description="The first stage's score: cosine similarity (dense), BM25 (bm25), the fused score (hybrid, "
@@ -67,6 +69,11 @@ class ChunkHit(BaseModel):
         if self.dense_rank is not None and self.bm25_rank is not None:
             return "both"
         return "bm25" if self.bm25_rank is not None else "dense"
+
+    @property
+    def situated(self) -> str:
+        """The document's title and the chunk's section as shown beside the source: "ACME INC. › Item 2"."""
+        return " › ".join(part for part in (self.doc_title, self.section) if part)
 
     @property
     def citation(self) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ingest.identity import (
+    chunk_metadata,
     chunk_sections,
     context_line,
     document_context,
@@ -115,6 +116,9 @@ def test_markdown_first_heading_and_sections_outside_code() -> None:
     assert context.identity.title == "Pump guide"
     assert chunk_sections(context, pages, ["Bolt it down.", "Oil it."], [None, None]) == \
         ["Pump guide > Install", "Pump guide > Service"]
+    # the title is not said twice in what the chunk carries
+    assert [meta.get("section") for meta in chunk_metadata(context, ["Pump guide > Install", "Pump guide"], 200)] == \
+        ["Install", None]
 
 
 def test_file_words_and_a_bounded_context_line() -> None:
@@ -218,3 +222,28 @@ def test_reindex_names_the_documents_to_ingest_again(settings, capsys) -> None:
     assert main(["reindex", "--context", "--data-dir", str(settings.data_dir)]) == 0
     out = capsys.readouterr().out
     assert "ingest again for its title and sections: notes.html" in out
+
+
+def test_an_llm_writes_each_chunk_its_context_once(settings, openai_server) -> None:
+    from rag.store import KnowledgeBase
+
+    openai_server.answer = "This chunk is from the pump guide's section on servicing the XR-17 pump."
+    llm = settings.model_copy(update={"chunk_context": "llm", "openai_base_url": openai_server.url,
+                                      "llm_model": "test-model"})
+    guide = b"# Pump guide\n\n## Service\n\nOil the XR-17 every 400 hours.\n\n## Storage\n\nKeep it dry in winter.\n"
+    assert Ingestor(llm).ingest([SourceFile("guide.md", data=guide)])[0].status == "ok"
+    kb = KnowledgeBase(llm)
+    chunks = list(kb.committed_chunks())
+    assert chunks and all(c.context == openai_server.answer and c.doc_title == "Pump guide" for c in chunks)
+    asked = [r for r in openai_server.requests if r.get("model") == "test-model"]
+    assert len(asked) == len(chunks)  # one call per chunk, the whole document and the chunk in it
+    prompt = asked[0]["messages"][-1]["content"]
+    assert "Keep it dry in winter." in prompt and "<chunk>" in prompt
+    # the same document again, under another name: every context comes from the cache
+    assert Ingestor(llm).ingest([SourceFile("copy.md", data=guide)])[0].status == "ok"
+    assert len([r for r in openai_server.requests if r.get("model") == "test-model"]) == len(chunks)
+    # an LLM that fails leaves the identity line: the ingest never fails for it
+    failing = llm.model_copy(update={"llm_model": "fail-500", "llm_max_retries": 0})
+    assert Ingestor(failing).ingest([SourceFile("other.md", data=b"# Other\n\nA different text.\n")])[0].status == "ok"
+    other = [c for c in KnowledgeBase(llm).committed_chunks() if c.source == "other.md"]
+    assert other and other[0].context == "Other"

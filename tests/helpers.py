@@ -298,3 +298,27 @@ def text_image(lines: list[str], size: int = 40, width: int = 1600):
     for i, line in enumerate(lines):
         draw.text((60, 60 + int(size * 1.6) * i), line, fill="black", font=font)
     return image
+
+
+# ---- multi-frame TIFFs (issue 36: bad frames, long OCR jobs) ---------------------------------------------
+def tiff(*frames, compression: str = "tiff_deflate") -> bytes:
+    """A real multi-frame TIFF (a fax, a scanner's batch): each image one frame."""
+    import io
+
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "TIFF", save_all=True, append_images=list(frames[1:]), compression=compression)
+    return buffer.getvalue()
+
+
+def fax_with_a_huge_second_frame() -> bytes:
+    """Frame 1 a cover sheet, frame 2 15,000 px square (225 M pixels): 15 kB as a Group 4 TIFF."""
+    from PIL import Image
+
+    cover = text_image(["Fax cover sheet: the spare parts order."]).convert("1")
+    return tiff(cover, Image.new("1", (15_000, 15_000), 1), compression="group4")
+
+
+def scan_frames(n: int) -> list:
+    """``n`` page images of one line each, "Scanned page i: ...", to OCR."""
+    return [text_image([f"Scanned page {i}: the depot opens at {i % 12 + 1} o'clock."], width=900)
+            for i in range(1, n + 1)]

@@ -13,32 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from PIL import Image
-
 from ingest.loaders import Reading, read_document
 from ingest.pipeline import CANCELLED, Ingestor, SourceFile
 from rag.page_image import ORIGINALS, keep_original
 from rag.settings import Settings
 from rag.store import KnowledgeBase
-from tests.helpers import REPO, SAMPLE, text_image
-
-
-def tiff(*frames: Image.Image, compression: str = "tiff_deflate") -> bytes:
-    """A real multi-frame TIFF (a fax, a scanner's batch): each image one frame."""
-    buffer = io.BytesIO()
-    frames[0].save(buffer, "TIFF", save_all=True, append_images=list(frames[1:]), compression=compression)
-    return buffer.getvalue()
-
-
-def fax_with_a_huge_second_frame() -> bytes:
-    """Frame 1 a cover sheet, frame 2 15,000 px square (225 M pixels): 15 kB as a Group 4 TIFF."""
-    cover = text_image(["Fax cover sheet: the spare parts order."]).convert("1")
-    return tiff(cover, Image.new("1", (15_000, 15_000), 1), compression="group4")
-
-
-def scan_frames(n: int) -> list[Image.Image]:
-    return [text_image([f"Scanned page {i}: the depot opens at {i % 12 + 1} o'clock."], width=900)
-            for i in range(1, n + 1)]
+from tests.helpers import REPO, SAMPLE, fax_with_a_huge_second_frame, scan_frames, text_image, tiff
 
 
 def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:

@@ -132,7 +132,8 @@ def answer_notices(result: AskResult, settings: Settings) -> None:
 
 
 def sources_line(chunks: list[ChunkHit]) -> str:
-    return "  \n".join(f"**[{n}]** {escape_md(chunk.citation)}" for n, chunk in enumerate(chunks, 1))
+    return "  \n".join(f"**[{n}]** {escape_md(chunk.citation)}" + (f" — {escape_md(chunk.situated)}" if chunk.situated
+                                                                   else "") for n, chunk in enumerate(chunks, 1))
 
 
 NOT_FOUND = "–"  # a rank cell of a search that did not find the chunk
@@ -157,6 +158,7 @@ def chunk_frame(chunks: list[ChunkHit]) -> pd.DataFrame:
             "final score": c.final_score,
             "source": c.source,
             "page": "" if c.page is None else str(c.page),  # documents without pages: an empty cell
+            "document": c.situated,  # its title and section (ingest.identity): which filing, which part
             "text": c.text,
         }
         for n, c in enumerate(chunks, 1)
@@ -230,6 +232,8 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
         if result.blended else None,
         "source": st.column_config.TextColumn("source", width="small"),
         "page": st.column_config.TextColumn("page", width="small"),
+        "document": st.column_config.TextColumn("document", width="small", help="The document's title and the "
+                                                "chunk's section, found at ingest"),
         # medium: with every column shown the table then fits the chat's column; the full text is below it
         "text": st.column_config.TextColumn("text", width="medium"),
     }

@@ -26,7 +26,7 @@ from rag.chunk_context import with_context
 from rag.settings import Settings
 
 INDEX_RECORD_ID = "eval-corpus"
-INDEX_LAYOUT = "v3"  # bump when the node metadata changes, so cached indexes are rebuilt
+INDEX_LAYOUT = "v2"  # bump when the node metadata changes, so cached indexes are rebuilt
 Progress = Callable[[str], None]
 
 
@@ -53,10 +53,11 @@ def dataset_label(path: Path) -> str:
 
 
 def index_key(dataset_dir: Path, embedder: str, chunk: bool, settings: Settings,
-              files: Sequence[Path] = ()) -> str:
+              files: Sequence[Path] = (), titled: bool = True) -> str:
     """The cache key of a corpus index: (dataset path, corpus sha256, embedder, chunking, the documents' files)."""
     chunking = f"chunk:{settings.chunk_size}/{settings.chunk_overlap}" if chunk or files else "doc"
-    chunking += f"/context:{settings.chunk_context}@{settings.chunk_context_chars}"
+    if titled or files:  # the context line (a title, a file's identity) changes what is embedded
+        chunking += f"/context:{settings.chunk_context}@{settings.chunk_context_chars}"
     if settings.embed_engine == "onnx-int8":  # its vectors are its own; "onnx" and "c" share theirs
         embedder += "@onnx-int8"
     parts = [INDEX_LAYOUT, str(dataset_dir.resolve()), _file_sha256(dataset_dir / "corpus.jsonl"), embedder, chunking,
@@ -110,7 +111,8 @@ def index_corpus(
     dataset_dir = Path(dataset_dir)
     dataset = dataset or load_dataset(dataset_dir)
     files = [doc.path for doc in dataset.corpus.values() if doc.path is not None]
-    key = index_key(dataset_dir, settings.embed_model, chunk, settings, files)
+    key = index_key(dataset_dir, settings.embed_model, chunk, settings, files,
+                    titled=any(doc.title for doc in dataset.corpus.values()))
     name = f"eval-{_slug(dataset_label(dataset_dir))}-{key[:16]}"
     started = time.perf_counter()
     embedder = configured_embedder(settings)

@@ -77,7 +77,10 @@ def test_ask_answers_with_citations_and_chunk_table(reranked: str) -> None:
     table = at.dataframe[0].value
     # by default the final order blends the rerank score with the first stage's (RAG_RERANK_WEIGHT)
     assert list(table.columns) == ["cite", "rank", "before rerank", "moved", "found by", "dense rank", "BM25 rank",
-                                   "rerank score", "retrieval score", "final score", "source", "page", "text"]
+                                   "rerank score", "retrieval score", "final score", "source", "page", "document",
+                                   "text"]
+    # each chunk's document title beside its source (ingest.identity): the sample handbook's first heading
+    assert any("Kestrel Cycles" in document for document in table["document"])
     assert set(table["found by"]) <= {"dense", "bm25", "both"}
     assert len(table) == 5 and table["rank"].tolist() == [1, 2, 3, 4, 5]
     assert table["cite"].tolist() == ["[1]", "[2]", "[3]", "[4]", "[5]"]

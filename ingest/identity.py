@@ -5,7 +5,7 @@ embedder nor the cross-encoder can then prefer Amazon's page when the question n
 Contextual Retrieval (2024) puts a short text situating each chunk in its document before the chunk when
 it is embedded and indexed; this module writes that text without a model, from what the file says of itself:
 
-* the document's identity (:func:`document_identity`): a PDF's metadata title and subject, its first page's
+* the document's identity (:func:`document_context`): a PDF's metadata title and subject, its first page's
   lines in the largest type (a cover: the company, the form) and the first page's first dated line (the
   period), its running header/footer lines (kept on ``PageText.running``, left out of the text), an HTML
   ``<title>``, a DOCX's core title, a Markdown file's first ``#`` heading, the file name's words;
@@ -75,7 +75,7 @@ class Identity:
     """What names a document among its neighbours: a title people read, and the lines that tell it apart."""
 
     title: str
-    parts: tuple[str, ...]  # the title first, then cover lines, period, running lines, file-name words
+    parts: tuple[str, ...]  # the title first, then the period, running lines, subject, file-name words, cover
 
     def line(self, limit: int) -> str:
         return _bounded(self.parts, SEPARATOR, limit)
@@ -334,9 +334,8 @@ def document_context(name: str, data: bytes | None, pages: list[PageText]) -> Do
     # words, the rest of the cover (often the form's boilerplate).
     details = [first_dated_line(pages) if suffix == ".pdf" else "", *running_identity(pages)[:2], described[1],
                words, *cover[1:]]
-    parts = _distinct([*titles, *details])
     title = next(iter(_distinct(titles)), "") or words or name
-    return DocumentContext(Identity(title, parts), tuple(headings))
+    return DocumentContext(Identity(title, _distinct([title, *titles, *details])), tuple(headings))
 
 
 def section_at(headings: tuple[Heading, ...] | list[Heading], page: int | None, offset: int) -> str:

@@ -8,7 +8,8 @@ through :meth:`rag.pipeline.RagPipeline.ask` with the defaults, first stage alon
 is the top chunk from an asked filing (the qrels' filings), what share of the top 5 is, and the page-level
 MRR@5 where the page is known: a page of an asked filing that holds a figure (a number with a thousands
 separator or decimals) the reviewed answer quotes. ``--anonymous`` ingests the files as ``doc-01.pdf`` ...,
-so that the file name cannot tell the filings apart: what the documents themselves identify. Prints a
+so that the file name cannot tell the filings apart: what the documents themselves identify; ``--only`` keeps
+some filings (one: a one-document collection, its questions, where only the page-level MRR tells). Prints a
 Markdown table; ingest seconds and the store's size on disk are printed too.
 """
 
@@ -40,44 +41,17 @@ def store_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", required=True, help="a store of its own (RAG_DATA_DIR), never data/store")
-    ap.add_argument("--dataset", default=None, help="default: <datasets_dir>/pdf_docugami_sec10q")
-    ap.add_argument("--collection", default="multidoc")
-    ap.add_argument("--queries", type=int, default=None)
-    ap.add_argument("--anonymous", action="store_true", help="ingest the files as doc-01.pdf, doc-02.pdf, ...")
-    ap.add_argument("--label", default="run")
-    ap.add_argument("--out", default=None, help="a JSON file the figures are added to, under --label")
-    args = ap.parse_args()
-    settings = Settings(data_dir=Path(args.data_dir), collection=args.collection)
-    folder = Path(args.dataset) if args.dataset else settings.datasets_dir / "pdf_docugami_sec10q"
-    dataset = load_dataset(folder)
-    answers = load_answers(folder / "answers.jsonl")
-    docs = sorted(dataset.corpus.values(), key=lambda d: d.id)
-    names = {doc.id: (f"doc-{i:02d}.pdf" if args.anonymous else doc.id) for i, doc in enumerate(docs, 1)}
-    started = time.perf_counter()
-    results = Ingestor(settings, args.collection).ingest(
-        [SourceFile(names[doc.id], path=doc.path) for doc in docs])
-    ingest_s = time.perf_counter() - started
-    failed = [r.line() for r in results if r.status == "failed"]
-    if failed:
-        print("\n".join(failed), file=sys.stderr)
-        return 1
-    chunks = sum(r.chunks for r in results)
-    size = store_bytes(settings.data_dir)
+def score(pipeline: RagPipeline, dataset, answers: dict, docs: list, names: dict[str, str], queries: list) -> dict:
+    """Per run (first stage, reranked): top-1 from an asked filing, share of the top 5, page-level MRR@5."""
     # The pages that hold a figure each answer quotes, per filing (read as ingest reads them).
     page_texts = {names[doc.id]: [(p.number, p.text) for p in read_document(doc.id, doc.path.read_bytes()).pages]
                   for doc in docs}
-    pipeline = RagPipeline(settings)
-    queries = dataset.queries_with_qrels(args.queries)
-    summary = {"ingest_s": round(ingest_s, 1), "chunks": chunks, "store_mb": round(size / 1e6, 2),
-               "queries": len(queries)}
+    summary = {}
     for rerank in (False, True):
         top1 = share = mrr = 0.0
         paged = 0
         for query in queries:
-            asked = {names[d] for d in dataset.relevant(query.id)}
+            asked = {names[d] for d in dataset.relevant(query.id) if d in names}
             quoted = set().union(*(figures(a) for a in answers.get(query.id, [])))
             pages = {(name, number) for name in asked for number, text in page_texts[name]
                      if quoted & figures(text)}
@@ -91,6 +65,40 @@ def main() -> int:
         name = "reranked" if rerank else "first stage"
         summary[name] = {"top1_asked": round(top1 / len(queries), 3), "top5_share": round(share / len(queries), 3),
                          "page_mrr5": round(mrr / max(paged, 1), 3), "paged_queries": paged}
+    return summary
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", required=True, help="a store of its own (RAG_DATA_DIR), never data/store")
+    ap.add_argument("--dataset", default=None, help="default: <datasets_dir>/pdf_docugami_sec10q")
+    ap.add_argument("--collection", default="multidoc")
+    ap.add_argument("--queries", type=int, default=None)
+    ap.add_argument("--anonymous", action="store_true", help="ingest the files as doc-01.pdf, doc-02.pdf, ...")
+    ap.add_argument("--only", nargs="*", help="these filings alone (a one-document collection: its questions, its pages)")
+    ap.add_argument("--label", default="run")
+    ap.add_argument("--out", default=None, help="a JSON file the figures are added to, under --label")
+    args = ap.parse_args()
+    settings = Settings(data_dir=Path(args.data_dir), collection=args.collection)
+    folder = Path(args.dataset) if args.dataset else settings.datasets_dir / "pdf_docugami_sec10q"
+    dataset = load_dataset(folder)
+    answers = load_answers(folder / "answers.jsonl")
+    docs = sorted((d for d in dataset.corpus.values() if not args.only or d.id in args.only), key=lambda d: d.id)
+    names = {doc.id: (f"doc-{i:02d}.pdf" if args.anonymous else doc.id) for i, doc in enumerate(docs, 1)}
+    started = time.perf_counter()
+    results = Ingestor(settings, args.collection).ingest(
+        [SourceFile(names[doc.id], path=doc.path) for doc in docs])
+    ingest_s = time.perf_counter() - started
+    failed = [r.line() for r in results if r.status == "failed"]
+    if failed:
+        print("\n".join(failed), file=sys.stderr)
+        return 1
+    chunks = sum(r.chunks for r in results)
+    size = store_bytes(settings.data_dir)
+    queries = [q for q in dataset.queries_with_qrels() if dataset.relevant(q.id) & set(names)][: args.queries]
+    summary = {"ingest_s": round(ingest_s, 1), "chunks": chunks, "store_mb": round(size / 1e6, 2),
+               "queries": len(queries)}
+    summary |= score(RagPipeline(settings), dataset, answers, docs, names, queries)
     print(f"ingest {summary['ingest_s']} s, {chunks} chunks, store {summary['store_mb']} MB, {len(queries)} questions")
     print("| run | top-1 from the asked filing | share of top-5 | page MRR@5 (questions) |\n|---|---|---|---|")
     for name in ("first stage", "reranked"):

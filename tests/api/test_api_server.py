@@ -303,6 +303,8 @@ def test_retrieve_and_ask_return_the_ask_json_payload(server: Server) -> None:
     assert asked["answer"] and asked["answer_mode"] == "llm"
     assert not asked["reranked"] and asked["retrieval"] == "bm25"
     assert "A full charge" in " ".join(c["text"] for c in found["chunks"])
+    # each chunk names its document (ingest.identity): the samples' titles, and the line retrieval read before it
+    assert all(c["doc_title"] and c["context"].startswith(c["doc_title"]) for c in found["chunks"])
 
 
 # ---- documents ------------------------------------------------------------------------------------------

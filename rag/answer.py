@@ -34,7 +34,10 @@ def build_messages(question: str, chunks: Sequence[ChunkHit],
     """The chat for an answer: the rules, the chat's earlier turns (``history``: (question, answer) pairs, oldest
     first, within ``HISTORY_CHARS``), then the numbered passages with the user's own question. Earlier answers
     lose their [n] marks: those numbers named other passages."""
-    context = "\n\n".join(f"[{n}] ({chunk.citation})\n{chunk.text}" for n, chunk in enumerate(chunks, 1))
+    # each passage headed by its source and page, and by its document's title and section (ingest.identity), so
+    # that the model tells whose figures a page gives
+    context = "\n\n".join(f"[{n}] ({chunk.citation}{f' — {chunk.situated}' if chunk.situated else ''})\n{chunk.text}"
+                          for n, chunk in enumerate(chunks, 1))
     turns: list[dict[str, str]] = []
     budget = HISTORY_CHARS
     for asked, answered in reversed(list(history)):

@@ -39,7 +39,8 @@ def test_llm_answer_uses_numbered_chunks_and_the_key(store: Path, openai_server:
     system, user = request["messages"]
     assert "only the numbered context passages" in system["content"] and "[1]" in system["content"]
     for n, chunk in enumerate(result.chunks, 1):
-        assert f"[{n}] ({chunk.citation})\n{chunk.text}" in user["content"]
+        assert chunk.situated  # the sample documents' titles
+        assert f"[{n}] ({chunk.citation} — {chunk.situated})\n{chunk.text}" in user["content"]
     assert user["content"].endswith("Question: How long is the refund window?")
 
 

@@ -6,15 +6,13 @@
   :class:`ingest.pipeline.Ingestor`: pages/s, chunks/s, wall time; then the raw embedder alone on the same
   chunk texts (``Embedder.embed_documents``), so the pipeline's overhead shows as a ratio;
 * 100 questions without an LLM (the first 100 of ``squad11_dev`` with qrels, over its corpus) through
-  :meth:`rag.pipeline.RagPipeline.ask`: p50/p95 per stage (embed, search, rerank), the pipeline's total and
-  the caller's wall time per question;
-* the peak RSS of the process;
+  :meth:`rag.pipeline.RagPipeline.ask`: p50/p95 per stage, the pipeline's total and the caller's wall time per
+  question; HNSW's recall of the exact dense top 50 (:mod:`evaluation.dense_recall`); the process's peak RSS;
 * the memory of an app process that has answered questions (:func:`app_memory`, its own process: the app's
   imports, both models, an extractive answer), with where it goes;
 * the same ingest and queries through the stock llama-index pipeline of :mod:`evaluation.stock` (hybrid,
   as ours), in a separate process (so its RSS and model caches are its own); and the ratios;
-* with ``--scale``, the same queries over a ~100k-chunk collection (:mod:`evaluation.scale`, built once
-  and kept), in its own process: search, BM25 and query p95 and its RSS, beside the figures above.
+* with ``--scale``, the same over a ~100k-chunk collection (:mod:`evaluation.scale`, built once), in its own process.
 
 Every target is a ratio (or a size) measured in one run: absolute times move with the machine's load.
 """
@@ -33,6 +31,7 @@ from pathlib import Path
 
 from evaluation.cli import quiet_libraries, stderr
 from evaluation.datasets import question_texts
+from evaluation.dense_recall import dense_recall
 from evaluation.index import index_corpus
 from evaluation.machine import load_average, machine, peak_rss_mb
 from evaluation.metrics import percentiles, stage_percentiles
@@ -113,7 +112,8 @@ def bench_query(settings: Settings, dataset_dir: Path, n: int, progress=None) ->
     info = index_corpus(settings, dataset_dir, progress=progress)
     questions = question_texts(dataset_dir, n)
     return {"dataset": str(dataset_dir), "corpus_nodes": info.nodes, "collection": info.collection,
-            **time_queries(RagPipeline(settings), info.collection, questions, settings)}
+            **time_queries(RagPipeline(settings), info.collection, questions, settings),
+            "dense_recall": dense_recall(settings, info.collection, questions)}
 
 
 def time_queries(pipeline, collection: str, questions: list[str], settings: Settings) -> dict:
@@ -211,7 +211,7 @@ def scale_queries(settings: Settings, folder: Path, questions: list[str]) -> dic
     pipeline = RagPipeline(s)
     kb = pipeline.knowledge_base(COLLECTION)
     out = {"chunks": kb.count(), "build": manifest(folder), "load_avg_start": load_average(),
-           **time_queries(pipeline, COLLECTION, questions, s)}
+           **time_queries(pipeline, COLLECTION, questions, s), "dense_recall": dense_recall(s, COLLECTION, questions)}
     out["rss_mb"] = peak_rss_mb()
     return out
 

@@ -180,3 +180,36 @@ def test_a_half_written_index_folder_is_never_loaded(tmp_path: Path) -> None:
         DenseIndex.load(tmp_path / "whole")
     with pytest.raises(ValueError, match="another model"):
         loaded.search([1.0, 0.0, 0.0], 1)
+
+
+def _near_duplicate_dataset(root: Path, n: int = 400) -> Path:
+    """Many documents that differ only in a few words and numbers: dense neighbours packed tight, where an
+    approximate index's misses change the figures."""
+    from tests.helpers import write_dataset
+
+    colours, parts = ["red", "blue", "green", "black", "white", "grey"], ["valve", "pump", "gasket", "flange"]
+    corpus = [(f"d{i}", f"{parts[i % 4]} {i}", f"The {colours[i % 6]} {parts[i % 4]} model {i} is rated for "
+               f"{10 + i % 37} bar and {40 + i % 23} degrees, made in plant {i % 11}.") for i in range(n)]
+    root = write_dataset(root, corpus)
+    questions = [(f"q{i}", f"Which {parts[i % 4]} is {colours[i % 6]} and rated for {10 + i % 37} bar at "
+                  f"{40 + i % 23} degrees?", f"d{i}") for i in range(0, n, n // 20)]
+    (root / "queries.jsonl").write_text("".join(json.dumps({"id": q, "text": t}) + "\n" for q, t, _ in questions))
+    (root / "qrels.tsv").write_text("".join(f"{q}\t{d}\t1\n" for q, _, d in questions))
+    return root
+
+
+def test_the_same_eval_gives_the_same_figures_whichever_process_built_the_index(tmp_path: Path) -> None:
+    dataset = _near_duplicate_dataset(tmp_path / "valves")
+
+    def figures(data_dir: Path) -> list[dict]:
+        done = subprocess.run([sys.executable, "-m", "rag.cli", "eval", "--dataset", str(dataset), "--data-dir",
+                               str(data_dir), "--retrieval", "dense", "--reranker", "none", "--embedder",
+                               "all-MiniLM-L6-v2", "--top-k", "50", "--json", "--quiet"],
+                              capture_output=True, text=True, cwd=REPO, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        keep = ("name", "hit_rate", "mrr", "recall_at_k")
+        return [{key: run[key] for key in keep} for run in json.loads(done.stdout)["runs"]]
+
+    built_here = figures(tmp_path / "a")  # this process embeds and writes the collection, then asks
+    assert figures(tmp_path / "a") == built_here  # a second process reopens it
+    assert figures(tmp_path / "b") == built_here  # another process builds its own

@@ -24,6 +24,7 @@ from dev_suite import SETS  # noqa: E402
 from evaluation.datasets import load_dataset  # noqa: E402
 from evaluation.index import dataset_label, index_corpus  # noqa: E402
 from evaluation.metrics import hit_rate, mrr  # noqa: E402
+from rag.dense_index import dense_search  # noqa: E402
 from rag.lexical import lexical_search  # noqa: E402
 from rag.embedders.models import configured_embedder  # noqa: E402
 from rag.retrieve import FUSIONS, fuse  # noqa: E402
@@ -53,7 +54,7 @@ def main() -> int:
         sums: dict[str, list[float]] = {}
         for q in queries:
             expected = dataset.relevant(q.id)
-            dense = kb.search(embedder.embed_queries([q.text])[0], depth)
+            dense = dense_search(kb, settings, embedder.embed_queries([q.text])[0], depth)
             lexical = lexical_search(kb, settings.data_dir, q.text, depth)
             ranked = {"dense": [c.source for c in dense], "bm25": [c.source for c in lexical]}
             for fusion in FUSIONS:

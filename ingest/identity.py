@@ -42,6 +42,7 @@ MAX_PART_CHARS = 90  # one identity line: a cover line, a running line, a title
 COVER_SHARE = 0.7  # a cover line is set in at least this share of the first page's largest type size
 COVER_LINES = 4
 BODY_RATIO = 1.15  # a cover line's type is larger than the page's body text by at least this
+IDENTITY_SHARE = 0.6  # of a context line, what the document's identity keeps at least beside a long section
 TOC_HEADINGS = 6  # a page with this many heading lines is a table of contents: its lines situate nothing
 
 _MONTHS = ("jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|january|february|march|april|june|july|august|"
@@ -86,10 +87,10 @@ def _clean(text: str) -> str:
 
 
 def _wordy(text: str) -> bool:
-    """A line that names something: two letters at least, and more letters than digits (not an accession
-    number such as "0001018724-23-000018", a page number or a rule of underscores)."""
+    """A line that names something: two letters at least, and no more than three digits to a letter (not an
+    accession number such as "0001018724-23-000018", a page number or a rule of underscores; "2023 Q3 AMZN" is)."""
     letters = sum(ch.isalpha() for ch in text)
-    return letters >= 2 and letters > sum(ch.isdigit() for ch in text)
+    return letters >= 2 and 3 * letters >= sum(ch.isdigit() for ch in text)
 
 
 def _bounded(parts: tuple[str, ...] | list[str], separator: str, limit: int) -> str:
@@ -121,8 +122,9 @@ def file_words(name: str) -> str:
 
 
 # ---- what each format says of itself -------------------------------------------------------------------
-def _pdf_facts(data: bytes) -> tuple[list[str], list[str], list[Heading]]:
-    """(metadata title and subject, the first page's cover lines in its largest type, the outline's headings)."""
+def _pdf_facts(data: bytes) -> tuple[list[str], tuple[list[str], list[str]], list[Heading]]:
+    """(metadata title and subject, the first page's cover lines: those in its largest type and the other
+    prominent ones, the outline's headings)."""
     from pypdf import PdfReader
 
     try:
@@ -132,7 +134,7 @@ def _pdf_facts(data: bytes) -> tuple[list[str], list[str], list[Heading]]:
         meta = reader.metadata or {}
         described = [str(meta.get(key) or "") for key in ("/Title", "/Subject")]
     except Exception:  # noqa: BLE001 - a PDF the loader read may still have a broken info dictionary
-        return ["", ""], [], []
+        return ["", ""], ([], []), []
     cover: list[str] = []
     try:
         sized: list[tuple[float, int, str]] = []
@@ -150,10 +152,12 @@ def _pdf_facts(data: bytes) -> tuple[list[str], list[str], list[Heading]]:
         if largest < BODY_RATIO * body:  # all in one type: no line stands out as the cover's
             largest = float("inf")
         prominent = sorted((item for item in sized if item[0] >= COVER_SHARE * largest and _wordy(item[2])),
-                           key=lambda item: (-round(item[0], 1), item[1]))
-        cover = [text for _, _, text in prominent][:COVER_LINES]
+                           key=lambda item: (-round(item[0], 1), item[1]))[:COVER_LINES]
+        # the lines in the largest type first ("NVIDIA CORPORATION" beside "FORM 10-Q"), then the others
+        cover = ([text for size, _, text in prominent if round(size, 1) == round(largest, 1)],
+                 [text for size, _, text in prominent if round(size, 1) != round(largest, 1)])
     except Exception:  # noqa: BLE001 - sizes are a help, never a reason to fail
-        cover = []
+        cover = ([], [])
     return described, cover, _pdf_outline(reader)
 
 
@@ -315,7 +319,7 @@ def document_context(name: str, data: bytes | None, pages: list[PageText]) -> Do
     ``data`` None: what the pages alone say (a collection reindexed from its stored chunks)."""
     suffix = PurePath(name).suffix.lower()
     described: list[str] = ["", ""]
-    cover: list[str] = []
+    cover: tuple[list[str], list[str]] = ([], [])
     outline: list[Heading] = []
     named = ""
     if data is not None and suffix == ".pdf":
@@ -328,12 +332,13 @@ def document_context(name: str, data: bytes | None, pages: list[PageText]) -> Do
     words = file_words(name)
     # A cover's largest line names the document best (a company, a product); then the metadata's title (often
     # an id, dropped as not wordy), the format's own title; the file name's words last.
-    titles = [t for t in [*cover[:1], described[0], *_title_candidates(suffix, pages, headings, named)] if t]
-    # What tells a document from its neighbours, most telling first (the line is cut at its length): the
-    # period, the running lines ("Apple Inc. | Q3 2022 Form 10-Q"), the metadata's subject, the file name's
-    # words, the rest of the cover (often the form's boilerplate).
-    details = [first_dated_line(pages) if suffix == ".pdf" else "", *running_identity(pages)[:2], described[1],
-               words, *cover[1:]]
+    largest, prominent = cover
+    titles = [t for t in [*largest[:1], described[0], *_title_candidates(suffix, pages, headings, named)] if t]
+    # What tells a document from its neighbours, most telling first (the line is cut at its length): the rest of
+    # the cover's largest type, the period, the running lines ("Apple Inc. | Q3 2022 Form 10-Q"), the file name's
+    # words, the metadata's subject, the cover's other prominent lines (often the form's boilerplate).
+    details = [*largest[1:], first_dated_line(pages) if suffix == ".pdf" else "", *running_identity(pages)[:2],
+               words, described[1], *prominent]
     title = next(iter(_distinct(titles)), "") or words or name
     return DocumentContext(Identity(title, _distinct([title, *titles, *details])), tuple(headings))
 
@@ -382,27 +387,27 @@ def _past_opening_headings(headings: tuple[Heading, ...], page: int | None, offs
     return offset
 
 
-def context_line(identity_line: str, section: str, limit: int) -> str:
-    """What is read before a chunk: its document's identity, then its section, in at most ``limit`` characters
-    (the section's end kept: its innermost heading is what situates the chunk)."""
+def context_line(parts: tuple[str, ...], section: str, limit: int) -> str:
+    """What is read before a chunk: its document's identity ``parts`` (whole ones, most telling first), then its
+    section, in at most ``limit`` characters. The identity keeps ``IDENTITY_SHARE`` of them at least; the section
+    keeps its end when cut, its innermost heading being what situates the chunk."""
     if not section:
-        return identity_line[:limit]
-    room = limit - len(identity_line) - len(" — ")
-    if room < 20:
-        identity_line = identity_line[: max(limit // 2, 0)]
-        room = limit - len(identity_line) - len(" — ")
+        return _bounded(parts, SEPARATOR, limit)
+    identity = _bounded(parts, SEPARATOR, max(limit - len(section) - len(" — "), int(IDENTITY_SHARE * limit)))
+    room = limit - len(identity) - len(" — ")
+    if room < 10:
+        return identity
     section = section if len(section) <= room else "…" + section[-(room - 1):]
-    return f"{identity_line} — {section}" if identity_line else section
+    return f"{identity} — {section}" if identity else section[-limit:]
 
 
 def chunk_metadata(context: DocumentContext, sections: list[str], limit: int) -> list[dict]:
     """The metadata each chunk carries: ``doc_title``, ``section`` (where there is one), ``context``."""
-    identity_line = context.identity.line(limit)
     title = context.identity.title.casefold()
     # a heading that is the title too (a Markdown file's "# Pump guide") says nothing twice
     sections = [SECTION_SEPARATOR.join(part for i, part in enumerate(section.split(SECTION_SEPARATOR))
                                        if i or part.casefold() != title) for section in sections]
-    return [{DOC_TITLE: context.identity.title, CONTEXT: context_line(identity_line, section, limit),
+    return [{DOC_TITLE: context.identity.title, CONTEXT: context_line(context.identity.parts, section, limit),
              **({SECTION: section} if section else {})} for section in sections]
 
 
@@ -419,5 +424,5 @@ def situate_chunks(settings: Settings, name: str, data: bytes | None, pages: lis
 
         for meta, sentence in zip(situated, llm_contexts(settings, pages, texts), strict=True):
             if sentence:
-                meta[CONTEXT] = context_line(sentence, "", settings.chunk_context_chars)
+                meta[CONTEXT] = context_line((sentence,), "", settings.chunk_context_chars)
     return situated

@@ -124,8 +124,12 @@ def test_markdown_first_heading_and_sections_outside_code() -> None:
 def test_file_words_and_a_bounded_context_line() -> None:
     assert file_words("reports/2023 Q3 AMZN.pdf") == "2023 Q3 AMZN" and file_words("q3_report-final.md") == \
         "q3 report final"
-    line = context_line("Zenith Foods Inc. · For the quarter ended March 31, 2024", "Part I > Item 2. " + "x" * 300, 120)
-    assert len(line) <= 120 and line.startswith("Zenith Foods Inc.") and line.endswith("x")
+    parts = ("Zenith Foods Inc.", "For the quarter ended March 31, 2024", "2024 Q1 ZEN")
+    line = context_line(parts, "Part I > Item 2. " + "x" * 300, 120)
+    assert len(line) <= 120 and line.startswith("Zenith Foods Inc. · For the quarter ended March 31, 2024 · 2024 Q1 ZEN — …")
+    assert line.endswith("x")  # the section's innermost end kept
+    # whole parts only: the identity is never cut inside a part
+    assert context_line(parts, "Item 2", 60) == "Zenith Foods Inc. · 2024 Q1 ZEN — Item 2"
 
 
 @pytest.fixture

@@ -77,6 +77,24 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score-weight", type=float, default=0.0,
                    help="distil: weight of the squared error to the teacher's logits (its scale, which the "
                         "confident blend reads) beside the KL term")
+    p.add_argument("--max-length-for", action="append", metavar="LANG=N",
+                   help="cut the pairs of a zh, ja or ko question (by script) at N tokens instead of --max-length; "
+                        "each language's pairs are padded to their own longest")
+    p.add_argument("--attention-dropout", type=float, default=None, metavar="P",
+                   help="attention-probability dropout (default: the base's); 0 lets a CPU run SDPA's fast kernel "
+                        "and skip drawing a mask per attention weight")
+    p.add_argument("--cpu-bf16", action="store_true",
+                   help="bf16 autocast on a CPU too (fast where the CPU has AMX or AVX-512 BF16; fp32 master weights)")
+    p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="write checkpoints (weights, optimizer, schedule, data position, random states) and "
+                        "progress.json here")
+    p.add_argument("--checkpoint-every", type=float, default=5.0, metavar="MIN",
+                   help="minutes between checkpoints (0: after every step)")
+    p.add_argument("--keep-checkpoints", type=int, default=3, help="how many of the newest checkpoints stay")
+    p.add_argument("--resume", action="store_true",
+                   help="go on from --checkpoint-dir's newest checkpoint (start when there is none)")
+    p.add_argument("--stop-after", type=float, default=None, metavar="MIN",
+                   help="checkpoint and stop after MIN minutes (the run goes on with --resume)")
 
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
@@ -88,7 +106,10 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         threads=a.threads, device=a.device, time_budget_min=a.time_budget,
         freeze_embeddings=not a.train_embeddings, log_every=a.log_every, val=a.val, val_include=_kv(a.val_include),
         val_max_queries=a.val_max_queries, loss=a.loss, temperature=a.temperature, gold_weight=a.gold_weight,
-        score_weight=a.score_weight, languages=a.languages,
+        score_weight=a.score_weight, languages=a.languages, max_length_by_language=_kv(a.max_length_for, int),
+        attention_dropout=a.attention_dropout, cpu_bf16=a.cpu_bf16, checkpoint_dir=a.checkpoint_dir,
+        checkpoint_every_min=a.checkpoint_every, keep_checkpoints=a.keep_checkpoints, resume=a.resume,
+        stop_after_min=a.stop_after,
     )
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -39,8 +40,10 @@ from pathlib import Path
 from evaluation.datasets import load_dataset
 
 from rag.embedders.models import packaged_minilm_path
+from training import checkpoint
 from training.data import MiningEmbedder, normalise_text, build_training_queries, filter_dataset
 from training.model_card import PACKAGED_BASE, model_card
+from training.steps import distil_step, listwise_step, set_attention_dropout, start_on_teacher_scale
 
 DEFAULT_MAX_LENGTH = 192
 
@@ -100,6 +103,16 @@ class TrainConfig:
     gold_weight: float = 0.0  # distil: weight of the gold label's cross-entropy beside the KL term
     score_weight: float = 0.0  # distil: weight of the squared logit error (the teacher's scale) beside the KL term
     languages: str = "en"  # what the model reads (rag.catalog.folder_entry): the language gate opens for these
+    # speed on a CPU (training.steps): pairs cut per question language, attention dropout, bf16 autocast
+    max_length_by_language: dict[str, int] = field(default_factory=dict)
+    attention_dropout: float | None = None  # None: the base's own
+    cpu_bf16: bool = False
+    # a run that outlives a session (training.checkpoint)
+    checkpoint_dir: str | None = None
+    checkpoint_every_min: float = 5.0  # 0: after every step
+    keep_checkpoints: int = 3
+    resume: bool = False  # go on from checkpoint_dir's newest checkpoint, if there is one
+    stop_after_min: float | None = None  # checkpoint and stop after this many minutes (the session's share)
 
 
 def cap_per_source(queries: list, caps: dict[str, int], rng: random.Random) -> list:
@@ -136,8 +149,35 @@ def _set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _resume_from(cfg: TrainConfig, log: Callable[[str], None]) -> dict | None:
+    """The newest checkpoint of ``cfg.checkpoint_dir`` when resuming (None: none yet, the run starts)."""
+    path = checkpoint.latest(cfg.checkpoint_dir) if cfg.resume else None
+    if path is None:
+        if cfg.resume:
+            log(f"no checkpoint in {cfg.checkpoint_dir} yet: starting")
+        return None
+    saved = checkpoint.load(path)
+    differs = checkpoint.same_run(saved, cfg)
+    if differs:
+        raise ValueError(f"{path} is another run's (it differs in {', '.join(differs)}): give another "
+                         "--checkpoint-dir, or the same settings")
+    return {**saved, "path": str(path)}
+
+
+def _write_progress(cfg: TrainConfig, run: checkpoint.RunState, state: str, path, pairs_per_s: float) -> None:
+    pairs_per_step = cfg.queries_per_step * (1 + cfg.negatives)
+    checkpoint.write_progress(
+        cfg.checkpoint_dir, state=state, step=run.step, total_steps=run.total, pairs=run.pairs,
+        pairs_planned=max(run.pairs, run.pairs + (run.total - run.step) * pairs_per_step),
+        pairs_per_s=round(pairs_per_s, 3), train_seconds=round(run.train_seconds, 1), sessions=run.sessions,
+        checkpoint=str(path or checkpoint.latest(cfg.checkpoint_dir) or ""), out=cfg.out, pid=os.getpid())
+
+
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
-    """Run the whole recipe; writes a CrossEncoder folder + README.md to ``cfg.out``. Returns a summary."""
+    """Run the whole recipe; writes a CrossEncoder folder + README.md to ``cfg.out``. Returns a summary
+    (``finished: False`` when ``stop_after_min`` stopped it at a checkpoint)."""
+    if (cfg.resume or cfg.stop_after_min is not None) and not cfg.checkpoint_dir:
+        raise ValueError("--resume and --stop-after need --checkpoint-dir (where the run's checkpoints are)")
     import torch
     from sentence_transformers import CrossEncoder
     from transformers import logging as hf_logging
@@ -189,11 +229,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     ce = CrossEncoder(base, num_labels=1, max_length=cfg.max_length, device=device)
     model, tok = ce.model.float(), ce.tokenizer  # fp32 master weights whatever dtype the base was saved in
     model.train()
-    if cfg.freeze_embeddings:  # the 11.7M-parameter word-embedding matrix stays as in the base
+    set_attention_dropout(model, cfg.attention_dropout)
+    if cfg.freeze_embeddings:  # the word-embedding matrix (11.7M parameters; e5's 96M) stays as in the base
         model.get_input_embeddings().weight.requires_grad_(False)
+    resumed = _resume_from(cfg, log)
 
-    if cfg.loss == "distil" and cfg.score_weight:
-        _start_on_teacher_scale(model, tok, examples, cfg, device, log)
+    if cfg.loss == "distil" and cfg.score_weight and not resumed:
+        start_on_teacher_scale(model, tok, examples, cfg, device, log)
     head_names = ("classifier", "pooler")
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     enc_params = [p for n, p in trainable if not any(h in n for h in head_names)]
@@ -203,61 +245,92 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         {"params": head_params, "lr": cfg.head_lr},
     ], weight_decay=0.01)
     steps_per_epoch = math.ceil(len(examples) / cfg.queries_per_step)
-    total = steps_per_epoch * cfg.epochs
+    plan = {"total": steps_per_epoch * cfg.epochs}
     if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    warm = max(1, int(total * cfg.warmup))
+        plan["total"] = min(plan["total"], cfg.max_steps)
+    warm = max(1, int(plan["total"] * cfg.warmup))
 
-    def lr_lambda(step: int) -> float:  # reads ``total`` when called: the time budget may shorten it
+    def lr_lambda(step: int) -> float:  # reads the plan when called: the time budget may shorten it
         if step < warm:
             return (step + 1) / warm
-        return max(0.0, (total - step) / max(1, total - warm))
+        return max(0.0, (plan["total"] - step) / max(1, plan["total"] - warm))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
     all_texts = [t for ex in examples for t in ex.positives + ex.negatives]
-    step, pairs_seen, losses = 0, 0, []
-    t0 = t5 = time.time()
-    log(f"training: {total} steps x {cfg.queries_per_step} queries x (1+{cfg.negatives}) pairs, "
-        f"max_length {cfg.max_length}, lr {cfg.lr}/{cfg.head_lr}, seed {cfg.seed}")
-    done = False
-    for epoch in range(cfg.epochs):
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        for b in range(0, len(order), cfg.queries_per_step):
-            batch = [examples[i] for i in order[b:b + cfg.queries_per_step]]
-            if cfg.loss == "distil":
-                loss, n_pairs = _distil_step(model, tok, batch, cfg, rng, device)
-            else:
-                loss, n_pairs = _listwise_step(model, tok, batch, cfg, rng, device, all_texts)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            pairs_seen += n_pairs
-            losses.append(loss.item())
-            if step == 5:
-                t5 = time.time()  # the first steps also pay for warm-up (CUDA context, allocator)
-            if cfg.time_budget_min and step == max(2, min(50, total // 4)):
-                # Measured speed -> the steps that fit; the linear decay then ends at the new total.
-                per_step = (time.time() - t5) / (step - 5) if step > 5 else (time.time() - t0) / step
-                fits = step + int((cfg.time_budget_min * 60 - (time.time() - t0)) / per_step)
-                if fits < total:
-                    log(f"time budget {cfg.time_budget_min} min: {fits} of {total} steps")
-                    total = max(fits, warm + 1, step)
-            if step % cfg.log_every == 0 or step == total:
-                el = time.time() - t0
-                eta = el / step * (total - step)
-                recent = losses[-cfg.log_every:]
-                log(f"step {step}/{total} epoch {epoch + 1} loss {sum(recent) / len(recent):.4f} "
-                    f"{pairs_seen / el:.1f} pairs/s elapsed {el / 60:.1f} min ETA {eta / 60:.1f} min")
-            if step >= total:
-                done = True
-                break
-        if done:
-            break
-    train_s = time.time() - t0
+    run = checkpoint.RunState(plan["total"], cfg.epochs)
+    if resumed:
+        run = checkpoint.restore(resumed, model, opt, sched, rng)
+        plan["total"] = run.total
+        log(f"resumed from {resumed['path']}: step {run.step}/{run.total}, {run.pairs} pairs, "
+            f"{run.train_seconds / 60:.1f} min trained before")
+    step_at_start, pairs_at_start, trained_before = run.step, run.pairs, run.train_seconds
+    t0 = t5 = last_save = time.time()
+    log(f"training: {plan['total']} steps x {cfg.queries_per_step} queries x (1+{cfg.negatives}) pairs, "
+        f"max_length {cfg.max_length}{''.join(f', {k} {v}' for k, v in cfg.max_length_by_language.items())}, "
+        f"lr {cfg.lr}/{cfg.head_lr}, seed {cfg.seed}")
+
+    def report(state: str, path: Path | None = None) -> None:  # the progress file, when the run has a folder
+        if cfg.checkpoint_dir:
+            run.train_seconds = trained_before + time.time() - t0
+            _write_progress(cfg, run, state, path, (run.pairs - pairs_at_start) / max(1e-9, time.time() - t0))
+
+    def keep(state: str) -> None:  # a checkpoint, then the progress file naming it
+        if cfg.checkpoint_dir:
+            run.train_seconds = trained_before + time.time() - t0
+            report(state, checkpoint.save(cfg.checkpoint_dir, run.step,
+                                          checkpoint.snapshot(run, cfg, model, opt, sched, rng), cfg.keep_checkpoints))
+
+    report("starting")
+    while run.epoch < cfg.epochs and run.step < plan["total"]:
+        if run.order is None:
+            run.order = list(range(len(examples)))
+            rng.shuffle(run.order)
+        if run.index >= len(run.order):
+            run.epoch, run.index, run.order = run.epoch + 1, 0, None
+            continue
+        batch = [examples[i] for i in run.order[run.index:run.index + cfg.queries_per_step]]
+        if cfg.loss == "distil":
+            loss, n_pairs = distil_step(model, tok, batch, cfg, rng, device)
+        else:
+            loss, n_pairs = listwise_step(model, tok, batch, cfg, rng, device, all_texts)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
+        opt.step()
+        sched.step()
+        run.index += cfg.queries_per_step
+        run.step += 1
+        run.pairs += n_pairs
+        run.losses.append(loss.item())
+        steps_here = run.step - step_at_start
+        if steps_here == 5:
+            t5 = time.time()  # the first steps also pay for warm-up (CUDA context, allocator)
+        if cfg.time_budget_min and not resumed and run.step == max(2, min(50, plan["total"] // 4)):
+            # Measured speed -> the steps that fit; the linear decay then ends at the new total.
+            per_step = (time.time() - t5) / (run.step - 5) if run.step > 5 else (time.time() - t0) / run.step
+            fits = run.step + int((cfg.time_budget_min * 60 - (time.time() - t0)) / per_step)
+            if fits < plan["total"]:
+                log(f"time budget {cfg.time_budget_min} min: {fits} of {plan['total']} steps")
+                plan["total"] = max(fits, warm + 1, run.step)
+        run.total = plan["total"]
+        if run.step % cfg.log_every == 0 or run.step == plan["total"]:
+            el = time.time() - t0
+            eta = el / steps_here * (plan["total"] - run.step)
+            recent = run.losses[-cfg.log_every:]
+            log(f"step {run.step}/{plan['total']} epoch {run.epoch + 1} loss {sum(recent) / len(recent):.4f} "
+                f"{(run.pairs - pairs_at_start) / el:.1f} pairs/s elapsed {el / 60:.1f} min ETA {eta / 60:.1f} min")
+            report("running")
+        stop = cfg.stop_after_min is not None and time.time() - t0 >= cfg.stop_after_min * 60
+        if run.step < plan["total"] and (stop or time.time() - last_save >= cfg.checkpoint_every_min * 60):
+            keep("stopped" if stop else "running")
+            last_save = time.time()
+            if stop:
+                log(f"stopped after {cfg.stop_after_min} min at step {run.step}/{plan['total']}: "
+                    f"resume with --resume (checkpoints in {cfg.checkpoint_dir})")
+                return {"finished": False, "steps": run.step, "pairs": run.pairs, "total_steps": plan["total"]}
+    keep("trained")  # the last step's checkpoint: a run killed while it saves or validates resumes at the end
+    step, pairs_seen, losses = run.step, run.pairs, run.losses
+    train_s = trained_before + time.time() - t0
     model.eval()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -277,6 +350,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "final_loss_avg_last_50": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
         "machine": _machine(cfg.threads, device),
         "validation": [],
+        "finished": True,
     }
     if cfg.val:
         from training.validate import ce_scorer, evaluate_rerank
@@ -299,6 +373,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     if calibration:
         declared["calibration"] = calibration
     (out / FOLDER_INFO).write_text(json.dumps(declared, indent=2) + "\n")
+    if cfg.checkpoint_dir:
+        _write_progress(cfg, run, "done", None, (run.pairs - pairs_at_start) / max(1e-9, train_s - trained_before))
     log(f"saved to {out} ({summary['total_seconds'] / 60:.1f} min total)")
     return summary
 
@@ -309,78 +385,3 @@ def _inherited_calibration(cfg: TrainConfig, mined_by: list[dict]) -> list[float
     if cfg.loss != "distil" or not cfg.score_weight:
         return None
     return next((fs["teacher"]["calibration"] for fs in mined_by if fs.get("teacher", {}).get("calibration")), None)
-
-
-def _start_on_teacher_scale(model, tok, examples, cfg: TrainConfig, device: str, log, questions: int = 32) -> None:
-    """Rescale the start's head to its teacher's logits over the first labelled questions (distill.match_teacher_scale)."""
-    import torch
-
-    from training.distill import match_teacher_scale
-
-    sample = [ex for ex in examples if ex.positive_scores][:questions]
-    pairs = [(ex.query, text) for ex in sample for text in ex.positives + ex.negatives]
-    target = torch.tensor([x for ex in sample for x in ex.positive_scores + ex.negative_scores])
-    model.eval()  # no dropout while measuring the scale
-    with torch.no_grad():
-        logits = torch.cat([_pair_logits(model, tok, [q for q, _ in pairs[i:i + 64]], [d for _, d in pairs[i:i + 64]],
-                                         cfg, device).cpu() for i in range(0, len(pairs), 64)])
-    model.train()
-    a, c = match_teacher_scale(model.classifier, logits, target)
-    log(f"start rescaled to the teacher's logits over {len(pairs)} pairs: {a:.3f} x logit {c:+.3f}")
-
-
-def _pair_logits(model, tok, queries: list[str], docs: list[str], cfg: TrainConfig, device: str):
-    """The model's logit per (query, passage) pair, one flat tensor; bf16 autocast on CUDA."""
-    import torch
-
-    enc = tok(queries, docs, padding=True, truncation="only_second", max_length=cfg.max_length,
-              return_tensors="pt").to(device)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        return model(**enc).logits.float().view(-1)
-
-
-def _listwise_step(model, tok, batch, cfg: TrainConfig, rng: random.Random, device: str, all_texts: list[str]):
-    """Cross-entropy of the gold passage against ``cfg.negatives`` mined ones: (loss, pairs)."""
-    import torch
-
-    queries, docs = [], []
-    for ex in batch:
-        pos = rng.choice(ex.positives)
-        pool = [n for n in ex.negatives if n not in ex.positives]
-        negs = rng.sample(pool, min(cfg.negatives, len(pool)))
-        while len(negs) < cfg.negatives:  # too few mined: random in-set passages
-            cand = rng.choice(all_texts)
-            if cand not in ex.positives and cand not in negs:
-                negs.append(cand)
-        for t in [pos] + negs:
-            queries.append(ex.query)
-            docs.append(t)
-    logits = _pair_logits(model, tok, queries, docs, cfg, device).view(len(batch), 1 + cfg.negatives)
-    gold = torch.zeros(len(batch), dtype=torch.long, device=device)
-    return torch.nn.functional.cross_entropy(logits, gold), len(docs)
-
-
-def _distil_step(model, tok, batch, cfg: TrainConfig, rng: random.Random, device: str):
-    """The teacher's scores over each question's candidates as targets (training.distill): (loss, pairs)."""
-    import torch
-
-    from training.distill import distil_loss, sample_candidates
-
-    lists = [sample_candidates(ex, cfg.negatives, rng) for ex in batch]
-    labelled = torch.tensor([scores is not None for _, scores in lists], device=device)
-    width = max(len(texts) for texts, _ in lists)
-    queries = [ex.query for ex, (texts, _) in zip(batch, lists) for _ in texts]
-    docs = [t for texts, _ in lists for t in texts]
-    flat = _pair_logits(model, tok, queries, docs, cfg, device)
-    student = torch.zeros(len(batch), width, device=device)
-    teacher = torch.zeros(len(batch), width, device=device)
-    mask = torch.zeros(len(batch), width, dtype=torch.bool, device=device)
-    at = 0
-    for row, (texts, scores) in enumerate(lists):
-        student[row, :len(texts)] = flat[at:at + len(texts)]
-        if scores is not None:
-            teacher[row, :len(texts)] = torch.tensor(scores, device=device)
-        mask[row, :len(texts)] = True
-        at += len(texts)
-    return distil_loss(student, teacher, mask, cfg.temperature, cfg.gold_weight, labelled,
-                       cfg.score_weight), len(docs)

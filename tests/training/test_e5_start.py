@@ -138,3 +138,25 @@ def test_the_cut_start_that_travels_to_a_gpu_scores_as_the_whole_start(tmp_path:
                   str(tmp_path / "whole")]):
         subprocess.run([sys.executable, str(script), *verb], check=True, capture_output=True)
     assert np.allclose(logits(tmp_path / "whole"), whole, atol=2e-2)
+
+
+def test_the_e5_start_trains_on_the_fast_cpu_settings_and_keeps_its_250k_word_embeddings(tmp_path: Path,
+                                                                                          start: Path) -> None:
+    """No attention dropout, bf16 autocast, Chinese pairs at their own length (training.steps): a step changes
+    the encoder and leaves the 250,037 x 384 word-embedding matrix as the start had it."""
+    from safetensors.torch import load_file
+
+    from training.train import train
+
+    queries = [TrainQuery("tiny-zh", q, [doc], [t for t, _ in ZH if t != doc]) for doc, q in ZH]
+    queries += [TrainQuery("tiny", q, [doc], [TEXTS[0], TEXTS[4]]) for doc, q in TOPICS.values()]
+    save_mined(tmp_path / "mined.json", queries, [SourceInfo("tiny", "tiny", "beir")], {"retrieval": "hybrid"})
+    train(tiny_config(None, tmp_path / "student", datasets=[], mined=[str(tmp_path / "mined.json")], base=str(start),
+                      max_steps=1, queries_per_step=4, negatives=2, max_length=48, attention_dropout=0.0,
+                      cpu_bf16=True, max_length_by_language={"zh": 24}, languages="en, zh"), log=lambda m: None)
+    before = load_file(str(start / "model.safetensors"))
+    after = load_file(str(tmp_path / "student" / "model.safetensors"))
+    emb = "bert.embeddings.word_embeddings.weight"
+    assert after[emb].shape == (250037, 384) and after[emb].equal(before[emb])
+    query = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not after[query].equal(before[query])

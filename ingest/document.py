@@ -8,6 +8,7 @@ PDF yields is capped like a text file's (:func:`text_limit`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,12 +51,14 @@ class Reading:
     ocr_max_pages: int = 200
     ocr_max_megapixels: float = 1000.0
     ocr_max_seconds: float = 600.0
+    # raises IngestCancelled once the ingest is stopped: asked while a page waits for OCR (not part of the key)
+    stop: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, settings) -> Reading:
+    def of(cls, settings, stop: Callable[[], None] | None = None) -> Reading:
         return cls(ocr=settings.ocr, ocr_dpi=settings.ocr_dpi, running_lines=settings.strip_running_lines,
                    ocr_max_pages=settings.ocr_max_pages, ocr_max_megapixels=settings.ocr_max_megapixels,
-                   ocr_max_seconds=settings.ocr_max_seconds)
+                   ocr_max_seconds=settings.ocr_max_seconds, stop=stop)
 
     def key(self) -> str:
         """What changes the text a file yields: for the caches of chunked corpora (evaluation's index)."""

@@ -62,6 +62,8 @@ class OcrBudget:
         file; :class:`OcrLimit` when the file has no budget left for it, :class:`PageUnreadable` as ``read_image``."""
         if (why := self._refusal(0)) is not None:
             raise OcrLimit(why)
+        if self.reading.stop:
+            self.reading.stop()
         started = time.monotonic()
         try:
             image = image_of()
@@ -70,7 +72,7 @@ class OcrBudget:
                 raise OcrLimit(why)
             self.pages += 1
             self.pixels += pixels
-            return read_image(image).text
+            return read_image(image, self.reading.stop).text
         finally:
             self.seconds += time.monotonic() - started
 
@@ -84,6 +86,8 @@ class OcrText:
 
 def _load_engine():
     global _engine
+    if _engine is not None:  # loaded: no need to wait for the lock another ingest's page holds
+        return _engine
     with _engine_lock:
         if _engine is None:
             try:
@@ -131,17 +135,33 @@ def lines_of(boxes: list) -> list[str]:
     return out
 
 
-def read_image(image) -> OcrText:
-    """The text OCR reads on ``image`` (a PIL image); :class:`PageUnreadable` when it finds none."""
+def _engine_turn(stop: Callable[[], None] | None) -> None:
+    """Take the engine's lock; while another ingest's page holds it, ``stop()`` is asked every quarter second,
+    so that a cancelled ingest does not wait for the engine to read nothing for it."""
+    while not _engine_lock.acquire(timeout=0.25 if stop else -1):
+        stop()
+    if stop:
+        try:
+            stop()
+        except BaseException:
+            _engine_lock.release()
+            raise
+
+
+def read_image(image, stop: Callable[[], None] | None = None) -> OcrText:
+    """The text OCR reads on ``image`` (a PIL image); :class:`PageUnreadable` when it finds none. ``stop``:
+    raises when the ingest was stopped meanwhile (see :func:`_engine_turn`)."""
     import numpy as np
 
     engine = _load_engine()
     pixels = np.asarray(image.convert("RGB"))
+    _engine_turn(stop)
     try:
-        with _engine_lock:
-            boxes, _ = engine(pixels)
+        boxes, _ = engine(pixels)
     except Exception as error:  # noqa: BLE001 - OpenCV and ONNX Runtime raise their own kinds on odd images
         raise PageUnreadable(f"OCR failed on its image ({type(error).__name__}: {error})") from error
+    finally:
+        _engine_lock.release()
     kept = [box for box in boxes or [] if box[2] >= MIN_CONFIDENCE and str(box[1]).strip()]
     if not kept:
         raise PageUnreadable("OCR found no text it could read with confidence" if boxes else "OCR found no text on it")

@@ -246,7 +246,7 @@ class Ingestor:
                     progress(file.name, step, done, total)
 
             read = read_document(file.name, data, max_bytes=max_bytes, on_page=on_page,
-                                 reading=Reading.of(self.settings))
+                                 reading=Reading.of(self.settings, stop=self._check_cancel))
             pages = read.pages
             texts, pages_of_texts, repeated = chunk_pages(pages, self.splitter)
             situated = situate_chunks(self.settings, file.name, data, pages, texts, pages_of_texts)

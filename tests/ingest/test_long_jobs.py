@@ -10,8 +10,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from ingest.loaders import Reading, read_document
 from ingest.pipeline import CANCELLED, Ingestor, SourceFile
@@ -114,8 +117,6 @@ def test_a_real_ctrl_c_stops_a_running_ingest_promptly_and_leaves_the_store_inta
 
 
 def test_cancel_stops_the_file_being_read_and_commits_nothing_more(tmp_path: Path) -> None:
-    import threading
-
     settings = Settings(data_dir=tmp_path / "store")
     cancel = threading.Event()
     seen: list[int] = []
@@ -158,3 +159,25 @@ def test_a_file_keeps_its_bytes_only_once_committed_and_the_sweep_removes_orphan
         os.utime(path, (old, old))
     kb.repair(grace_s=3600)
     assert sorted(folder.iterdir()) == [kept]
+
+
+def test_a_cancelled_page_does_not_wait_for_another_ingests_ocr() -> None:
+    """§5: while another upload's page holds the OCR engine, a cancelled ingest stops waiting for it."""
+    from ingest.document import IngestCancelled
+    from ingest.ocr import _engine_lock, read_image
+
+    page = text_image(["A page that waits for the engine."], width=900)
+    assert "waits" in read_image(page).text  # the engine loaded, and it reads
+    cancel = threading.Event()
+
+    def stop() -> None:
+        if cancel.is_set():
+            raise IngestCancelled(CANCELLED)
+
+    with _engine_lock:  # another ingest's page is being read
+        threading.Timer(0.5, cancel.set).start()
+        with pytest.raises(IngestCancelled):
+            read_image(page, stop)
+    assert _engine_lock.acquire(timeout=1)  # and the lock was not left taken
+    _engine_lock.release()
+

@@ -1,0 +1,1 @@
+"""The cases of the fault-and-load suite (scripts/reliability.py), by concern; ``core`` holds what they share."""

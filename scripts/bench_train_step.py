@@ -7,13 +7,16 @@ The questions are the multilingual recipe's mix (CMRC 2018 DEV and SQuAD article
 each with its gold passage and 7 other passages of its corpus: a step's cost is set by the texts' lengths, not
 by which passages they are, so no mining is needed to time it. Each variant trains ``--steps`` steps through
 :func:`training.train.train` (its own process state: the same code path as a real run) and prints pairs/s over
-its training time; variants run interleaved, ``--repeat`` times, so a shared machine's load falls on each alike.
+its training time, and pairs per CPU second of this process (what a shared machine's load does not change as
+much: with 2 threads it also counts the time one thread spins waiting for the other); variants run
+interleaved, ``--repeat`` times, so the machine's load falls on each alike.
 ``--profile`` prints torch's operator table over two steps of each variant instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -74,15 +77,22 @@ def main() -> int:
                     cfg = TrainConfig(datasets=[], mined=[str(mined)], out=str(Path(tmp) / "out"), base=args.base,
                                       max_length=256, queries_per_step=args.queries_per_step, negatives=7,
                                       max_steps=2 if args.profile else args.steps, threads=threads, device="cpu",
-                                      head_lr=1e-3, seed=21, log_every=1000, **VARIANTS[name])
+                                      head_lr=1e-3, seed=21, log_every=args.steps, **VARIANTS[name])
                     if args.profile:
                         profile(cfg, mix, name)
                         continue
-                    started = time.time()
-                    summary = train(cfg, log=lambda m: None)
+                    cpu = {}
+
+                    def clock(message: str) -> None:  # CPU time of this process from the first step to the last
+                        if message.startswith("training:") or message.startswith(f"step {cfg.max_steps}/"):
+                            cpu["start" if "start" not in cpu else "end"] = time.process_time()
+
+                    summary = train(cfg, log=clock)
+                    cpu_s = cpu["end"] - cpu["start"]
                     print(f"round {round_ + 1} | {name} | {threads} thread(s) | {summary['pairs']} pairs | "
                           f"{summary['train_seconds']:.0f} s | {summary['pairs'] / summary['train_seconds']:.2f} "
-                          f"pairs/s | wall {time.time() - started:.0f} s", flush=True)
+                          f"pairs/s | {cpu_s:.0f} CPU s | {summary['pairs'] / cpu_s:.2f} pairs per CPU second | "
+                          f"load {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 
 

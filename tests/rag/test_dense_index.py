@@ -163,9 +163,15 @@ def test_an_old_collection_still_answers_and_reindex_moves_it_to_the_configured_
     assert "nothing to do" in capsys.readouterr().out
 
 
-def test_new_collections_get_the_configured_hnsw_parameters(settings: Settings) -> None:
-    tuned = settings.model_copy(update={"hnsw_max_neighbors": 24, "hnsw_ef_construction": 150, "hnsw_ef_search": 120})
-    hnsw = KnowledgeBase(tuned, "fresh").chunks.configuration["hnsw"]
+@pytest.mark.parametrize("where", ["embedded", "server"])
+def test_new_collections_get_the_configured_hnsw_parameters(settings: Settings, where: str,
+                                                            request: pytest.FixtureRequest) -> None:
+    tuned = settings.model_copy(update={"hnsw_max_neighbors": 24, "hnsw_ef_construction": 150, "hnsw_ef_search": 120,
+                                        "collection": f"fresh-{where}"})
+    if where == "server":
+        host, port = request.getfixturevalue("chroma_server")
+        tuned = tuned.model_copy(update={"chroma_host": host, "chroma_port": port})
+    hnsw = KnowledgeBase(tuned).chunks.configuration["hnsw"]
     assert (hnsw["space"], hnsw["max_neighbors"], hnsw["ef_construction"], hnsw["ef_search"]) == (
         "cosine", 24, 150, 120)
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.errors import ApiError
 from api.keys import ApiKey
-from api.service import Api
+from api.service import Api, shown_model
 from rag.feedback import MAX_ANSWER_CHUNKS, MAX_CHUNK_ID_CHARS, FeedbackError, FeedbackStore
 
 MAX_COLLECTION_CHARS = 512
@@ -94,7 +94,8 @@ def install(app: FastAPI, api: Api, read, write) -> None:
             marks = feedback.marks(name)
             return {"collection": name, "total": len(marks), "offset": offset,
                     "trainable_questions": len(feedback.trainable_questions(name)),
-                    "data": [m.public() for m in marks[offset:offset + limit]]}
+                    "data": [{**m.public(), "reranker": shown_model(m.reranker, key)}
+                             for m in marks[offset:offset + limit]]}
 
         return await api.reads.run(work)
 

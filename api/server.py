@@ -40,7 +40,8 @@ from api.feedback import install as install_feedback_routes
 from api.guards import RequestGuard, allowed_host_names
 from api.keys import ApiKey
 from api.schemas import AskRequest, ChatRequest, RerankRequest, TeiRerankRequest
-from api.service import Api, _Upload, is_loopback  # noqa: F401 - is_loopback: api.cli and tests import it here
+from api.service import Api, _Upload, is_loopback, shown_model  # noqa: F401 - is_loopback: api.cli, tests
+from rag.catalog import model_label
 from rag.limits import strip_controls
 from rag.settings import Settings
 
@@ -127,16 +128,17 @@ def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that list
     def health() -> dict:
         """Liveness and what the server runs; needs no key."""
         s = api.settings
-        return {"status": "ok", "embedder": s.embed_model, "reranker": s.reranker, "retrieval": s.retrieval,
+        return {"status": "ok", "embedder": model_label(s.embed_model), "reranker": model_label(s.reranker),
+                "retrieval": s.retrieval,  # a folder by its name: the server's paths are no caller's business
                 "llm": s.llm_model if s.llm_configured else None,
                 "pools": {"inference": api.reads.status(), "ingest": api.writes.status()},
                 "uptime_s": round(time.time() - api.started, 1)}
 
     # ---- rerank ------------------------------------------------------------------------------------
-    async def _rerank(body: RerankRequest) -> dict:
+    async def _rerank(body: RerankRequest, key: ApiKey | None) -> dict:
         texts = body.texts()
         query = api.question(body.query, "the query")
-        reranker, scores, ms = await api.reads.run(api.rerank, body.model, query, texts)
+        reranker, scores, ms = await api.reads.run(api.rerank, body.model, query, texts, key)
         results = []
         for i in ranked(scores, body.top_n):
             item: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
@@ -150,12 +152,12 @@ def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that list
     @app.post("/v1/rerank", tags=["rerank"])
     async def rerank_v1(body: RerankRequest, key: ApiKey | None = read) -> dict:
         """Cohere v2 / Jina rerank: each document's relevance to the query, best first."""
-        return await _rerank(body)
+        return await _rerank(body, key)
 
     @app.post("/v2/rerank", tags=["rerank"])
     async def rerank_v2(body: RerankRequest, key: ApiKey | None = read) -> dict:
         """The same as /v1/rerank, where Cohere's `ClientV2` sends it."""
-        return await _rerank(body)
+        return await _rerank(body, key)
 
     @app.post("/rerank", tags=["rerank"])
     async def rerank_tei(body: TeiRerankRequest, key: ApiKey | None = read) -> list[dict]:
@@ -174,8 +176,9 @@ def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that list
 
         def work() -> dict:
             api.require_collection(collection)
-            return api.pipeline.ask(question, collection=collection, top_k=body.top_k, top_n=body.top_n,
-                                    rerank=body.rerank, retrieval=body.retrieval, generate=generate).public_json()
+            result = api.pipeline.ask(question, collection=collection, top_k=body.top_k, top_n=body.top_n,
+                                      rerank=body.rerank, retrieval=body.retrieval, generate=generate).public_json()
+            return {**result, "reranker": shown_model(result.get("reranker"), key)}
 
         return await api.reads.run(work)
 
@@ -259,11 +262,11 @@ def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that list
         RAG_UPLOAD_QUEUE)."""
         api.check_opens(key, collection)
         api.require_collection_name(collection)
+        api.writes.check()  # a full upload queue answers 503 before the body costs anything
         bounded = request  # RequestGuard bounds the body as it is read
         try:
             form = await bounded.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_UPLOAD_FILES)
         except (ApiError, StarletteHTTPException):
-        api.writes.check()  # a full upload queue answers 503 before the body costs anything
             raise
         except Exception as error:  # noqa: BLE001 - malformed multipart: starlette's error says what
             raise ApiError(400, f"cannot read the upload: {getattr(error, 'detail', None) or error}; send "

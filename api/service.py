@@ -14,12 +14,28 @@ from api.keys import ApiKey, KeyStore
 from api.workers import WorkerPool, default_workers
 from ingest.pipeline import FileResult, Ingestor, SourceFile
 from rag import catalog
-from rag.limits import clean_question
+from rag.catalog import model_label
+from rag.limits import check_text, clean_question
 from rag.embedders.models import ModelUnavailableError
 from rag.pipeline import RagPipeline
 from rag.rerank import Reranker, load_reranker
 from rag.settings import Settings, reranker_off
 from rag.store import KnowledgeBase, check_user_collection, collection_names, reserved_reason
+
+
+CHARS_PER_TOKEN = 16  # the most characters a reranker's token is taken to cover, when cutting a text to its window
+
+
+def window_chars(reranker: Reranker) -> int:
+    """The characters a reranker's token window can hold at most (its max_length in tokens, 512 when unknown)."""
+    tokens = getattr(reranker, "max_length", None) or getattr(getattr(reranker, "model", None), "max_length", None)
+    return int(tokens or 512) * CHARS_PER_TOKEN
+
+
+def shown_model(name: str | None, key: ApiKey | None) -> str | None:
+    """A model's name as a caller may read it: a folder's whole path for an admin key or an open server, else its
+    last part (a fine-tune lives in the server's data dir, which is none of a read key's business)."""
+    return name if not name or key is None or key.allows("admin") else model_label(name)
 
 
 def is_loopback(host: str) -> bool:
@@ -66,6 +82,7 @@ class Api:
         self.writes = WorkerPool("ingest", settings.upload_workers, settings.upload_queue, retry_after_s=10)
         self.upload_limit = int((upload_limit_mb or 10 * settings.max_file_mb) * 1_000_000)
         self.started = time.time()
+        self.loaded_rerankers: set[str] = set()  # catalog rerankers loaded on a request's word, besides the configured
 
     def warm(self) -> None:
         """Load the embedder and the configured reranker now, not on the first request."""
@@ -129,8 +146,10 @@ class Api:
         return KnowledgeBase(self.settings, collection)
 
     # ---- rerankers -------------------------------------------------------------------------------
-    def reranker(self, model: str | None) -> Reranker:
-        """The reranker a request names (a catalog name), or the configured one; raises 400/404."""
+    def reranker(self, model: str | None, key: ApiKey | None = None) -> Reranker:
+        """The reranker a request names (a catalog name), or the configured one; raises 400/403/404. Loading one
+        this process has not loaded yet takes an admin key (or an open server): it reads the server's files and
+        holds their memory for every caller."""
         configured = self.settings.reranker
         wanted = (model or "").strip()
         named = catalog.lookup(wanted) if wanted else None
@@ -147,18 +166,49 @@ class Api:
         if not available:
             raise ApiError(400, f"the reranker '{named.name}' is not available on this server: {where}",
                            "model_unavailable")
+        if named.name not in self.loaded_rerankers and key is not None and not key.allows("admin"):
+            raise ApiError(403, f"the reranker '{named.name}' is not loaded on this server, and loading one takes an "
+                           f"admin key (this key '{key.name}' has {key.scope} scope): leave 'model' out for the "
+                           f"configured reranker ({model_label(configured)})", "permission_error")
         try:
             reranker = load_reranker(named.name, self.settings.device)
         except ModelUnavailableError as error:
             raise ApiError(400, str(error), "model_unavailable") from error
         assert reranker is not None
+        self.loaded_rerankers.add(named.name)
         return reranker
 
-    def rerank(self, model: str | None, query: str, texts: list[str]) -> tuple[Reranker, list[float], float]:
-        reranker = self.reranker(model)
+    def rerank(self, model: str | None, query: str, texts: list[str],
+               key: ApiKey | None = None) -> tuple[Reranker, list[float], float]:
+        """Scores of ``texts`` against ``query``; the whole request bounded (RAG_MAX_RERANK_CHARS) before any text
+        is tokenized, each text cut to what the model's window can hold."""
+        reranker = self.reranker(model, key)
+        texts = self.bounded_rerank_texts(reranker, query, texts)
         started = time.perf_counter()
         scores = reranker.score(query, texts)
         return reranker, scores, round((time.perf_counter() - started) * 1000, 2)
+
+    def bounded_rerank_texts(self, reranker: Reranker, query: str, texts: list[str]) -> list[str]:
+        """``texts``, each cut to the characters the reranker's token window can hold; 413 when the pairs would
+        send more than RAG_MAX_RERANK_CHARS through it, 400 for a text that is not text.
+
+        Hand-written because tokenizers truncate only after tokenizing the whole text: one 9 MB document costs its
+        full tokenization (hundreds of MB) to keep 256 tokens. A window of real passages covers far fewer than
+        CHARS_PER_TOKEN characters per token (scripts/rerank_window_chars.py), so the cut keeps every character the
+        model would have read."""
+        window = window_chars(reranker)
+        for n, text in enumerate(texts, 1):
+            try:
+                check_text(text, f"document {n}")
+            except ValueError as error:
+                raise ApiError(400, str(error), "invalid_request_error") from error
+        total = sum(min(len(query) + len(text), window) for text in texts)
+        limit = self.settings.max_rerank_chars
+        if total > limit:
+            raise ApiError(413, f"these {len(texts):,} documents would send {total:,} characters through the reranker "
+                           f"(each with the query, cut to the {window:,} its window can hold); the limit is {limit:,} "
+                           "(RAG_MAX_RERANK_CHARS): send fewer or shorter documents", "request_too_large")
+        return [text[:window] for text in texts]
 
     # ---- writes ----------------------------------------------------------------------------------
     def question(self, text: str, what: str = "the question") -> str:

@@ -28,9 +28,10 @@ settings = state.settings_or_stop()
 
 
 def reranker_choices(configured: str) -> list[str]:
-    """'none', the configured reranker, and every catalog reranker that can be loaded here."""
+    """'none', the configured reranker, and every catalog reranker that can be loaded here and that this session
+    may have the server load (state.may_load_reranker)."""
     names = [NO_RERANK, configured] + [r["name"] for r in catalog.rows() if r["available"]]
-    return list(dict.fromkeys(n for n in names if n))
+    return list(dict.fromkeys(n for n in names if n and (n == configured or state.may_load_reranker(n))))
 
 
 choices = reranker_choices(settings.reranker)

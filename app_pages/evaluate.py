@@ -69,8 +69,9 @@ with st.container(border=True):
                                        "per line")
         queries = st.number_input("At most this many questions", 1, 20000, 200)
     g, h = st.columns(2)
-    grid = g.checkbox("Every reranker available here, side by side", value=False,
-                      help="One run per catalog reranker that loads on this machine, each over the same candidates")
+    grid = g.checkbox("Every reranker available here, side by side", value=False, disabled=not state.may_administer(),
+                      help="One run per catalog reranker that loads on this machine, each over the same candidates"
+                           + ("" if state.may_administer() else f" ({state.ADMIN_ONLY})"))
     budget = h.number_input("Latency budget, ms per query (p50)", 1, 100000, 500,
                             help="The recommendation is the best run by MRR whose median time per query fits this")
     run = st.button("Run the evaluation", type="primary")
@@ -84,7 +85,11 @@ if run:
             def progress(message: str) -> None:
                 say.text(message)
 
-            chosen = ([r["name"] for r in catalog.rows() if r["available"]] if grid else None)
+            chosen = ([r["name"] for r in catalog.rows() if r["available"]] if grid and state.may_administer()
+                      else [r for r in rerankers if state.may_load_reranker(r)])
+            if not chosen:
+                raise evaluate.EvalError("the server runs no reranker to compare with, and loading one is "
+                                         + state.ADMIN_ONLY)
             if by_dataset:
                 if not folder:
                     raise evaluate.EvalError("choose a dataset folder")

@@ -48,7 +48,7 @@ if refused:
 if marks:
     st.dataframe(pd.DataFrame([{"when": m.created_at, "question": m.question, "mark": m.kind, "label": m.label,
                                 "chunk": ", ".join(m.chunk_ids[:1]) if m.kind == "chunk" else f"{len(m.chunk_ids)} chunks",
-                                "reranker": m.reranker, "by": m.by} for m in marks]),
+                                "reranker": state.shown_model(m.reranker), "by": m.by} for m in marks]),
                  hide_index=True, width="stretch")
     by_id = {m.mark_id: m for m in marks}
     chosen = st.multiselect("Marks to delete", list(by_id), format_func=lambda i: (
@@ -71,12 +71,13 @@ else:
 st.subheader("Reranker")
 chosen_reranker = store.choice(collection)
 in_use = collection_reranker(settings, collection) or settings.reranker
-st.text(f"In use for this collection: {in_use}")
+st.text(f"In use for this collection: {state.shown_model(in_use)}")
 if chosen_reranker and "reranker" in settings.model_fields_set:
     st.warning("This session's settings (RAG_RERANKER or the Settings page) name a reranker, which wins over the "
                "collection's choice.")
 if chosen_reranker:
-    back_to = chosen_reranker["previous"] or f"the configured one ({settings.reranker})"
+    back_to = (state.shown_model(chosen_reranker["previous"])
+               or f"the configured one ({state.shown_model(settings.reranker)})")
     if st.button(f"Switch back to {escape_md(back_to)}", icon=":material/undo:", disabled=bool(refused)):
         store.switch_back(collection)
         st.rerun()
@@ -136,7 +137,7 @@ def latest_job() -> None:
         if st.button(label, key=f"switch-{job['job']}", icon=":material/swap_horiz:", disabled=bool(refused)):
             store.switch(collection, new, previous=None if chosen_reranker is None else in_use)
             st.rerun(scope="app")
-    if new:
+    if new and state.may_administer():
         st.text("Its folder (the Compare page takes it as a side's reranker):")
         st.code(new, language=None)
 

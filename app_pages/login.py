@@ -13,7 +13,9 @@ from __future__ import annotations
 import sys
 
 import streamlit as st
+from pydantic import ValidationError
 
+from api.guards import ServedHosts, allowed_host_names
 from api.keys import ApiKey, KeyStore, hash_token
 from api.service import is_loopback
 from app_pages import state
@@ -38,6 +40,16 @@ def key_store(settings: Settings) -> KeyStore:
 def bind_address() -> str:
     """The address Streamlit serves on; '' (its default without our config file) means every interface."""
     return str(st.get_option("server.address") or "").strip()
+
+
+def served_host_names() -> ServedHosts:
+    """The Host names this app answers, by the API's rule: loopback, the bound address, RAG_ALLOWED_HOSTS. With
+    invalid settings only the first two, until they are fixed (the page then says what is wrong)."""
+    try:
+        configured = Settings().allowed_hosts
+    except ValidationError:
+        configured = ""
+    return allowed_host_names(configured, bind_address())
 
 
 @st.cache_resource(show_spinner=False)

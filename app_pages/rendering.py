@@ -8,12 +8,12 @@ markdown character escaped, never HTML.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from rag import catalog
 from rag.settings import Settings
 from rag.types import AskResult, ChunkHit
 
@@ -87,12 +87,7 @@ def chat_markdown(results: list[AskResult]) -> str:
     return "\n".join(lines)
 
 
-def model_label(name: str | None) -> str:
-    """A model name for display: a local folder by its last part, hub ids and catalog names as they are."""
-    if not name:
-        return ""
-    path = Path(name).expanduser()
-    return path.name if path.is_absolute() or name.startswith((".", "~")) else name
+model_label = catalog.model_label  # a folder by its last part: the pages and the API name models alike
 
 
 def badges(result: AskResult) -> str:

@@ -27,8 +27,11 @@ def catalog_rows() -> list[dict]:
     return catalog.rows()
 
 
-names = [NO_RERANK] + [info.name for info in catalog.CATALOG] + [OTHER]
 current = settings.reranker
+if admin:
+    names = [NO_RERANK] + [info.name for info in catalog.CATALOG] + [OTHER]
+else:  # what the server runs already: another reranker would be read from its files or fetched from the hub
+    names = list(dict.fromkeys([NO_RERANK, current, state.server_reranker(), *state.loaded_rerankers()]))
 in_list = next((n for n in names if n.lower() == current.strip().lower()), None)
 
 with st.form("settings"):
@@ -39,8 +42,10 @@ with st.form("settings"):
     pick, other = st.columns(2)
     with pick:
         reranker_choice = st.selectbox("Reranker", names, index=names.index(in_list or OTHER),
+                                       format_func=render.model_label,  # a folder by its name, never the server's path
                                        help=f"'{NO_RERANK}' turns reranking off. The catalog below says which "
-                                            "are available offline here.")
+                                            "are available offline here." + ("" if admin else " Others load "
+                                                                            f"{state.ADMIN_ONLY}."))
     with other:
         reranker_path = st.text_input("…or a local folder / hub id", "" if in_list else current, disabled=not admin,
                                       help=f"Used when the list says '{OTHER}'" + ("" if admin else
@@ -73,7 +78,8 @@ with st.form("settings"):
     a, b = st.columns(2)
     base_url = a.text_input("Base URL", settings.openai_base_url or "", disabled=not admin,
                             placeholder="empty = api.openai.com; e.g. http://localhost:11434/v1 for Ollama")
-    llm_model = b.text_input("Model", settings.llm_model)
+    llm_model = b.text_input("Model", settings.llm_model, disabled=not admin,  # a server may load what is named
+                             help=None if admin else state.ADMIN_ONLY)
     session_key = a.text_input(
         "API key for this base URL (optional)", type="password", value="", disabled=not admin,
         help="The server's own key is only ever sent to the server's configured base URL. For another base URL, "
@@ -90,7 +96,8 @@ if applied:
     reranker_name = (reranker_path.strip() or current) if reranker_choice == OTHER else reranker_choice
     if not admin:  # what the disabled fields say, whatever a session sends: the server's own models and LLM
         embed_model, base_url, session_key = settings.embed_model, settings.openai_base_url or "", ""
-        reranker_name = current if reranker_choice == OTHER else reranker_choice
+        llm_model = settings.llm_model
+        reranker_name = reranker_choice if state.may_load_reranker(reranker_choice) else current
     try:
         new = state.apply_overrides({
             "embed_model": embed_model.strip(), "reranker": reranker_name, "retrieval": retrieval, "top_k": int(top_k),
@@ -125,7 +132,8 @@ st.subheader("Loaded models")
 loaded = state.loaded_models()
 if loaded:
     st.dataframe(pd.DataFrame([{"role": m.role, "name": render.model_label(m.name), "load time (s)": m.seconds,
-                                "engine": m.backend, "loaded at": m.loaded_at, "loaded from": m.path}
+                                "engine": m.backend, "loaded at": m.loaded_at,
+                                **({"loaded from": m.path} if admin else {})}  # the server's folders: admin only
                                for m in loaded]),
                  hide_index=True, width="stretch")
 else:

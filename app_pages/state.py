@@ -18,8 +18,9 @@ from rag.embedders.models import ModelUnavailableError, configured_embedder
 from rag.pipeline import RagPipeline
 from app_pages.rendering import escape_md
 from ingest.pipeline import WRITE_LOCK
+from rag.catalog import model_label
 from rag.rerank import load_reranker
-from rag.settings import REPO_ROOT, Settings, describe_invalid
+from rag.settings import REPO_ROOT, Settings, describe_invalid, reranker_off
 from rag.chroma_client import describe_holders, store_holders
 from rag.store import KnowledgeBase, StoreError, check_user_collection, collection_embedder, hold_embedded
 
@@ -95,6 +96,32 @@ def may_administer() -> bool:
 
 
 ADMIN_ONLY = "only with an admin key: folders, hub ids and LLM servers reach the server's own files and network"
+
+
+def may_load_reranker(name: str) -> bool:
+    """Whether this session may have the server rerank with ``name``: any, with admin rights; else 'none', the
+    server's configured reranker and those this process has loaded already, since loading another one reads the
+    server's files or fetches it from the model hub, and holds its memory for every session."""
+    if may_administer() or reranker_off(name):
+        return True
+    name = name.strip()
+    return name == server_reranker() or name in loaded_rerankers()
+
+
+def shown_model(name: str | None) -> str | None:
+    """A model's name as this session may read it: a folder's whole path with admin rights, else its last part
+    (a fine-tune lives in the server's data dir); as api.service.shown_model does for a key."""
+    return name if not name or may_administer() else model_label(name)
+
+
+def server_reranker() -> str:
+    """The reranker the server is configured with (environment, secrets), whatever a session chose."""
+    return Settings().reranker.strip()
+
+
+def loaded_rerankers() -> list[str]:
+    """The rerankers this process has loaded, by the name each was asked for."""
+    return [model.name for model in loaded_models() if model.role == "reranker"]
 
 
 def why_read_only(collection: str) -> str | None:

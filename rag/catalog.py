@@ -104,6 +104,15 @@ def lookup(name: str) -> RerankerInfo | None:
     return _BY_NAME.get(name.strip().lower())
 
 
+def model_label(name: str | None) -> str:
+    """A model name for display: a local folder by its last part (never the server's path), hub ids and catalog
+    names as they are."""
+    if not name:
+        return ""
+    path = Path(name).expanduser()
+    return path.name if path.is_absolute() or name.startswith((".", "~")) else name
+
+
 # Scripts whose questions a reranker must list the language of to read them (ideographs count as Chinese
 # unless kana say Japanese). Other scripts pass: a Latin-script question in a language a catalog entry does not
 # list is still mostly read by an English model's wordpieces, and nothing was measured to say otherwise.

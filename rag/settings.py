@@ -228,14 +228,18 @@ class Settings(BaseSettings):
 
     # Bounds and who may call (the HTTP API and the app; docs/settings.md lists each).
     allowed_hosts: str = Field(
-        "", description="Comma-separated Host names the API answers besides the loopback names and the bound address "
-        "('*' answers any), requests with another Host and state-changing ones from another Origin getting 403, so "
-        "that a web page cannot reach a local server through DNS rebinding.")
+        "", description="Comma-separated Host names the API and the app answer besides the loopback names and the "
+        "bound address ('*' answers any), requests with another Host and state-changing ones from another Origin "
+        "getting 403, so that a web page cannot reach a local server through DNS rebinding.")
     max_question_chars: int = Field(4000, ge=1, le=100_000,
         description="Longest question (and rerank query, and chat message) on every endpoint and in the app, counted "
         "after control characters go, so that one request cannot make the models read an unbounded text.")
     max_chat_chars: int = Field(16_000, ge=1, le=1_000_000,
         description="All messages of one chat request together, bounded for the same reason as one question.")
+    max_rerank_chars: int = Field(1_000_000, ge=1_000, le=100_000_000,
+        description="Characters one rerank request may send through the reranker (each query + document pair "
+        "counted up to what the model's token window holds), checked before any is tokenized, so that one request "
+        "cannot hold the server's memory and workers.")
     max_request_mb: float = Field(10.0, gt=0, description="Largest JSON request body, checked while it is read and "
         "before the key, so that an oversized body costs nothing; uploads have their own limit (serve --upload-limit-"
         "mb).")
@@ -263,6 +267,9 @@ class Settings(BaseSettings):
     feedback_dev_queries: int = Field(100, ge=1, le=5000,
         description="Questions of the dev set both rerankers are scored on, enough for the comparison to show a "
         "reranker that forgot the world, few enough to score within the training job.")
+    feedback_keep_runs: int = Field(3, ge=1, le=100, description="Fine-tune runs of a store kept on disk, newest "
+        "first, the one a collection uses (or goes back to) always; each new run deletes older ones and what killed "
+        "runs left, since every run writes a model of its own.")
     feedback_export_onnx: bool = Field(True, description="Export the fine-tune to int8 ONNX, as the default ships, "
                                        "so it serves at the same speed; its torch weights stay beside it.")
 

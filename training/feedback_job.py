@@ -107,8 +107,7 @@ def start(settings: Settings, collection: str, *, background: bool = True,
     if fd is None:
         raise TrainingBusy("a feedback training of this store is running; wait for it (the Feedback page shows it)")
     try:
-        for stale in rerankers_dir(settings).glob("*.partial"):  # a killed run's half-written model: never used
-            shutil.rmtree(stale, ignore_errors=True)
+        prune_runs(settings, keep=settings.feedback_keep_runs - 1, protect=models_in_use(settings))  # + this one
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         name = f"{_slug(collection)}-{stamp}"
         job_dir = rerankers_dir(settings) / "jobs" / name
@@ -136,6 +135,37 @@ def start(settings: Settings, collection: str, *, background: bool = True,
     finally:
         os.close(fd)
     return job_dir
+
+
+def models_in_use(settings: Settings) -> set[str]:
+    """Every fine-tune a collection uses or goes back to with one click (its choice's current and previous)."""
+    from rag.feedback import FeedbackStore
+    from rag.store_names import collection_names
+
+    store = FeedbackStore(settings)
+    return {name for collection in collection_names(settings) if (choice := store.choice(collection))
+            for name in (choice["reranker"], choice["previous"]) if name}
+
+
+def prune_runs(settings: Settings, keep: int, protect: set[str]) -> list[Path]:
+    """Delete all but the ``keep`` newest fine-tune runs (each a model folder of ~150 MB and its job folder), and
+    every run's leftovers (a killed run's half-written ``.partial`` model and dequantized ``base/`` copy); a model
+    named in ``protect`` stays, with its job. Called by :func:`start` under the training lock, so no run is
+    writing. Returns what was deleted."""
+    root = rerankers_dir(settings)
+    doomed = list(root.glob("*.partial"))  # a killed run's half-written model: never used
+    runs = sorted((d for d in (root / "jobs").glob("*") if (d / "job.json").is_file()),
+                  key=lambda d: (status(d).get("started_at") or 0, d.name), reverse=True)
+    for n, job_dir in enumerate(runs):
+        out = json.loads((job_dir / "job.json").read_text(encoding="utf-8")).get("out", "")
+        if n < keep or out in protect:
+            doomed.append(job_dir / "base")  # a killed run's dequantized copy (a finished run removed its own)
+        else:
+            doomed += [job_dir] + ([Path(out)] if out and Path(out).parent == root else [])
+    removed = [path for path in doomed if path.exists()]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def _prepare(settings: Settings, collection: str, job_dir: Path, log: Callable[[str], None] | None) -> None:

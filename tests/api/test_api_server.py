@@ -240,8 +240,14 @@ def test_cohere_sdk_rerank_equals_the_reranker_in_process(server: Server) -> Non
     docs = twenty_documents()
     expected = in_process_scores(QUESTION, docs, "rerank-minilm-l6")
     order = sorted(range(len(docs)), key=lambda i: -expected[i])
+    body = {"model": "rerank-minilm-l6", "query": QUESTION, "documents": docs[:2]}
+    with server.client("reader") as reader, server.client("admin") as admin:
+        refused = reader.post("/v1/rerank", json=body)  # not loaded yet: loading one takes an admin key
+        assert refused.status_code == 403 and "admin key" in refused.json()["error"]["message"], refused.text
+        assert admin.post("/v1/rerank", json=body).status_code == 200  # loads it
     co = cohere.ClientV2(api_key=server.tokens["reader"], base_url=server.url, httpx_client=http_client())
-    reply = co.rerank(model="rerank-minilm-l6", query=QUESTION, documents=docs, top_n=5)
+    reply = co.rerank(model="rerank-minilm-l6", query=QUESTION, documents=docs, top_n=5)  # loaded: a reader may
+
     assert [r.index for r in reply.results] == order[:5]
     assert [r.relevance_score for r in reply.results] == pytest.approx([expected[i] for i in order[:5]], abs=1e-5)
 
@@ -259,6 +265,30 @@ def test_v1_rerank_takes_document_objects_and_returns_them(server: Server) -> No
     assert body["model"] == catalog.DEFAULT_RERANKER
     assert [r["index"] for r in body["results"]] == sorted(range(6), key=lambda i: -expected[i])
     assert all(r["document"]["text"] == docs[r["index"]] for r in body["results"])
+
+
+def test_the_text_one_rerank_sends_through_the_model_is_bounded_first(server: Server) -> None:
+    from rag.settings import Settings
+
+    flood = {"query": QUESTION, "documents": ["The battery charges in four hours. " * 250] * 1000}  # ~8.8 MB
+    with server.client("reader") as client:
+        for path, body in (("/v1/rerank", flood), ("/v2/rerank", flood),
+                           ("/rerank", {"query": QUESTION, "texts": flood["documents"]})):
+            refused = client.post(path, json=body)
+            assert refused.status_code == 413, (path, refused.text)
+            message = refused.json()["error"]["message"]
+            assert "RAG_MAX_RERANK_CHARS" in message and f"{Settings().max_rerank_chars:,}" in message
+        # a long document is cut to what the window holds: the same scores as the model on the whole texts
+        docs = twenty_documents()[:3] + [twenty_documents()[3] + " " + "Unrelated filler text. " * 20_000]
+        reply = client.post("/v1/rerank", json={"query": QUESTION, "documents": docs, "return_documents": True})
+        assert reply.status_code == 200, reply.text
+        expected = in_process_scores(QUESTION, docs)
+        results = {r["index"]: r for r in reply.json()["results"]}
+        assert [results[i]["relevance_score"] for i in range(4)] == pytest.approx(expected, abs=1e-5)
+        assert results[3]["document"]["text"] == docs[3]  # returned whole
+        bad = client.post("/v1/rerank", content=json.dumps({"query": QUESTION, "documents": ["fine", "half \ud800"]}),
+                          headers={"Content-Type": "application/json"})  # a lone surrogate, escaped as JSON allows
+        assert bad.status_code == 400 and "document 2" in bad.json()["error"]["message"], bad.text
 
 
 def test_tei_rerank_equals_the_reranker_in_process(server: Server) -> None:

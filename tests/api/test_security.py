@@ -5,6 +5,7 @@ in a thread, no model loaded: every case here is refused before one would be).""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -157,3 +158,41 @@ def test_x_api_key_is_accepted_as_well_as_bearer(keyed: tuple[str, str, str]) ->
     assert httpx.get(f"{url}/v1/models").status_code == 401
 
 
+
+
+def test_an_origin_is_ours_only_on_our_own_port(keyless: str) -> None:
+    port = int(keyless.rsplit(":", 1)[1])
+    for origin in (f"http://[::1]:{port + 1}", f"http://127.0.0.1:{port + 1}", f"http://localhost:{port + 1}",
+                   f"https://127.0.0.1:{port}", "http://127.0.0.1", "null"):
+        other = httpx.post(f"{keyless}/v1/ask", json={"question": "q"}, headers={"Origin": origin})
+        assert other.status_code == 403 and other.json()["error"]["type"] == "forbidden_origin", origin
+    ours = httpx.post(f"{keyless}/v1/ask", json={"question": "\x00"}, headers={"Origin": f"http://127.0.0.1:{port}"})
+    assert ours.status_code == 400  # past the origin check, stopped at the question
+    bracketed = httpx.post(f"{keyless}/v1/ask", json={"question": "\x00"},
+                           headers={"Host": f"[::1]:{port}", "Origin": f"http://[::1]:{port}"})
+    assert bracketed.status_code == 400
+
+
+def post_escaped(url: str, body: dict) -> httpx.Response:
+    """POST ``body`` as JSON with every non-ASCII character escaped, as a client may send a lone "\\ud800"."""
+    return httpx.post(url, content=json.dumps(body), headers={"Content-Type": "application/json"})
+
+
+def test_a_lone_surrogate_or_an_invisible_question_is_a_400_everywhere(keyless: str) -> None:
+    def refused(reply: httpx.Response, *why: str) -> bool:
+        return reply.status_code == 400 and any(w in reply.json()["error"]["message"] for w in why)
+
+    for question in ("why \ud800?", "\udfff"):
+        for path in ("/v1/ask", "/v1/retrieve", "/v1/feedback"):
+            reply = post_escaped(f"{keyless}{path}", {"question": question, "chunk_id": "c", "label": "relevant"})
+            # the question's own cleaning says why; feedback's field, bounded in length, is refused by its model first
+            assert refused(reply, "surrogate", *(["unicode"] if path == "/v1/feedback" else [])), (path, reply.text)
+        chat = post_escaped(f"{keyless}/v1/chat/completions",
+                            {"model": "rerank-rag", "messages": [{"role": "user", "content": question}]})
+        assert refused(chat, "surrogate"), chat.text
+        rerank = post_escaped(f"{keyless}/v1/rerank", {"query": question, "documents": ["a"]})
+        assert refused(rerank, "surrogate", "unicode"), rerank.text
+    for question in ("\u200b\u200b\u200b", " \ufeff\u2060\u200d "):
+        for path in ("/v1/ask", "/v1/feedback"):
+            reply = post_escaped(f"{keyless}{path}", {"question": question, "chunk_id": "c", "label": "relevant"})
+            assert refused(reply, "shows nothing"), (path, reply.text)

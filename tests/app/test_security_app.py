@@ -206,7 +206,7 @@ def test_once_a_key_exists_each_session_signs_in_and_sees_only_its_keys_collecti
 
 
 MODEL_FIELDS = {"settings": ["Embedding model", "…or a local folder / hub id", "Base URL",
-                               "API key for this base URL (optional)"],
+                               "API key for this base URL (optional)", "Model"],
                 "compare": ["Left: or a reranker folder", "Right: or a reranker folder"]}
 
 
@@ -222,6 +222,28 @@ def test_folders_hub_ids_and_llm_servers_need_an_admin_key(data_dir: Path, bind)
             assert [fields[label] for label in labels] == [disabled] * len(labels), (page, fields)
         run(at.switch_page("app_pages/evaluate.py"))
         assert next(s for s in at.selectbox if s.label == "Dataset").proto.accept_new_options is not disabled
+
+
+def test_without_an_admin_key_only_rerankers_the_server_runs_are_offered(data_dir: Path, bind) -> None:
+    from rag import catalog
+
+    keystore = KeyStore(Settings(data_dir=data_dir))
+    _, writer = keystore.create("writer", collection="*", scope="write")
+    _, admin = keystore.create("admin", collection="*", scope="admin")
+    not_loaded = "BAAI/bge-reranker-v2-gemma"  # a catalog entry no test loads: picking it would fetch it
+    assert catalog.lookup(not_loaded) is not None
+    for token, is_admin in ((writer, False), (admin, True)):
+        at = sign_in(start(), token)
+        run(at.switch_page("app_pages/settings.py"))
+        options = next(s for s in at.selectbox if s.label == "Reranker").options
+        assert (not_loaded in options) is is_admin and ("none" in options), options
+        assert any(o.startswith("another model") for o in options) is is_admin
+        run(at.switch_page("app_pages/compare.py"))
+        sides = [s.options for s in at.selectbox if s.label.endswith(": reranker")]
+        assert len(sides) == 2 and all((catalog.SHIPPED_RERANKER in side) is is_admin for side in sides), sides
+        run(at.switch_page("app_pages/evaluate.py"))
+        grid = next(c for c in at.checkbox if c.label.startswith("Every reranker available here"))
+        assert grid.disabled is not is_admin
 
 
 def test_a_write_key_uploads_and_deletes_and_a_revoked_key_signs_out(data_dir: Path, bind) -> None:

@@ -27,7 +27,9 @@ def test_bench_json_shape(tmp_path: Path, plumbing_reranker: str, capsys):
     assert ingest["raw_embedder"]["chunks"] == ingest["chunks"]
     query = report["query"]
     assert query["queries"] == 3 and {"p50_ms", "p95_ms", "answer_p50_ms", "answer_p95_ms"} <= set(query)
-    assert query["answer_p50_ms"] >= query["p50_ms"]  # the whole ask holds the ranking
+    # timings are the benchmark's business: their shape here, never their order (two separate measurements)
+    assert all(isinstance(query[k], (int, float)) and query[k] > 0 for k in ("p50_ms", "p95_ms", "answer_p50_ms",
+                                                                               "answer_p95_ms"))
     assert set(query["stages"]) == {"embed", "search", "bm25", "fuse", "rerank"}
     assert all({"p50", "p95"} == set(v) for v in query["stages"].values())
     base = report["baseline"]
@@ -43,7 +45,7 @@ def test_bench_json_shape(tmp_path: Path, plumbing_reranker: str, capsys):
                              "scale_first_stage_p95_within_2x"}
     assert all({"value", "bound", "met"} == set(v) for v in targets_.values())
     assert targets_["scale_first_stage_p95_within_2x"] == {"value": None, "bound": "<= 2", "met": False}  # no --scale
-    assert 0 < query["first_stage_p95_ms"] <= query["p95_ms"]
+    assert isinstance(query["first_stage_p95_ms"], (int, float)) and query["first_stage_p95_ms"] > 0
     # the bench's scratch stores are gone; the cached query index stays
     assert not any((tmp_path / "store" / "bench-tmp").iterdir())
 

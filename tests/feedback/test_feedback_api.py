@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.keys import KeyStore
 from api.server import create_app
-from rag.feedback import FEEDBACK_COLLECTION
+from rag.feedback import FEEDBACK_COLLECTION, FeedbackStore
 from rag.pipeline import RagPipeline
 from rag.settings import Settings
 from tests.feedback.conftest import QUESTIONS
@@ -96,3 +96,29 @@ def test_every_field_is_bounded_and_the_stores_own_collection_is_no_target(clien
     reserved = http.get("/v1/feedback", params={"collection": FEEDBACK_COLLECTION}, headers=auth(star))
     assert reserved.status_code == 404
     assert http.get("/v1/feedback", params={"limit": 5000}, headers=auth(star)).status_code == 400
+
+
+def test_after_a_switch_a_read_key_sees_the_fine_tunes_name_not_the_servers_folder(trained) -> None:
+    from training.feedback_job import status
+
+    settings, job = trained
+    folder = status(job)["reranker"]
+    keys, store = KeyStore(settings), FeedbackStore(settings)
+    tokens = {scope: keys.create(f"switch-{scope}", collection="default", scope=scope)[1]
+              for scope in ("read", "admin")}
+    store.switch("default", folder, previous=None)
+    try:
+        with TestClient(create_app(settings, warm=False), base_url="http://127.0.0.1") as http:
+            made = http.post("/v1/feedback", json={"question": Q, "answer": "good", "chunk_ids": []},
+                             headers=auth(tokens["admin"]))  # a mark records the reranker it was made with: the folder
+            assert made.status_code == 200, made.text
+            seen = {scope: (http.post("/v1/ask", json={"question": Q}, headers=auth(token)).json()["reranker"],
+                            http.get("/v1/feedback", headers=auth(token)).json()["data"][0]["reranker"])
+                    for scope, token in tokens.items()}
+    finally:
+        store.switch_back("default")
+        for scope in tokens:
+            keys.revoke(f"switch-{scope}")
+        store.delete("default", [m.mark_id for m in store.marks("default") if m.by == "switch-admin"])
+    assert seen["read"] == (Path(folder).name, Path(folder).name) and Path(folder).is_absolute()
+    assert seen["admin"] == (folder, folder)  # the admin runs the server: the whole path

@@ -4,6 +4,7 @@ the switch and back, one training at a time, and a training killed with SIGKILL 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,7 +19,8 @@ from rag.rerank import CrossEncoderReranker, load_reranker
 from rag.settings import Settings
 from tests.feedback.conftest import QUESTIONS, mark_questions, small_training
 from training.feedback import NotEnoughFeedback, question_hash, split_questions
-from training.feedback_job import TrainingBusy, _try_lock, rerankers_dir, start, status, training_running
+from training.feedback_job import (TrainingBusy, _try_lock, models_in_use, prune_runs, rerankers_dir, start, status,
+                                   training_running)
 
 
 def test_the_split_is_by_question_stable_and_holds_some_out() -> None:
@@ -109,6 +111,11 @@ def test_a_killed_training_leaves_the_reranker_in_use(store_copy: Path, dev_set:
     assert not [p for p in rerankers_dir(settings).iterdir() if p.name.startswith("default-") and not p.name.endswith(".partial")]
     assert collection_reranker(settings, "default") is None
     assert pipeline.ask(QUESTIONS[0], generate=False).reranker == before
+    # what the killed run left (a half-written model, the dequantized base) goes with the next run's pruning
+    left = [p for p in (*rerankers_dir(settings).glob("*.partial"), job / "base") if p.exists()]
+    assert set(prune_runs(settings, keep=settings.feedback_keep_runs, protect=models_in_use(settings))) == set(left)
+    assert not list(rerankers_dir(settings).glob("*.partial")) and not (job / "base").exists()
+    assert status(job)["state"] == "stopped"  # its record stays, among the last few
 
 
 def test_the_command_line_refuses_too_little_feedback_in_plain_words(store_copy: Path) -> None:
@@ -121,3 +128,27 @@ def test_the_command_line_refuses_too_little_feedback_in_plain_words(store_copy:
                            "--from-feedback"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert done.stderr.startswith("error: 2 question(s) of 'default'") and "RAG_FEEDBACK_MIN_QUESTIONS" in done.stderr
+
+
+def test_only_the_last_runs_and_the_ones_in_use_stay_on_disk(store_copy: Path) -> None:
+    settings = Settings(data_dir=store_copy)
+    root = rerankers_dir(settings)
+    runs = [f"default-2026010{i}-000000" for i in range(5)]  # oldest first, as start() names and dates them
+    for n, name in enumerate(runs):
+        (root / "jobs" / name / "base").mkdir(parents=True)  # the dequantized copy a killed run leaves
+        (root / "jobs" / name / "job.json").write_text(json.dumps({"out": str(root / name)}))
+        (root / "jobs" / name / "status.json").write_text(json.dumps({"state": "done", "started_at": n}))
+        if n != 4:  # the newest was killed before its model was whole
+            (root / name).mkdir()
+            (root / name / "model.safetensors").write_bytes(b"weights")
+    (root / f"{runs[4]}.partial").mkdir()
+    FeedbackStore(settings).switch("default", str(root / runs[1]), previous=str(root / runs[0]))
+    assert models_in_use(settings) == {str(root / runs[0]), str(root / runs[1])}
+
+    removed = prune_runs(settings, keep=2, protect=models_in_use(settings))
+    assert root / runs[2] in removed and root / "jobs" / runs[2] in removed
+    assert not (root / runs[2]).exists() and not (root / "jobs" / runs[2]).exists()  # older than the last two
+    assert all((root / name).is_dir() for name in runs[:2] + runs[3:4])  # in use, one click back, the last two
+    assert all((root / "jobs" / name / "job.json").is_file() for name in runs[:2] + runs[3:])
+    assert not list(root.glob("*.partial")) and not list((root / "jobs").glob("*/base"))  # leftovers, all gone
+    assert prune_runs(settings, keep=2, protect=models_in_use(settings)) == []  # nothing more to do

@@ -22,7 +22,8 @@
 #             fast CPU settings (no attention dropout, bf16 autocast where the CPU has AMX, each language padded
 #             to its own longest pair, Chinese cut at $ZH_LEN), a checkpoint every $CKPT_MIN minutes (the newest 3
 #             kept), progress in $R/multi-run/checkpoints/progress.json. Run again, it resumes from the newest
-#             checkpoint; STOP_AFTER=MIN checkpoints and stops after MIN minutes (a session's share).
+#             checkpoint; STOP_AFTER=MIN checkpoints and stops after MIN minutes (a session's share); THREADS=N
+#             sets this session's torch threads (1 on cores many others share).
 #   multi-status  pairs done, pairs/s and what is left;  multi-stop  kills the run (multi-bg resumes it)
 #   carry     the multilingual job's luggage for a lent GPU, into .carry/e5 (ignored by git; the device tool
 #             carries it with `carry: [".carry"]`): the e5 start cut to the pieces its training texts use, in
@@ -121,13 +122,13 @@ if [[ $STEP == multi-bg ]]; then
   [[ -f $R/distil-mined.json && -f $R/distil-mined-zh.json ]] || "$0" mine
   [[ -f $R/distil-labelled.json ]] || "$0" label
   [[ -f $START/model.safetensors ]] || "$PY" -c "from training.e5_start import e5_student_start; e5_student_start('$START')"
-  session=(${STOP_AFTER:+--stop-after "$STOP_AFTER"})
+  session=(${STOP_AFTER:+--stop-after "$STOP_AFTER"} ${THREADS:+--threads "$THREADS"})
   if [[ -f $R/multi-run/args.json ]]; then  # resume: the run's own arguments, from its newest checkpoint
     "$PY" -m training.long_run start $R/multi-run "${session[@]}"
   else
     "$PY" -m training.long_run start $R/multi-run "${session[@]}" -- "${COMMON[@]}" --mined $MINED_DIR/distil-mined-zh.json \
       --base "$START" --out $R/student-e5-small --lr 5e-5 --head-lr 1e-3 --languages "en, zh" \
-      --threads "${THREADS:-2}" --score-weight "$SCORE_WEIGHT" --attention-dropout 0 --cpu-bf16 \
+      --threads 2 --score-weight "$SCORE_WEIGHT" --attention-dropout 0 --cpu-bf16 \
       --max-length-for zh="${ZH_LEN:-256}" --checkpoint-every "${CKPT_MIN:-10}" --keep-checkpoints 3
   fi
 fi

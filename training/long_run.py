@@ -1,6 +1,6 @@
 """A training run that lives through sessions: in the background, checkpointed, resumed where it stopped.
 
-    python -m training.long_run start RUN_DIR [--stop-after MIN] -- <reranker train arguments>  # start/resume
+    python -m training.long_run start RUN_DIR [--stop-after MIN] [--threads N] -- <reranker train arguments>
     python -m training.long_run status RUN_DIR                                # pairs done, pairs/s, what is left
     python -m training.long_run stop RUN_DIR                                  # kill it; start resumes it
     python -m training.long_run snapshot RUN_DIR OUT                          # newest checkpoint -> a model
@@ -9,8 +9,9 @@
 added) and spawns ``python -m training.long_run run RUN_DIR`` in a session of its own (a signal to the
 shell that started it does not reach it), its output in ``RUN_DIR/log.txt``. ``start`` on a folder that has
 ``args.json`` resumes that run with its own arguments, from its newest checkpoint (training.checkpoint):
-two or three sessions add up to one run. ``--stop-after MIN`` (this start's, not stored with the run) has it
-checkpoint and stop after MIN minutes, inside a session's time. A run killed at any moment (kill -9 included)
+two or three sessions add up to one run. This start's own options, not stored with the run: ``--stop-after
+MIN`` has it checkpoint and stop after MIN minutes, inside a session's time; ``--threads N`` fits it to how
+busy the machine is now (on cores shared by many, one thread waits less for the other). A run killed at any moment (kill -9 included)
 loses at most the steps since its last checkpoint.
 
 The job pattern is the feedback fine-tune's (training.feedback_job): an flock held by the training process,
@@ -34,7 +35,8 @@ from training import checkpoint
 from training.feedback_job import _locked, _try_lock
 
 ARGS = "args.json"
-SESSION = "session.json"  # this start's own options (--stop-after), not the run's
+SESSION = "session.json"  # this start's own options, not the run's
+SESSION_OPTIONS = ("--stop-after", "--threads")
 
 
 class RunBusy(RuntimeError):
@@ -45,7 +47,7 @@ def _train_args(run_dir: Path, args: list[str]) -> list[str]:
     return [*args, "--checkpoint-dir", str(run_dir / "checkpoints"), "--resume"]
 
 
-def start(run_dir: str | Path, args: list[str] | None = None, stop_after_min: float | None = None) -> dict:
+def start(run_dir: str | Path, args: list[str] | None = None, session: list[str] | None = None) -> dict:
     """Start the run in ``run_dir`` (or resume it: ``args`` None or its own); returns its pid."""
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -63,8 +65,7 @@ def start(run_dir: str | Path, args: list[str] | None = None, stop_after_min: fl
         raise RunBusy(f"{run_dir}: its training is running (status: python -m training.long_run status {run_dir})")
     try:
         saved.write_text(json.dumps({"args": args}, indent=1) + "\n", encoding="utf-8")
-        session = ["--stop-after", str(stop_after_min)] if stop_after_min is not None else []
-        (run_dir / SESSION).write_text(json.dumps({"args": session}) + "\n", encoding="utf-8")
+        (run_dir / SESSION).write_text(json.dumps({"args": session or []}) + "\n", encoding="utf-8")
         with open(run_dir / "log.txt", "ab") as out:
             # Its own session: Ctrl-C in the starting shell, or the shell's end, does not reach the run.
             process = subprocess.Popen([sys.executable, "-m", "training.long_run", "run", str(run_dir)],
@@ -168,16 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     verb, run_dir, rest = argv[0], Path(argv[1]), argv[2:]
-    stop_after = None
-    if rest[:1] == ["--stop-after"] and len(rest) > 1:
-        stop_after, rest = float(rest[1]), rest[2:]
+    session = []
+    while rest[:1] and rest[0] in SESSION_OPTIONS and len(rest) > 1:  # given after the run's: they win
+        session, rest = session + rest[:2], rest[2:]
     if rest[:1] == ["--"]:
         rest = rest[1:]
     if verb == "run":
         return run(run_dir.resolve())
     if verb == "start":
         try:
-            started = start(run_dir, rest or None, stop_after)
+            started = start(run_dir, rest or None, session)
         except (ValueError, RunBusy) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

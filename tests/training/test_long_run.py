@@ -72,7 +72,8 @@ def test_a_run_killed_with_sigkill_resumes_to_the_model_the_uninterrupted_run_ma
     _wait(lambda: status(run_dir)["state"] == "stopped", 30, "the lock to go with the process")
     killed_at = status(run_dir)["step"]
     assert killed_at < STEPS and len(checkpoint.checkpoints(run_dir / "checkpoints")) <= 2  # only the newest kept
-    assert _long_run("start", str(run_dir)).returncode == 0  # no arguments: resumes with its own
+    resumed = _long_run("start", str(run_dir), "--threads", "1")  # no run arguments: resumes with its own
+    assert resumed.returncode == 0, resumed.stderr
     done = _wait(lambda: (p := status(run_dir))["state"] in ("done", "failed", "stopped") and p, 180, "the run")
     assert done["state"] == "done", (run_dir / "log.txt").read_text()[-2000:]
     log = (run_dir / "log.txt").read_text()

@@ -1,7 +1,8 @@
 """Compare: one question answered twice, side by side, each side with its own first stage (dense, BM25,
-hybrid) and reranker (none, any catalog entry available here, or a folder; by default: embedding search alone
-against hybrid + the configured reranker), plus a slope chart of every top-k candidate from its first-stage
-rank to its rerank rank."""
+hybrid) and reranker (none, any catalog entry available here, or a folder; by default: the configured first
+stage on both sides, without and with the configured reranker, so one thing changes), plus a slope chart of
+every top-k candidate from its first-stage rank to its rerank rank, and a mark of which side answered that
+lands in the feedback store as a judged question."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages import rendering as render, state
+from app_pages import feedback_marks, rendering as render, state
 from rag import catalog
 from rag.embedders.models import ModelUnavailableError
 from rag.settings import NO_RERANK
@@ -19,9 +20,10 @@ from rag.types import AskResult
 RESULT = "compare_result"  # session_state key: (off, on | None) of the last comparison
 
 st.title("Compare")
-st.caption("The same question twice, each side with its own first stage and reranker (or none): the top-n straight "
-           "from the embedding search against hybrid search + the cross-encoder, or one reranker against another "
-           "(MiniLM-L6 against MiniLM-L12, say). Each side gets its own answer.")
+st.caption("The same question twice, each side with its own first stage and reranker (or none): by default the same "
+           "first stage on both sides, without and with the reranker, so the difference is the reranker's; or one "
+           "first stage or reranker against another (MiniLM-L6 against MiniLM-L12, say). Each side gets its own "
+           "answer; say which one answered, and the comparison becomes evaluation data (Feedback page).")
 FIRST_STAGES = {"dense": "Embeddings (dense)", "bm25": "Words (BM25)", "hybrid": "Hybrid (dense + BM25)"}
 
 settings = state.settings_or_stop()
@@ -39,7 +41,9 @@ admin = state.may_administer()  # a folder is the server's files: an open app or
 with st.form("compare"):
     question = st.text_input("Question", placeholder="e.g. What were the total net sales?")
     left_cfg, right_cfg = st.columns(2)
-    left_stage = left_cfg.selectbox("Left: first stage", list(FIRST_STAGES), index=0, format_func=FIRST_STAGES.get)
+    # Both sides start from the configured first stage: left without the reranker, right with it (one change)
+    left_stage = left_cfg.selectbox("Left: first stage", list(FIRST_STAGES), index=list(FIRST_STAGES).index(
+        settings.retrieval), format_func=FIRST_STAGES.get)
     left_reranker = left_cfg.selectbox("Left: reranker", choices, index=0, format_func=render.model_label,
                                        help="'none' keeps the first stage's order")
     left_folder = left_cfg.text_input("Left: or a reranker folder", placeholder="/path/to/model", disabled=not admin,
@@ -140,6 +144,7 @@ if stored:
         side(left_result, *describe(left_result))
     with right:
         side(right_result, *describe(right_result))
+    feedback_marks.side_judgement(left_result, right_result, settings)
     st.divider()
     a, b, c = st.columns(3)
     a.metric("Rerank cost, right − left", f"{right_result.rerank_cost_ms - left_result.rerank_cost_ms:+.0f} ms",

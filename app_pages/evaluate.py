@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from pydantic import ValidationError
 
 from app_pages import rendering as render, state
 from evaluation import run as evaluate
@@ -15,6 +16,7 @@ from evaluation.report import chart
 from rag import catalog
 from evaluation.datasets import DatasetFormatError, list_datasets
 from rag.embedders.models import ModelUnavailableError
+from rag.settings import NO_RERANK
 from rag.store import StoreError
 
 REPORT = "eval_report"  # session_state key: the last report of this session
@@ -108,20 +110,51 @@ if run:
     except (evaluate.EvalError, DatasetFormatError, StoreError, ModelUnavailableError, OSError) as error:
         st.error(f"The evaluation could not run: {render.escape_md(str(error))}")
 
+
+def use_run(run) -> None:
+    """A button that makes ``run``'s first stage and reranker this session's settings (as the Settings page's
+    Apply does); a reranker the server has not loaded needs an admin key (it reads the server's files)."""
+    reranker = run.reranker or NO_RERANK
+    changes = {"retrieval": run.first_stage, "reranker": reranker}
+    may = state.may_load_reranker(reranker)
+    label = f"Use {run.name} in this session"
+    if not st.button(render.escape_md(label), icon=":material/check:", disabled=not may,
+                     help="Sets this session's first stage and reranker as the Settings page would"
+                          + ("" if may else f" (loading another reranker: {state.ADMIN_ONLY})")):
+        return
+    try:
+        new = state.apply_overrides(changes)
+        error = state.load_models(new)
+    except (ValidationError, ModelUnavailableError) as failure:
+        error = str(failure)
+    if error:
+        st.error(f"Not applied: {render.escape_md(str(error))}")
+    else:
+        st.success(f"This session now asks with {render.escape_md(run.name)}: first stage {new.retrieval}, "
+                   f"reranker {render.escape_md(render.model_label(new.reranker))} (Settings page to change it back).")
+
+
 stored = st.session_state.get(REPORT)
 if stored:
     report, budget = stored
     st.subheader(render.escape_md(report.dataset))  # a folder or an uploaded file's name
     st.success(render.escape_md(report.recommend(budget)), icon=":material/recommend:")  # names a folder's model
+    best = report.recommended_run(budget)
+    if best is not None and not best.default and best.embedder == report.embedder:  # the session's own embedder
+        use_run(best)
     st.caption(f"{report.queries} questions · top-{report.top_k} → top-{report.top_n} · embedder {render.escape_md(report.embedder)}")
     frame = pd.DataFrame(report.rows())
+    # What the user asked about first (the run, its hit and MRR, the answers' scores when ticked), times after it:
+    # with every column in the report's order the answer columns were off the right edge
+    first = [c for c in frame.columns if c == "run" or c.startswith(("hit@", "MRR@")) or "gold" in c]
+    frame = frame[first + [c for c in frame.columns if c not in first]]
     for column in NOT_APPLICABLE_AS_DASH:  # a run without a rerank has no rerank time: "–", never "None"
         if column in frame:
             frame[column] = [render.NOT_FOUND if value is None or pd.isna(value) else f"{value:.0f}"
                              for value in frame[column]]
     st.dataframe(frame, hide_index=True, width="stretch", column_config={
         # the run's whole name (a reranker's hub id is long); the bars and the times narrow, so the table fits
-        "run": st.column_config.TextColumn("run", help=RUN_NAMES, width="large"),
+        "run": st.column_config.TextColumn("run", help=RUN_NAMES, width="medium"),
         f"hit@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0,
                                                                width=110),
         f"MRR@{report.top_n}": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0,
@@ -131,6 +164,9 @@ if stored:
                                                  help="Share of the answers that contain a gold answer; '| hit': "
                                                       "over the questions whose passage was among the top-n")
            for name in ("answer ∋ gold", "answer ∋ gold | hit", "lead ∋ gold | hit")},
+        "gold words held | hit": st.column_config.ProgressColumn(
+            format="%.3f", min_value=0.0, max_value=1.0, help="Share of the gold answer's words the answer holds, "
+            "over the questions whose passage was among the top-n"),
     })
     st.caption(RUN_NAMES)
     st.altair_chart(chart(report), width="stretch")

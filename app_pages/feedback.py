@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import state
-from app_pages.rendering import escape_md
+from app_pages.rendering import escape_md, plural
 from rag.feedback import FeedbackStore, collection_reranker
 from rag.store import StoreError
 from training.feedback import NotEnoughFeedback
@@ -39,15 +39,27 @@ except StoreError as error:
     st.error(f"The feedback could not be read: {escape_md(str(error))}")
     st.stop()
 
-st.text(f"Collection: {collection} · {len(marks)} marks · {len(trainable)} questions with a chunk marked as "
-        "answering them")
+st.text(f"Collection: {collection} · {plural(len(marks), 'mark')} · {plural(len(trainable), 'question')} with a "
+        "chunk marked as answering it")
 if refused:
     st.text(f"Read only: {refused}")
 
 # ---- the marks -----------------------------------------------------------------------------------------
+def described_chunks(ids: list[str]) -> dict[str, str]:
+    """Each marked chunk as a person knows it: its source, page and first words (a chunk gone since: its id)."""
+    try:
+        found = state.knowledge_base(settings, collection).get_chunks(ids) if ids else []
+    except StoreError:
+        return {}
+    return {c.chunk_id: f"{c.source}{f', p. {c.page}' if c.page is not None else ''}: "
+                        f"{' '.join(c.text.split()[:10])}…" for c in found}
+
+
 if marks:
+    chunk_names = described_chunks([m.chunk_ids[0] for m in marks if m.kind == "chunk"])
     st.dataframe(pd.DataFrame([{"when": m.created_at, "question": m.question, "mark": m.kind, "label": m.label,
-                                "chunk": ", ".join(m.chunk_ids[:1]) if m.kind == "chunk" else f"{len(m.chunk_ids)} chunks",
+                                "chunk": chunk_names.get(m.chunk_ids[0], m.chunk_ids[0]) if m.kind == "chunk"
+                                else plural(len(m.chunk_ids), "chunk"),
                                 "reranker": state.shown_model(m.reranker), "by": m.by} for m in marks]),
                  hide_index=True, width="stretch")
     by_id = {m.mark_id: m for m in marks}

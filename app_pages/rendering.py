@@ -90,6 +90,11 @@ def chat_markdown(results: list[AskResult]) -> str:
 model_label = catalog.model_label  # a folder by its last part: the pages and the API name models alike
 
 
+def plural(count: int, noun: str) -> str:
+    """"1 question", "2 questions": a count with its noun."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def badges(result: AskResult) -> str:
     """Markdown badges: the answer mode (LLM / extractive) and whether the chunks were reranked."""
     if result.answer_mode == "llm":
@@ -170,6 +175,43 @@ RETRIEVAL_SCORE_HELP = {
 }
 
 
+RETRIEVAL_LABEL = {"dense": "cosine", "bm25": "BM25 score", "hybrid": "fused score"}
+
+
+def retrieval_label(result: AskResult) -> str:
+    """The retrieval score's column, named by its scale: a cosine, a BM25 score or the two searches fused."""
+    return RETRIEVAL_LABEL.get(result.retrieval, "retrieval score")
+
+
+def score_scales(result: AskResult) -> str:
+    """One line under the chunk table: what each score column measures, and which one set the order."""
+    scale = {"dense": "the cosine of question and chunk embeddings (−1 to 1)",
+             "bm25": "the BM25 score of the question's words (0 and up, no fixed top)",
+             "hybrid": "the two searches fused (relative fusion: 0 to 2, 2 = first in both; a follow-up's and "
+                       "RRF's about 0.01-0.03)"}.get(result.retrieval, "the first stage's score")
+    parts = [f"{retrieval_label(result)}: {scale}"]
+    if result.reranked:
+        parts.insert(0, "rerank score: the cross-encoder's probability that the chunk answers (0 to 1)")
+    if result.blended:
+        parts.append("final score: the blend of both that set the order, so a lower rerank score can rank above "
+                     "a higher one")
+    return "Scores · " + " · ".join(parts) + ". Each chunk's search ranks and full text: open it below."
+
+
+def rank_details(chunk: ChunkHit) -> str:
+    """How one chunk ranked at every stage, in words (the expander under the table)."""
+    searches = [f"found by {chunk.found_by}"]
+    if chunk.dense_rank is not None:
+        searches.append(f"embedding search rank {chunk.dense_rank} (cosine {chunk.dense_score:.3f})")
+    if chunk.bm25_rank is not None:
+        searches.append(f"word search rank {chunk.bm25_rank} (BM25 {chunk.bm25_score:.2f})")
+    searches.append(f"first-stage rank {chunk.retrieval_rank} (score {chunk.retrieval_score:.3f})")
+    if chunk.rerank_rank is not None:
+        searches.append(f"rerank rank {chunk.rerank_rank} (score {chunk.rerank_score:.3f})")
+    searches.append(f"final rank {chunk.final_rank}")
+    return " · ".join(searches)
+
+
 def final_score_help(result: AskResult) -> str:
     """What set the order, in words, for the final-score column (the recipe is rag.rerank.blend)."""
     w = result.rerank_weight or 0.0
@@ -206,8 +248,8 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
         "rank": st.column_config.NumberColumn("rank", help="Final rank", width="small"),
         "before rerank": st.column_config.NumberColumn("before rerank", help="Rank after the first retrieval",
                                                        width=105),
-        "moved": st.column_config.TextColumn("moved", help="Places gained (▲) or lost (▼) by reranking",
-                                             width="small"),
+        "moved": st.column_config.TextColumn("moved", help="Places gained (▲) or lost (▼) by reranking, and the "
+                                             "rank before", width=80),
         "found by": st.column_config.TextColumn("found by", help="Which first-stage search found the chunk: the "
                                                 "embeddings (dense), the words (BM25), or both", width="small"),
         "dense rank": st.column_config.TextColumn("dense rank", help=f"Rank in the embedding search ({NOT_FOUND}: "
@@ -219,7 +261,7 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
             "answers, fitted on dev data (comparable across questions). With a blend it does not set the order "
             "alone: the final score does", format="%.3f", min_value=rr_lo, max_value=rr_hi),
         "retrieval score": st.column_config.ProgressColumn(
-            "retrieval score", help=RETRIEVAL_SCORE_HELP.get(result.retrieval, ""), format="%.3f",
+            retrieval_label(result), help=RETRIEVAL_SCORE_HELP.get(result.retrieval, ""), format="%.3f",
             min_value=min(0.0, rt_lo), max_value=max(rt_hi, 1.0 if result.retrieval == "dense" else rt_hi)),
         "final score": st.column_config.ProgressColumn(
             "final score", help=final_score_help(result), format="%.3f",
@@ -240,27 +282,34 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
     frame = frame.drop(columns=hidden)
     for name in hidden:
         columns.pop(name)
-    if compact:  # a narrow column: source and page in one cell, the one score that ranked it, no text
-        # two chunks of one file told apart: the page and the chunk's first words beside the file
-        frame["source"] = [f"{c.citation} · {' '.join(c.text.split()[:6])}…" for c in chunks]
+    if result.reranked:
+        frame["moved"] = [c.movement if c.movement == "=" else f"{c.movement} (was {c.retrieval_rank})" for c in chunks]
+    if compact:  # a narrow column: the page before the source (a long file name cannot cut it), one score, no text
+        # two chunks of one file told apart: the chunk's first words beside the file
+        frame["source"] = [f"{c.source} · {' '.join(c.text.split()[:6])}…" for c in chunks]
         score = "final score" if result.blended else "rerank score" if result.reranked else "retrieval score"
-        if result.reranked:
-            frame["moved"] = [f"{c.movement} (was {c.retrieval_rank})" for c in chunks]
-        frame = frame[[c for c in ("rank", "moved") if c in frame] + ["source", score]]
+        frame = frame[[c for c in ("rank", "moved") if c in frame] + ["page", "source", score]]
         columns = {name: columns[name] for name in frame.columns}
         columns["rank"] = st.column_config.NumberColumn("rank", help="Final rank", width=45)
-        if "moved" in columns:
-            columns["moved"] = st.column_config.TextColumn("moved", help="Places gained (▲) or lost (▼) by "
-                                                           "reranking, and the rank before", width=95)
+        columns["page"] = st.column_config.TextColumn("p.", help="Page", width=40)
+    else:  # the chat's column is narrow: each search's rank and the text are in the chunk's expander below
+        details = [name for name in ("rank", "before rerank", "found by", "dense rank", "BM25 rank", "text")
+                   if name in frame]
+        frame = frame.drop(columns=details)
+        columns = {name: config for name, config in columns.items() if name not in details}
     st.dataframe(frame, column_config=columns, hide_index=True, width="stretch")
+    if not compact:
+        st.caption(escape_md(score_scales(result)))
     if expandable:
         quoted: dict[int, list[tuple[int, int]]] = {}
         if chunks is result.chunks:  # the answer's spans cite these chunks by their number
             for span in result.answer_spans:
                 quoted.setdefault(span.chunk, []).append((span.start, span.end))
         for n, chunk in enumerate(chunks, 1):
-            label = f"[{n}] {chunk.citation} — full text" + (" (the answer's sentences in bold)" if n in quoted else "")
+            label = f"[{n}] {chunk.citation} — how it ranked, full text" + (
+                " (the answer's sentences in bold)" if n in quoted else "")
             with st.expander(escape_md(label)):
+                st.caption(escape_md(rank_details(chunk)))
                 if n in quoted:
                     st.markdown(highlighted_markdown(chunk.text, quoted[n]))
                 else:

@@ -21,7 +21,7 @@ import numpy as np
 
 from evaluation.datasets import Document, RetrievalDataset, load_dataset
 from evaluation.report import IndexInfo
-from ingest.chunking import make_splitter
+from ingest.chunking import CHUNK_RECIPE, make_splitter
 from rag.chunk_context import with_context
 from rag.settings import Settings
 
@@ -55,7 +55,7 @@ def dataset_label(path: Path) -> str:
 def index_key(dataset_dir: Path, embedder: str, chunk: bool, settings: Settings,
               files: Sequence[Path] = (), titled: bool = True) -> str:
     """The cache key of a corpus index: (dataset path, corpus sha256, embedder, chunking, the documents' files)."""
-    chunking = f"chunk:{settings.chunk_size}/{settings.chunk_overlap}" if chunk or files else "doc"
+    chunking = f"chunk:{settings.chunk_size}/{settings.chunk_overlap}/{CHUNK_RECIPE}" if chunk or files else "doc"
     if titled or files:  # the context line (a title, a file's identity) changes what is embedded
         chunking += f"/context:{settings.chunk_context}@{settings.chunk_context_chars}"
     if settings.embed_engine == "onnx-int8":  # its vectors are its own; "onnx" and "c" share theirs

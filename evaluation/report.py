@@ -6,7 +6,6 @@ CLI prints as Markdown and the Evaluate page draws.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -92,15 +91,19 @@ class EvalReport(BaseModel):
             out["recommendation"] = self.recommend(latency_budget_ms)
         return out
 
+    def recommended_run(self, latency_budget_ms: float | None = None) -> RunResult | None:
+        """The run with the best MRR whose p50 latency fits the budget (the faster of a tie); None when none fits."""
+        fits = [r for r in self.runs if latency_budget_ms is None or r.latency_ms.p50 <= latency_budget_ms]
+        return max(fits, key=lambda r: (round(r.mrr, 4), -r.latency_ms.p50)) if fits else None
+
     def recommend(self, latency_budget_ms: float | None = None) -> str:
         """One line: the run with the best MRR whose p50 latency fits the budget (first stage alone included)."""
-        fits = [r for r in self.runs if latency_budget_ms is None or r.latency_ms.p50 <= latency_budget_ms]
+        best = self.recommended_run(latency_budget_ms)
         budget = f" within {latency_budget_ms:g} ms per query (p50)" if latency_budget_ms is not None else ""
-        if not fits:
+        if best is None:
             fastest = min(self.runs, key=lambda r: r.latency_ms.p50)
             return (f"No run fits{budget}: the fastest, {fastest.name}, takes {fastest.latency_ms.p50:.0f} ms "
                     f"(MRR@{self.top_n} {fastest.mrr:.3f}).")
-        best = max(fits, key=lambda r: (round(r.mrr, 4), -r.latency_ms.p50))
         return (f"Recommended{budget}: {best.name} (MRR@{self.top_n} {best.mrr:.3f}, hit@{self.top_n} "
                 f"{best.hit_rate:.3f}, {best.latency_ms.p50:.0f} ms p50) of {len(self.runs)} runs.")
 
@@ -172,14 +175,13 @@ def chart(report: EvalReport):
         if r.ndcg_at_10 is not None:
             rows.append({"run": label, "metric": "nDCG@10", "value": r.ndcg_at_10})
     frame = pd.DataFrame(rows)
-    # The axis starts a little below the lowest score, not at 0: runs that all score .9-1.0 differ visibly
-    low = max(0.0, math.floor((float(frame["value"].min()) - 0.05) * 10) / 10) if len(frame) else 0.0
     return (
         alt.Chart(frame, title=f"{report.dataset}: {report.queries} queries, top-{report.top_k} -> top-{report.top_n}")
         .mark_bar(clip=True)
         .encode(
             x=alt.X("metric:N", title=None, axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("value:Q", scale=alt.Scale(domain=[low, 1], zero=False), title="score"),
+            # From 0: an axis that started near the lowest score made gaps of .01 look like halves
+            y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title="score (0 to 1)"),
             color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=2, labelLimit=400)),
             xOffset="run:N",
             tooltip=["run", "metric", alt.Tooltip("value:Q", format=".3f")],

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from rag.settings import Settings
 
 
+# What the splitter cuts at when a "sentence" (a table, a long list) is longer than a chunk: llama-index's default
+# ("[^,.;。？！]+[,.;。？！]?") also cuts inside numbers, so a chunk ended "Total net sales include $3." and the next
+# began "3 billion"; here a '.' or ',' between digits stays inside its number.
+SECONDARY_CHUNKING_REGEX = r"(?:[^,.;。？！]|[,.](?=\d))+[,.;。？！]?"
+CHUNK_RECIPE = "2"  # bump when what the splitter cuts changes: cached evaluation indexes are rebuilt
+
+
 class Tokenizing(Protocol):
     max_tokens: int
 
@@ -29,8 +36,9 @@ def make_splitter(settings: Settings, embedder: Tokenizing) -> SentenceSplitter:
         chunk_size=min(settings.chunk_size, embedder.max_tokens),
         chunk_overlap=settings.chunk_overlap,
         tokenizer=embedder.tokenize,
-        # The default secondary regex already ends sentences at 。？！ as well as . ? !, so Chinese text
-        # splits at its sentences before it is cut at an arbitrary token.
+        # It ends sentences at 。？！ as well as . ? !, as the default does, so Chinese text splits at its
+        # sentences before it is cut at an arbitrary token.
+        secondary_chunking_regex=SECONDARY_CHUNKING_REGEX,
     )
 
 

@@ -71,7 +71,18 @@ _END = re.compile(rf"[.!?]+[\"'”’)\]]*(?=\s)|(?:[。！？；]|[!?;](?=[{_CJ
 _ABBREVIATIONS = frozenset((
     "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "e.g", "i.e", "no", "nos", "vol", "fig", "approx", "ca",
     "c", "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
-    "dec", "mt", "ft", "u.s", "u.k", "gen", "col", "lt", "sgt", "rev"))
+    "dec", "mt", "ft", "u.s", "u.k", "gen", "col", "lt", "sgt", "rev", "p", "pp", "figs", "art", "sec", "ch",
+    "para", "dept", "est", "govt", "ref", "refs"))
+# A piece that is only a list marker or a numbered label ("1.", "(b).", "iv.", "Item 2.", "Note 3."): its '.' does
+# not end a sentence, the item goes on after it.
+_MARKER = re.compile(r"^(?:\(?(?:\d{1,3}|[A-Za-z]|[ivxlcIVXLC]{1,5})\)?|(?:item|note|part|step|section|chapter|"
+                     r"article|schedule|exhibit|no|fig|figure|table)\s+[\dA-Za-z]{1,5}(?:\.\d{1,3})?)\.$",
+                     re.IGNORECASE)
+_LIST_ITEM = re.compile(r"(?:\d{1,3}|[A-Za-z]|[ivx]{1,4})[.)]\s")  # a numbered line: "1. ", "b) "
+# A sentence that starts in lowercase ("and the U.S. federal credit…", "hotel stays are capped…") starts
+# mid-sentence: a chunk's overlap cut it. It may still answer, so it is quoted, after "… " to say it is a part.
+# "iPad net sales…" and "eBay" start a sentence.
+_STARTS_MID_SENTENCE = re.compile(r"^(?:[a-z][a-z\s'’,;:]|[)\]”’,;:])")
 _QUESTION = re.compile(r"[?？]\s*[\"'”’)\]]*\s*$")
 _HEADING_END = re.compile(r"[.!?。！？:：;；…)\]）\"”’]\s*$")
 
@@ -112,11 +123,15 @@ def _wrapped(text: str, line_start: int, line_end: int, next_start: int) -> bool
     """Whether a line break continues a sentence: the next line goes on in lowercase or with a bracket or
     comma, or the line before is a long one that did not end its sentence (PDF text wraps at ~90 chars)."""
     following = text[next_start:next_start + 1]
-    if not following or following in "#*•>|":
+    if not following or following in "#*•>|" or _LIST_ITEM.match(text, next_start):
         return False
-    if following.islower() or following in "([,;:–":
-        return True
-    line = text[max(line_start, text.rfind("\n", 0, line_end) + 1):line_end].rstrip()
+    line_begins = text.rfind("\n", 0, line_end) + 1
+    line = text[max(line_start, line_begins):line_end].rstrip()
+    next_line = text[next_start:text.find("\n", next_start) if "\n" in text[next_start:] else len(text)]
+    if line_start <= line_begins and is_heading(line) and len(next_line.strip()) >= 60:
+        return False  # a short line on its own, then a paragraph: a heading ("iPad" above "iPad net sales…")
+    if following.islower() or following in "([,;:–" or following.isdigit() and re.search(r"\d\.$", line):
+        return True  # lowercase, a bracket or a comma goes on; so do the digits after a decimal point ("$3.|3")
     return len(line) >= 60 and not _HEADING_END.search(line) and not _cjk(line[-1:])
 
 
@@ -138,8 +153,11 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
             after = text[end + gap:]
             if "\n" not in text[end:end + gap] and (after[:1].islower() or after[:1] in {",", ";", ":"}):
                 continue  # "approx. three", "e.g. the"; a line that ends with a period ends its sentence
-            if mark.rstrip("\"'”’)]") == "." and _abbreviation_before(text, match.start() + 1):
+            if mark.rstrip("\"'”’)]") == "." and (_abbreviation_before(text, match.start() + 1)
+                                                    or _MARKER.match(text[start:match.end()].strip())):
                 continue
+            if mark == "." and text[match.start() - 1:match.start()].isdigit() and after[:1].isdigit():
+                continue  # "$3. 3 billion": a decimal point that a line or a cut parted from its digits
         piece = text[start:end]
         stripped = piece.strip()
         if stripped:
@@ -385,7 +403,9 @@ def compose_answer(sentences: list[Sentence], candidates: list[int], scores: Seq
     for k, i in enumerate(picked):
         following = picked[k + 1] if k + 1 < len(picked) else None
         joined = following == i + 1 and sentences[following].chunk == sentences[i].chunk
-        parts.append(_display(sentences[i].text) + ("" if joined else f" [{sentences[i].chunk}]"))
+        started = k > 0 and picked[k - 1] == i - 1 and sentences[i - 1].chunk == sentences[i].chunk
+        part = ("… " if _STARTS_MID_SENTENCE.match(sentences[i].text) and not started else "")
+        parts.append(part + _display(sentences[i].text) + ("" if joined else f" [{sentences[i].chunk}]"))
     answer = " ".join(parts)
     spans = [AnswerSpan(chunk=sentences[i].chunk, start=sentences[i].start, end=sentences[i].end) for i in picked]
     return ExtractiveAnswer(answer, spans)

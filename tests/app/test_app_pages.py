@@ -76,16 +76,22 @@ def test_ask_answers_with_citations_and_chunk_table(reranked: str) -> None:
     assert "**[1]**" in markdown  # citations in the answer and in the sources line
     table = at.dataframe[0].value
     # by default the final order blends the rerank score with the first stage's (RAG_RERANK_WEIGHT)
-    assert list(table.columns) == ["cite", "rank", "before rerank", "moved", "found by", "dense rank", "BM25 rank",
-                                   "rerank score", "retrieval score", "final score", "source", "page", "document",
-                                   "text"]
+    # narrow enough for the chat's column: each search's ranks and the text are in the expanders below it
+    assert list(table.columns)[:7] == ["cite", "moved", "rerank score", "retrieval score", "final score", "source",
+                                       "page"]
     # each chunk's document title beside its source (ingest.identity): the sample handbook's first heading
     assert any("Kestrel Cycles" in document for document in table["document"])
-    assert set(table["found by"]) <= {"dense", "bm25", "both"}
-    assert len(table) == 5 and table["rank"].tolist() == [1, 2, 3, 4, 5]
-    assert table["cite"].tolist() == ["[1]", "[2]", "[3]", "[4]", "[5]"]
-    assert set(table["moved"]) <= {"="} | {f"▲{i}" for i in range(1, 20)} | {f"▼{i}" for i in range(1, 20)}
-    assert any("full text" in e.label for e in at.expander)
+    assert len(table) == 5 and table["cite"].tolist() == ["[1]", "[2]", "[3]", "[4]", "[5]"]
+    result = at.session_state["chat"][0]["result"]
+    assert table["moved"].tolist() == [c.movement if c.movement == "=" else f"{c.movement} (was {c.retrieval_rank})"
+                                       for c in result.chunks]
+    # the scales are named: the hybrid first stage's score is the fused one, and the final score set the order
+    captions = texts(at.caption)
+    assert any(c.startswith("Scores · rerank score:") and "fused score: the two searches fused" in c
+               and "final score: the blend of both that set the order" in c for c in captions), captions
+    details = [c for e in at.expander if "how it ranked, full text" in e.label for c in texts(e.caption)]
+    assert len(details) == 5 and all("first-stage rank" in d and "final rank" in d for d in details), details
+    assert all(re.search(r"found by (both|dense|bm25)", d) for d in details)
     assert any("BM25" in c and "fuse" in c and "rerank" in c and "total" in c for c in texts(at.caption))
 
     # the history stays in this session, and the next question adds to it
@@ -203,7 +209,7 @@ def test_a_first_start_ingest_cut_short_is_finished_on_the_next_run(data_dir: Pa
     Ingestor(Settings(data_dir=data_dir)).ingest_paths([SAMPLE / "product-faq.txt"])
     at = start()
     assert documents_in(data_dir) == {p.name for p in SAMPLE.iterdir()}
-    assert any(s.label == "Added the sample documents (4 of 4)" for s in at.get("status"))
+    assert any(s.label == "Added the sample documents (5 of 5)" for s in at.get("status"))
     assert at.chat_input  # a question can be sent once the samples are in
 
 
@@ -252,19 +258,45 @@ def compare(at: AppTest, question: str) -> AppTest:
 
 def test_compare_shows_both_sides_and_the_slope_chart(reranked: str) -> None:
     at = compare(start("compare"), "What does express shipping cost?")
-    # by default: embedding search alone against the configured first stage (hybrid) + the configured reranker
+    # by default one thing changes: the configured first stage (hybrid) on both sides, rerank off against on
     name = Path(reranked).name
-    assert texts(at.subheader)[:2] == ["Embeddings (dense), no rerank", f"Hybrid (dense + BM25) + {name}"]
+    assert texts(at.subheader)[:2] == ["Hybrid (dense + BM25), no rerank", f"Hybrid (dense + BM25) + {name}"]
     left, right = at.columns[2], at.columns[3]  # columns 0-1 hold each side's choices
     assert "not reranked" in " ".join(texts(left.markdown))
     assert "reranked by" in " ".join(texts(right.markdown))
-    assert "before rerank" not in left.dataframe[0].value.columns
-    assert "moved" in right.dataframe[0].value.columns
+    assert "moved" not in left.dataframe[0].value.columns
+    table = right.dataframe[0].value
+    # the page in a column of its own before the source, so a long file name never cuts it
+    assert list(table.columns) == ["rank", "moved", "page", "source", "final score"]
+    result = at.session_state["compare_result"][1]
+    assert table["page"].tolist() == ["" if c.page is None else str(c.page) for c in result.chunks]
     assert any(m.label.startswith("Rerank cost") and m.value.endswith("ms") for m in at.metric)
     reranked_metric = next(m for m in at.metric if m.label.startswith("Candidates reranked"))
     assert reranked_metric.value.startswith("6 of ")  # the cascade's true depth, not top-k
     charts = at.get("vega_lite_chart")  # the Altair slope chart
     assert len(charts) == 1 and "rerank" in charts[0].proto.spec
+
+
+def test_which_side_answered_lands_in_the_feedback_store_as_a_judged_question(reranked: str, data_dir: Path) -> None:
+    from app_pages.feedback_marks import lead_chunk
+    from rag.feedback import FeedbackStore
+    from rag.settings import Settings
+
+    question = "How long does the battery take to charge?"
+    at = compare(start("compare"), question)
+    left, right = at.session_state["compare_result"]
+    sides = next(c for c in at.segmented_control if c.label == "Which side answered the question?")
+    sides.set_value("right").run()
+    assert_clean(at)
+    judged = FeedbackStore(Settings(data_dir=data_dir)).judged_questions("default")
+    marks = judged[question]
+    assert lead_chunk(right).chunk_id in marks["relevant"]
+    if lead_chunk(left).chunk_id != lead_chunk(right).chunk_id:
+        assert marks["irrelevant"] == [lead_chunk(left).chunk_id]
+    assert any(c.startswith("Saved as a judged question") for c in texts(at.caption))
+    next(c for c in at.segmented_control if c.label == "Which side answered the question?").set_value("neither").run()
+    marks = FeedbackStore(Settings(data_dir=data_dir)).judged_questions("default")[question]
+    assert not marks["relevant"] and lead_chunk(right).chunk_id in marks["irrelevant"]  # the new answer replaces it
 
 
 def test_compare_sides_pick_their_first_stage(reranked: str) -> None:
@@ -297,7 +329,7 @@ def test_compare_counts_changed_chunks_against_the_other_side(data_dir: Path) ->
 def test_compare_with_rerank_off_still_works(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_RERANKER", "none")
     at = compare(start("compare"), "What does express shipping cost?")
-    assert texts(at.subheader)[:2] == ["Embeddings (dense), no rerank", "Hybrid (dense + BM25), no rerank"]
+    assert texts(at.subheader)[:2] == ["Hybrid (dense + BM25), no rerank", "Hybrid (dense + BM25), no rerank"]
     assert len(at.columns[2].dataframe[0].value) == 5
     assert not at.get("vega_lite_chart")
 
@@ -432,6 +464,17 @@ def test_evaluate_scores_the_collection_without_and_with_rerank(reranked: str) -
     assert table["hit@5"].between(0, 1).all() and table["MRR@5"].between(0, 1).all()
     assert len(at.get("vega_lite_chart")) == 1
     assert any(t.startswith("Recommended within 500 ms per query (p50): ") for t in texts(at.success))
+    report = at.session_state["eval_report"][0]
+    best = report.recommended_run(500)
+    use = [b for b in at.button if b.label.startswith("Use ")]
+    if best.default:  # what the session does already: nothing to apply
+        assert not use
+        return
+    assert [b.label for b in use] == [f"Use {best.name} in this session"]
+    use[0].click().run()
+    assert_clean(at)
+    overrides = at.session_state["settings_overrides"]
+    assert overrides["retrieval"] == best.first_stage and overrides["reranker"] == (best.reranker or "none")
 
 
 def test_evaluate_grid_runs_every_available_reranker(data_dir: Path) -> None:
@@ -495,10 +538,14 @@ def test_ingest_chunking_never_breaks_another_sessions_batch() -> None:
 
 
 def test_a_new_user_can_click_an_example_question(data_dir: Path) -> None:
+    from app_pages.examples import EXAMPLES
+
     at = start()
-    example = next(b for b in at.button if b.label.startswith("How long do I have to return"))
-    example.click().run()
+    buttons = [b for b in at.button if b.label in {e.question for e in EXAMPLES}]
+    # every example whole (two to a row, so none is cut), each saying what it shows
+    assert [b.label for b in buttons] == [e.question for e in EXAMPLES] and all(b.help for b in buttons)
+    buttons[0].click().run()
     assert_clean(at)
-    assert at.session_state["chat"][0]["result"].question == example.label
+    assert at.session_state["chat"][0]["result"].question == EXAMPLES[0].question
     assert len(at.dataframe) == 1
-    assert not any(b.label.startswith("How long do I have to return") for b in at.button)  # examples make way
+    assert not any(b.label == EXAMPLES[1].question for b in at.button)  # examples make way

@@ -131,7 +131,7 @@ def test_new_user_flow_in_a_real_browser(app_server, tmp_path: Path) -> None:
             expect(page.get_by_role("heading", name="Ask your documents")).to_be_visible(timeout=60_000)
             note(figures, "first_paint_after_open_s", opened)
             note(figures, "first_paint_after_start_s", started)
-            expect(page.get_by_text("Added the sample documents (4 of 4)")).to_be_visible(timeout=SLOW)
+            expect(page.get_by_text("Added the sample documents (5 of 5)")).to_be_visible(timeout=SLOW)
 
             # the first question about the sample documents (ingested on this first start)
             ask(page, "How long do I have to return a bike for a refund?", 0)
@@ -187,7 +187,8 @@ def test_new_user_flow_in_a_real_browser(app_server, tmp_path: Path) -> None:
             page.get_by_label("Question").fill("What were Apple's total net sales for the three months ended "
                                                "June 25, 2022?")
             page.get_by_role("button", name="Compare").click()
-            expect(page.get_by_role("heading", name="Embeddings (dense), no rerank")).to_be_visible(timeout=SLOW)
+            # both sides start from the same first stage: rerank off against on
+            expect(page.get_by_role("heading", name="Hybrid (dense + BM25), no rerank")).to_be_visible(timeout=SLOW)
             expect(page.get_by_role("heading", name=re.compile(r"^Hybrid \(dense \+ BM25\) \+ "))).to_be_visible()
             columns = page.get_by_test_id("stColumn")
             expect(columns.nth(2).get_by_test_id("stDataFrame")).to_be_visible()

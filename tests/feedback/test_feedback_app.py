@@ -46,6 +46,8 @@ def test_marks_on_the_ask_page_are_stored_listed_exported_and_deleted(store_copy
     chunk_controls = [c for c in at.segmented_control if c.label.startswith("Chunk ")]
     assert len(chunk_controls) == 5
     run(chunk_controls[0].set_value("answers it"))
+    # the panel stays open after the first mark, for the next one
+    assert next(e for e in at.expander if e.label == "Mark this answer").proto.expanded
     run(next(c for c in at.segmented_control if c.label.startswith("Chunk 2")).set_value("does not"))
     run(next(c for c in at.segmented_control if c.label == "The answer").set_value("good"))
     marks = FeedbackStore(Settings(data_dir=store_copy)).marks("default")
@@ -57,6 +59,11 @@ def test_marks_on_the_ask_page_are_stored_listed_exported_and_deleted(store_copy
     run(at.switch_page("app_pages/feedback.py"))
     table = at.dataframe[0].value
     assert sorted(table["label"]) == ["good", "relevant"] and set(table["question"]) == {QUESTIONS[0]}
+    # a chunk mark names the chunk as a person knows it: source, page and first words, not its id
+    chunk = at.session_state["chat"][0]["result"].chunks[0]
+    where = f"{chunk.source}{f', p. {chunk.page}' if chunk.page is not None else ''}: "
+    assert table.loc[table["mark"] == "chunk", "chunk"].tolist() == [where + " ".join(chunk.text.split()[:10]) + "…"]
+    assert any(t.value.endswith("2 marks · 1 question with a chunk marked as answering it") for t in at.text)
     assert [b.label for b in at.download_button] == ["Export the questions file", "Export training pairs"]
     train = next(b for b in at.button if b.label == "Train on this collection's feedback")
     assert train.disabled and any("30 marked questions" in t.value for t in at.text)  # the minimum, and why

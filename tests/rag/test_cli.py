@@ -32,11 +32,11 @@ def test_ingest_prints_a_line_per_file_and_fails_after_the_rest(ingested) -> Non
     _, done = ingested
     lines = done.stdout.splitlines()
     assert done.returncode == 1
-    assert [line.split(": ")[0] for line in lines[:4]] == [
-        "employee-handbook.md", "product-faq.txt", "returns-and-service.pdf", "warranty.html"]
-    assert all(line.split(": ")[1].startswith("ok ") and line.endswith(" chunks") for line in lines[:4])
-    assert lines[4].startswith("broken.pdf: failed: not a readable PDF")
-    assert lines[5].startswith("2023 Q3 AAPL.pdf: ok ")
+    assert [line.split(": ")[0] for line in lines[:5]] == [
+        "display-messages.md", "employee-handbook.md", "product-faq.txt", "returns-and-service.pdf", "warranty.html"]
+    assert all(line.split(": ")[1].startswith("ok ") and line.endswith(" chunks") for line in lines[:5])
+    assert lines[5].startswith("broken.pdf: failed: not a readable PDF")
+    assert lines[6].startswith("2023 Q3 AAPL.pdf: ok ")
     assert "Traceback" not in done.stderr
 
 
@@ -76,8 +76,7 @@ def test_ask_retrieval_bm25_fills_only_the_bm25_fields(ingested) -> None:
 def test_docs_delete_and_collections(ingested, tmp_path: Path) -> None:
     data_dir, _ = ingested
     listed = json.loads(run("docs", "--json", data_dir=data_dir).stdout)
-    assert {d["source"] for d in listed} == {"employee-handbook.md", "product-faq.txt", "returns-and-service.pdf",
-                                             "warranty.html", "2023 Q3 AAPL.pdf"}
+    assert {d["source"] for d in listed} == {p.name for p in (REPO / "data" / "sample").iterdir()} | {"2023 Q3 AAPL.pdf"}
     apple = next(d for d in listed if d["source"] == "2023 Q3 AAPL.pdf")
     assert apple["pages"] >= 20 and apple["chunks"] > 20
 

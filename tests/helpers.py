@@ -322,3 +322,33 @@ def scan_frames(n: int) -> list:
     """``n`` page images of one line each, "Scanned page i: ...", to OCR."""
     return [text_image([f"Scanned page {i}: the depot opens at {i % 12 + 1} o'clock."], width=900)
             for i in range(1, n + 1)]
+
+
+def serve_api(data_dir: Path, env: dict[str, str], *args: str, timeout_s: float = 240):
+    """A real `rerank-rag serve` on a free loopback port over ``data_dir`` (its log in ``data_dir/server.log``),
+    once /health answers: (process, url, log path). Fails the test with the log's end when it does not start."""
+    import subprocess
+    import sys
+
+    import httpx
+    import pytest
+
+    port = free_port()
+    log = data_dir / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--data-dir", str(data_dir),
+                                    "--port", str(port), *args], cwd=REPO, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return process, url, log
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            pytest.fail(f"the API server did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+

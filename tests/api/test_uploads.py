@@ -6,46 +6,24 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.helpers import REPO, fax_with_a_huge_second_frame, free_port, scan_frames, tiff
+from tests.helpers import fax_with_a_huge_second_frame, scan_frames, serve_api, stop_process, tiff
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A keyless loopback `rerank-rag serve`: two upload workers, no upload queue."""
     data_dir = tmp_path_factory.mktemp("uploads-store")
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_") and not k.startswith("OPENAI_")}
     env.update(RAG_UPLOAD_WORKERS="2", RAG_UPLOAD_QUEUE="0", RAG_OCR_MAX_SECONDS="3600", HF_HUB_OFFLINE="1")
-    log = data_dir / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--data-dir", str(data_dir),
-                                    "--port", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 240
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            pytest.fail(f"the API server did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
+    process, url, log = serve_api(data_dir, env)
     yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_process(process)
     assert "Traceback" not in log.read_text(errors="replace")
 
 

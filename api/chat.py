@@ -40,7 +40,8 @@ def chat_chunk(completion_id: str, model: str, delta: dict, finish_reason: str |
 
 
 
-def chat_events(api: Api, completion_id: str, model: str, question: str, collection: str) -> AsyncIterator[str]:
+def chat_events(api: Api, completion_id: str, model: str, question: str, collection: str,
+                asker: str | None = None) -> AsyncIterator[str]:
     """Starts the answer now (so a full pool is a 503, not a broken stream), then relays its tokens."""
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue = asyncio.Queue()
@@ -51,7 +52,7 @@ def chat_events(api: Api, completion_id: str, model: str, question: str, collect
         except RuntimeError:  # the loop is gone: the server is stopping
             pass
 
-    future = api.reads.submit(api.pipeline.ask, question, collection=collection,
+    future = api.reads.submit(api.pipeline.ask, question, collection=collection, asker=asker,
                               on_token=lambda piece: post(("token", piece)))
     future.add_done_callback(lambda done: post(("done", done)))
 

@@ -25,9 +25,16 @@ from api.errors import ApiError
 from api.keys import ApiKey
 from api.service import Api, shown_model
 from rag.feedback import MAX_ANSWER_CHUNKS, MAX_CHUNK_ID_CHARS, FeedbackError, FeedbackStore
+from rag.mark_memory import marker
 
 MAX_COLLECTION_CHARS = 512
 MAX_PAGE = 1000
+
+
+def asker(key: ApiKey | None) -> str:
+    """Who asks, as marks name their maker (rag.mark_memory.marker): their own "does not answer" marks count
+    for them without a second opinion."""
+    return marker(key.key_id, key.name) if key is not None else marker("", "api")
 
 
 class FeedbackRequest(BaseModel):
@@ -74,7 +81,8 @@ def install(app: FastAPI, api: Api, read, write) -> None:
             try:
                 mark = store().add(collection, question, chunk_id=body.chunk_id, label=body.label,
                                    answer=body.answer, chunk_ids=body.chunk_ids, reranker=reranker,
-                                   by=key.name if key is not None else "api")
+                                   by=key.name if key is not None else "api",
+                                   key_id=key.key_id if key is not None else "")
             except FeedbackError as error:
                 raise ApiError(400, str(error), "invalid_request_error") from error
             return {"mark": mark.public()}

@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.chat import chat_completion, chat_events, sources_block  # noqa: F401 - sources_block: re-exported
 from api.errors import ApiError, error_body, install_error_handlers, store_error_status  # noqa: F401
-from api.feedback import install as install_feedback_routes
+from api.feedback import asker, install as install_feedback_routes
 from api.guards import RequestGuard, allowed_host_names
 from api.keys import ApiKey
 from api.schemas import AskRequest, ChatRequest, RerankRequest, TeiRerankRequest
@@ -177,7 +177,8 @@ def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that list
         def work() -> dict:
             api.require_collection(collection)
             result = api.pipeline.ask(question, collection=collection, top_k=body.top_k, top_n=body.top_n,
-                                      rerank=body.rerank, retrieval=body.retrieval, generate=generate).public_json()
+                                      rerank=body.rerank, retrieval=body.retrieval, generate=generate,
+                                      asker=asker(key)).public_json()
             return {**result, "reranker": shown_model(result.get("reranker"), key)}
 
         return await api.reads.run(work)
@@ -222,9 +223,9 @@ def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that list
         await run_in_threadpool(api.require_collection, collection)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if not body.stream:
-            result = await api.reads.run(api.pipeline.ask, question, collection=collection)
+            result = await api.reads.run(api.pipeline.ask, question, collection=collection, asker=asker(key))
             return chat_completion(completion_id, body.model, result)
-        return StreamingResponse(chat_events(api, completion_id, body.model, question, collection),
+        return StreamingResponse(chat_events(api, completion_id, body.model, question, collection, asker(key)),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

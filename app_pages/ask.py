@@ -103,7 +103,7 @@ if question and question.strip():
 
         try:
             result = state.pipeline(settings).ask(question, rerank=rerank_error is None, on_token=on_token,
-                                                  history=[turn["result"] for turn in history],
+                                                  history=[turn["result"] for turn in history], asker=state.asker(),
                                                   sources=[s for s in chosen if s in sources] or None)
         except (StoreError, ModelUnavailableError, ValueError) as error:
             placeholder.empty()

@@ -27,15 +27,17 @@ def _save(settings: Settings, result, key: str, chunk_id: str | None) -> None:
     choice = st.session_state.get(key)
     store = FeedbackStore(settings)
     kind = "chunk" if chunk_id else "answer"
+    signed_in = state.access_key()  # a key's marks stop counting when it is revoked (rag.mark_memory)
+    by, key_id = (signed_in.name, signed_in.key_id) if signed_in is not None else ("app", "")
     try:
         if choice is None:
             store.delete(result.collection, [mark_id(result.collection, result.question, kind, chunk_id or "")])
         elif chunk_id:
             store.add(result.collection, result.question, chunk_id=chunk_id, label=CHUNK_OPTIONS[choice],
-                      reranker=result.reranker, by="app")
+                      reranker=result.reranker, by=by, key_id=key_id)
         else:
             store.add(result.collection, result.question, answer=ANSWER_OPTIONS[choice],
-                      chunk_ids=[c.chunk_id for c in result.chunks], reranker=result.reranker, by="app")
+                      chunk_ids=[c.chunk_id for c in result.chunks], reranker=result.reranker, by=by, key_id=key_id)
         st.session_state.pop(PROBLEM, None)
     except (FeedbackError, StoreError) as error:
         st.session_state[PROBLEM] = f"The mark could not be saved: {error}"

@@ -151,6 +151,7 @@ def chunk_frame(chunks: list[ChunkHit]) -> pd.DataFrame:
             "before rerank": c.retrieval_rank,
             "moved": c.movement,
             "found by": c.found_by,
+            "marks": c.mark_note,  # a mark on a question alike in meaning moved it (rag.mark_memory)
             "dense rank": _rank_cell(c.dense_rank),
             "BM25 rank": _rank_cell(c.bm25_rank),
             "rerank score": c.rerank_score,
@@ -250,6 +251,9 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
                                                        width=105),
         "moved": st.column_config.TextColumn("moved", help="Places gained (▲) or lost (▼) by reranking, and the "
                                              "rank before", width=80),
+        "marks": st.column_config.TextColumn("marks", help="Marks left on a question alike in meaning moved this "
+                                             "chunk: up when it was marked as answering it, down when not (in "
+                                             "proportion to how alike the questions are)", width="medium"),
         "found by": st.column_config.TextColumn("found by", help="Which first-stage search found the chunk: the "
                                                 "embeddings (dense), the words (BM25), or both", width="small"),
         "dense rank": st.column_config.TextColumn("dense rank", help=f"Rank in the embedding search ({NOT_FOUND}: "
@@ -275,6 +279,8 @@ def chunk_table(result: AskResult, *, chunks: list[ChunkHit] | None = None, comp
         "text": st.column_config.TextColumn("text", width="medium"),
     }
     hidden = [] if result.reranked else ["before rerank", "moved", "rerank score"]
+    if not any(c.mark_note for c in chunks):
+        hidden.append("marks")
     if result.retrieval != "hybrid":  # one search ran: its rank is the rank before rerank
         hidden += ["found by", "dense rank", "BM25 rank"]
     if not result.blended:

@@ -73,6 +73,14 @@ def access_key() -> ApiKey | None:
     return st.session_state.get(ACCESS)
 
 
+def asker() -> str:
+    """Who asks, as marks name their maker (rag.mark_memory.marker): the session's key, else the app."""
+    from rag.mark_memory import marker
+
+    key = access_key()
+    return marker(key.key_id, key.name) if key is not None else marker("", "app")
+
+
 def may_open(collection: str) -> bool:
     """Whether this session's key opens ``collection`` (any, when the app is open). A session that never
     passed the gate in app.py opens nothing."""

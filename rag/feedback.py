@@ -23,10 +23,9 @@ from pathlib import Path
 
 from rag.chroma_client import StoreError, open_client, writing
 from rag.limits import clean_question
+from rag.mark_memory import MarkMemory, remember_mark
 from rag.settings import Settings
-from rag.store_names import check_user_collection
-
-FEEDBACK_COLLECTION = "rerank-rag-feedback"  # reserved by its prefix (rag.store_names.RESERVED_PREFIXES)
+from rag.store_names import FEEDBACK_COLLECTION, check_user_collection  # noqa: F401 - re-exported
 CHUNK_LABELS = ("relevant", "irrelevant")
 ANSWER_LABELS = ("good", "wrong")
 MAX_CHUNK_ID_CHARS = 200  # ingest's ids are ~40 characters; a longer one is no chunk of ours
@@ -99,9 +98,11 @@ class FeedbackStore:
     # ---- marks -----------------------------------------------------------------------------------
     def add(self, collection: str, question: str, *, chunk_id: str | None = None, label: str | None = None,
             answer: str | None = None, chunk_ids: tuple[str, ...] | list[str] = (), reranker: str | None = None,
-            by: str = "app") -> Mark:
+            by: str = "app", key_id: str = "") -> Mark:
         """Store one mark: a chunk's (``chunk_id`` + ``label``) or the answer's (``answer``, with the chunks it
-        was given as ``chunk_ids``). Every bound is checked before anything is read: raises FeedbackError."""
+        was given as ``chunk_ids``). Every bound is checked before anything is read: raises FeedbackError.
+        ``key_id``: the API key it was made with (its marks stop counting when the key is revoked).
+        A chunk mark's question is also remembered by meaning (:mod:`rag.mark_memory`)."""
         check_user_collection(collection)
         try:
             question = clean_question(question, self.settings.max_question_chars)
@@ -133,6 +134,8 @@ class FeedbackStore:
         mark = Mark(new_id, collection, question, kind, label, ids, reranker or "none",
                     datetime.now(UTC).isoformat(timespec="seconds"), by[:64])
         meta = {**asdict(mark), "chunk_ids": json.dumps(list(ids)), "record": "mark"}
+        if kind == "chunk":  # the question's vector first: a mark without it would lend nothing
+            remember_mark(self.settings, mark, key_id)
         with writing(self.settings):
             records.upsert(ids=[new_id], embeddings=[[1.0]], metadatas=[meta])  # a placeholder vector: read by id
         return mark
@@ -171,6 +174,7 @@ class FeedbackStore:
         if records is not None and mine:
             with writing(self.settings):
                 records.delete(ids=sorted(mine))
+            MarkMemory(self.settings).forget(collection, sorted(mine))  # the mark's absence already stops it
         return len(mine)
 
     def judged_questions(self, collection: str) -> dict[str, dict[str, list[str]]]:

@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rag import catalog, followup
+from rag import catalog, followup, mark_memory
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.feedback import collection_reranker
 from rag.limits import clean_question
 from rag.embedders.models import Embedder, configured_embedder
 from rag.rerank import Reranker, blend, load_reranker, sigmoid
+from rag.mark_memory import Lent
 from rag.retrieve import Candidate, retrieve
 from rag.settings import RerankBlend, RetrievalMode, Settings
 from rag.store import KnowledgeBase
@@ -68,6 +69,7 @@ class RagPipeline:
         on_token: Callable[[str], None] | None = None,
         history: Sequence[Any] | None = None,
         sources: Sequence[str] | None = None,
+        asker: str | None = None,
     ) -> AskResult:
         """Answer ``question``; ``rerank=False`` keeps the first retrieval's order (the "off" side of a demo).
 
@@ -78,7 +80,9 @@ class RagPipeline:
         stand alone before retrieval; without, the previous question with this one is searched too and fused,
         and it counts in the ranking and the answer only as far as the follow-up leans on it
         (:func:`rag.followup.context_share`). ``sources``: ask only these documents (their ``source``, as
-        ``rerank-rag docs`` lists them); None or empty asks the whole collection.
+        ``rerank-rag docs`` lists them); None or empty asks the whole collection. ``asker``: who asks, as
+        :func:`rag.mark_memory.marker` names a marker (``key:<key id>``, ``by:app``): their own "does not answer"
+        marks lower chunks for them without a second opinion.
         """
         # every surface's question meets one rule here too: control characters out, then empty or too long fails
         question = clean_question(question, self.settings.max_question_chars)
@@ -104,8 +108,16 @@ class RagPipeline:
                                   context_weight=followup.fusion_weight(share or 0.0))
 
         t = time.perf_counter()
-        candidates = self._rank(searched, first.candidates, reranker, self.settings.rerank_weight,
-                                context=context if share else None, context_share=share or 0.0, depth=self.settings.rerank_depth, blend_kind=self.settings.rerank_blend)
+        found, scored_at, lent = first.candidates, None, {}
+        if reranker is not None and self.settings.feedback_memory_weight > 0:  # marks move chunks through the blend
+            lent = mark_memory.lent_for(self.settings, kb, embedder, searched, asker)
+            if lent:
+                found, scored_at = mark_memory.join_lifted(kb, found, lent, self.settings.rerank_depth)
+        candidates = self._rank(searched, found, reranker, self.settings.rerank_weight,
+                                context=context if share else None, context_share=share or 0.0,
+                                depth=self.settings.rerank_depth, blend_kind=self.settings.rerank_blend, lent=lent,
+                                marks_weight=self.settings.feedback_memory_weight, scored_at=scored_at,
+                                first_stage_count=len(first.candidates))
         rerank_ms = _ms(t) if reranker else 0.0
         chunks = sorted(candidates, key=lambda c: c.final_rank)[:top_n]
 
@@ -151,32 +163,47 @@ class RagPipeline:
     @staticmethod
     def _rank(question: str, found: list[Candidate], reranker: Reranker | None,
               rerank_weight: float = 1.0, context: str | None = None, depth: int | None = None,
-              blend_kind: RerankBlend = "linear", context_share: float = 0.0) -> list[ChunkHit]:
+              blend_kind: RerankBlend = "linear", context_share: float = 0.0, lent: dict[str, Lent] | None = None,
+              marks_weight: float = 0.0, scored_at: list[int] | None = None,
+              first_stage_count: int | None = None) -> list[ChunkHit]:
         """All candidates in first-stage order, with their rerank rank and scores when reranked. With a
         ``context`` query (an elliptical follow-up's previous question with it), a chunk's logit moves
         ``context_share`` of the way to the context's (:func:`rag.followup.blend`): the follow-up leads.
         ``depth``: only the first ``depth`` candidates are reranked (the cascade of ``Settings.rerank_depth``);
         the others keep their first-stage order below them, with no rerank or final score. The final order
         blends the reranker's logits with the first stage (:func:`rag.rerank.blend`); the rerank score shown
-        is the readable one (``Reranker.readable``)."""
-        scored = found[:depth] if depth else found
+        is the readable one (``Reranker.readable``). ``lent``: what marks on near questions say of chunks
+        (:mod:`rag.mark_memory`), mixed into that blend times ``marks_weight``; ``scored_at``: the candidates the
+        reranker scores when not the top ``depth`` (lent ones below it too); the candidates from
+        ``first_stage_count`` on are the ones marks brought in."""
+        lent = lent or {}
+        scored_at = scored_at if scored_at is not None else list(range(len(found[:depth] if depth else found)))
+        scored = [found[i] for i in scored_at]
+        at = {i: n for n, i in enumerate(scored_at)}  # a candidate's place among the scored
         logits = reranker.logits(question, [c.chunk.read_text for c in scored]) if reranker and scored else None
         if logits is not None and context and context_share:
             also = reranker.logits(context, [c.chunk.read_text for c in scored])
             logits = followup.blend(logits, also, context_share)
         rerank_scores = reranker.readable(logits) if logits is not None else None
         final_scores: list[float] | None = None
+        marks: list[float] = []
         rerank_rank: dict[int, int] = {}
         if logits is not None:
-            final_scores = (rerank_scores if rerank_weight >= 1.0 else
+            marks = [mark_memory.agreed(lent[c.chunk.chunk_id].score, rerank_scores[n]) if c.chunk.chunk_id in lent
+                     else 0.0 for n, c in enumerate(scored)]
+            final_scores = (rerank_scores if rerank_weight >= 1.0 and not (marks_weight and any(marks)) else
                             blend(logits, [c.score for c in scored], blend_kind, rerank_weight,
-                                  confidence=sigmoid(max(logits))))
+                                  confidence=sigmoid(max(logits)), marks=marks, marks_weight=marks_weight))
             # A stable sort: equal final scores keep their retrieval order; the unscored follow in theirs.
-            order = sorted(range(len(scored)), key=lambda i: -final_scores[i]) + list(range(len(scored), len(found)))
+            order = (sorted(scored_at, key=lambda i: -final_scores[at[i]])
+                     + [i for i in range(len(found)) if i not in at])
             rerank_rank = {i: rank for rank, i in enumerate(order, 1)}
 
         def rounded(value: float | None) -> float | None:
             return None if value is None else round(value, 6)
+
+        def moved_by_marks(i: int, c: Candidate) -> bool:
+            return final_scores is not None and i in at and c.chunk.chunk_id in lent and marks_weight > 0
 
         return [
             ChunkHit(
@@ -197,8 +224,11 @@ class RagPipeline:
                 fused_rank=c.fused_rank,
                 fused_score=rounded(c.fused_score),
                 rerank_rank=rerank_rank.get(i),
-                rerank_score=None if rerank_scores is None or i >= len(scored) else round(rerank_scores[i], 6),
-                final_score=None if final_scores is None or i >= len(scored) else round(final_scores[i], 6),
+                rerank_score=None if rerank_scores is None or i not in at else round(rerank_scores[at[i]], 6),
+                final_score=None if final_scores is None or i not in at else round(final_scores[at[i]], 6),
+                marks_score=round(marks[at[i]], 6) if moved_by_marks(i, c) else None,
+                marked_question=lent[c.chunk.chunk_id].question if moved_by_marks(i, c) else None,
+                joined_by_marks=first_stage_count is not None and i >= first_stage_count,
             )
             for i, c in enumerate(found)
         ]

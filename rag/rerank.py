@@ -78,23 +78,35 @@ def interpolate(rerank_scores: Sequence[float], retrieval_scores: Sequence[float
 
 
 def blend(logits: Sequence[float], retrieval_scores: Sequence[float], kind: RerankBlend, weight: float,
-          confidence: float = 1.0) -> list[float]:
+          confidence: float = 1.0, marks: Sequence[float] | None = None, marks_weight: float = 0.0) -> list[float]:
     """The final score of each reranked candidate (given in first-stage order), higher first.
 
     ``linear``: :func:`interpolate` of the logits and the first stage's scores. ``confident``: the same with
     the weight times ``confidence`` (the best candidate's readable score), so that where the reranker finds
     nothing convincing the first stage's order stands. ``rrf``: a fusion of ranks, ``w / (60 + rerank rank)
     + (1 - w) / (60 + first-stage rank)``: the scales of neither side matter. ``weight >= 1``: the logits.
+    ``marks``: what marks on near questions lend each candidate, in [-1, 1] (:func:`rag.mark_memory.lend`),
+    added times ``marks_weight`` on the blend's own scale (the [0, 1] of the min-max scaled sides; for rrf, a
+    first place's share; with ``weight >= 1``, the logits min-max scaled first).
     """
     if len(logits) != len(retrieval_scores):
         raise ValueError("logits and retrieval_scores differ in length")
-    if weight >= 1.0 or not logits:
+    lifted = marks is not None and marks_weight > 0 and any(marks)
+    if not logits or (weight >= 1.0 and not lifted):
         return list(logits)
-    if kind == "rrf":
+    if weight >= 1.0:
+        scores, unit = minmax(logits), 1.0
+    elif kind == "rrf":
         by_rerank = sorted(range(len(logits)), key=lambda i: -logits[i])
         rerank_rank = {i: rank for rank, i in enumerate(by_rerank, 1)}
-        return [weight / (60 + rerank_rank[i]) + (1 - weight) / (60 + i + 1) for i in range(len(logits))]
-    return interpolate(logits, retrieval_scores, weight * confidence if kind == "confident" else weight)
+        scores = [weight / (60 + rerank_rank[i]) + (1 - weight) / (60 + i + 1) for i in range(len(logits))]
+        unit = 1 / 61
+    else:
+        scores = interpolate(logits, retrieval_scores, weight * confidence if kind == "confident" else weight)
+        unit = 1.0
+    if not lifted:
+        return scores
+    return [score + marks_weight * unit * mark for score, mark in zip(scores, marks, strict=True)]
 
 
 class Reranker(ABC):

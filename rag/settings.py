@@ -270,6 +270,16 @@ class Settings(BaseSettings):
     feedback_keep_runs: int = Field(3, ge=1, le=100, description="Fine-tune runs of a store kept on disk, newest "
         "first, the one a collection uses (or goes back to) always; each new run deletes older ones and what killed "
         "runs left, since every run writes a model of its own.")
+    feedback_memory_weight: float = Field(
+        0.5, ge=0.0, le=2.0,
+        description="How far marks on questions alike in meaning move a chunk in the final order (added to the blend "
+        "of first stage and reranker, a same-question mark fully, a barely alike one hardly), so a mark helps the "
+        "next question at once, before any fine-tune; 0 turns this memory off (rag/mark_memory.py).")
+    feedback_memory_threshold: float = Field(
+        0.96, ge=0.0, le=1.0,
+        description="The embedder's cosine between a new question and a marked one from which the marked one's "
+        "marks count, fitted on dev questions that share answers and ones that do not (scripts/feedback_memory.py); "
+        "set for the default embedder, whose cosines of unrelated questions run high.")
     feedback_export_onnx: bool = Field(True, description="Export the fine-tune to int8 ONNX, as the default ships, "
                                        "so it serves at the same speed; its torch weights stay beside it.")
 

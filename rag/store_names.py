@@ -15,6 +15,7 @@ from rag.settings import Settings
 
 REGISTRY = "rerank-rag-registry"
 KEYS_COLLECTION = "rerank-rag-keys"
+FEEDBACK_COLLECTION = "rerank-rag-feedback"  # marks (rag.feedback); their question vectors: rerank-rag-memory-*
 # The store's bookkeeping: never opened as a collection of chunks, not even by internal code.
 INTERNAL_COLLECTIONS = frozenset({REGISTRY, KEYS_COLLECTION})
 STAGING_SUFFIX = ".reindex"

@@ -45,6 +45,14 @@ class ChunkHit(BaseModel):
     final_score: float | None = Field(
         None, description="The score that set the final order: the rerank score, or with rerank_weight < 1 its "
         "blend with the retrieval score (AskResult.rerank_blend says how: rag.rerank.blend); null when not reranked.")
+    marks_score: float | None = Field(
+        None, description="What marks on questions alike in meaning lent the chunk in the final order, -1 to 1: "
+        "above 0 marked as answering them, below 0 as not, weighed by how alike (rag.mark_memory); null: no mark "
+        "reached it.")
+    marked_question: str | None = Field(None, description="The marked question, alike to this one, that weighed "
+                                        "most in marks_score.")
+    joined_by_marks: bool = Field(False, description="The first stage did not find the chunk: marks on a question "
+                                  "alike to this one brought it in.")
 
     @property
     def final_rank(self) -> int:
@@ -64,8 +72,18 @@ class ChunkHit(BaseModel):
         return "=" if change == 0 else (f"▲{change}" if change > 0 else f"▼{-change}")
 
     @property
+    def mark_note(self) -> str:
+        """How marks moved the chunk, in words: "" when none did."""
+        if not self.marks_score:
+            return ""
+        return ("marked helpful for a similar question" if self.marks_score > 0
+                else "marked as not answering a similar question")
+
+    @property
     def found_by(self) -> str:
-        """Which first-stage search found the chunk: "dense", "bm25" or "both"."""
+        """Which first-stage search found the chunk: "dense", "bm25" or "both"; "marks" when marks brought it."""
+        if self.joined_by_marks:
+            return "marks"
         if self.dense_rank is not None and self.bm25_rank is not None:
             return "both"
         return "bm25" if self.bm25_rank is not None else "dense"

@@ -24,9 +24,9 @@ EXAMPLES = [
     Example("How fast does the bike go with the motor helping?",
             "A paraphrase: the question shares few words with the answer, so the word search (BM25) ranks "
             "another part of the FAQ first; the reranker reads the meaning", "assists up to 25 km/h", True),
-    Example("What does E-21 on the display mean?",
-            "An exact code: to the embedding search one error code looks like another, so the motor codes rank "
-            "first; the reranker reads the code", "E-21: one cell group is out of balance", True),
+    Example("What does E-21 mean?",
+            "An exact code: to the embedding and the word search one error code looks much like another, so the "
+            "motor codes rank first; the reranker reads the code", "E-21: one cell group is out of balance", True),
     Example("How long do the lights last once the battery is flat?",
             "A distractor that shares the words: the FAQ's 'How long does a battery last?' ranks first; the "
             "reranker finds the passage that answers", "lights keep working for about one more", True),

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from api.errors import ApiError, error_body, store_error_status
-from api.service import Api
+from api.keys import ApiKey
+from api.service import Api, public_result
 from rag.store import StoreError
 from rag.types import AskResult
 
@@ -24,12 +25,12 @@ def sources_block(result: AskResult) -> str:
     return "\n\nSources:\n" + "\n".join(f"[{n}] {chunk.citation}" for n, chunk in enumerate(result.chunks, 1))
 
 
-def chat_completion(completion_id: str, model: str, result: AskResult) -> dict:
+def chat_completion(completion_id: str, model: str, result: AskResult, key: ApiKey | None = None) -> dict:
     return {
         "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                      "message": {"role": "assistant", "content": result.answer + sources_block(result)}}],
-        "rerank_rag": result.public_json(),
+        "rerank_rag": public_result(result, key),
     }
 
 
@@ -41,7 +42,7 @@ def chat_chunk(completion_id: str, model: str, delta: dict, finish_reason: str |
 
 
 def chat_events(api: Api, completion_id: str, model: str, question: str, collection: str,
-                asker: str | None = None) -> AsyncIterator[str]:
+                asker: str | None = None, key: ApiKey | None = None) -> AsyncIterator[str]:
     """Starts the answer now (so a full pool is a 503, not a broken stream), then relays its tokens."""
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue = asyncio.Queue()
@@ -85,7 +86,7 @@ def chat_events(api: Api, completion_id: str, model: str, question: str, collect
             yield chat_chunk(completion_id, model, {"content": text})
         if sources_block(result):
             yield chat_chunk(completion_id, model, {"content": sources_block(result)})
-        yield chat_chunk(completion_id, model, {}, "stop", rerank_rag=result.public_json())
+        yield chat_chunk(completion_id, model, {}, "stop", rerank_rag=public_result(result, key))
         yield "data: [DONE]\n\n"
 
     return events()

@@ -40,7 +40,7 @@ from api.feedback import asker, install as install_feedback_routes
 from api.guards import RequestGuard, allowed_host_names
 from api.keys import ApiKey
 from api.schemas import AskRequest, ChatRequest, RerankRequest, TeiRerankRequest
-from api.service import Api, _Upload, is_loopback, shown_model  # noqa: F401 - is_loopback: api.cli, tests
+from api.service import Api, _Upload, is_loopback, public_result  # noqa: F401 - is_loopback: api.cli, tests
 from rag.catalog import model_label
 from rag.limits import strip_controls
 from rag.settings import Settings
@@ -178,8 +178,8 @@ def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that list
             api.require_collection(collection)
             result = api.pipeline.ask(question, collection=collection, top_k=body.top_k, top_n=body.top_n,
                                       rerank=body.rerank, retrieval=body.retrieval, generate=generate,
-                                      asker=asker(key)).public_json()
-            return {**result, "reranker": shown_model(result.get("reranker"), key)}
+                                      asker=asker(key))
+            return public_result(result, key)
 
         return await api.reads.run(work)
 
@@ -224,9 +224,9 @@ def _routes(app: FastAPI, api: Api) -> None:  # noqa: C901 - one place that list
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if not body.stream:
             result = await api.reads.run(api.pipeline.ask, question, collection=collection, asker=asker(key))
-            return chat_completion(completion_id, body.model, result)
-        return StreamingResponse(chat_events(api, completion_id, body.model, question, collection, asker(key)),
-                                 media_type="text/event-stream",
+            return chat_completion(completion_id, body.model, result, key)
+        events = chat_events(api, completion_id, body.model, question, collection, asker(key), key=key)
+        return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     # ---- collections and documents -----------------------------------------------------------------

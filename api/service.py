@@ -21,6 +21,7 @@ from rag.pipeline import RagPipeline
 from rag.rerank import Reranker, load_reranker
 from rag.settings import Settings, reranker_off
 from rag.store import KnowledgeBase, check_user_collection, collection_names, reserved_reason
+from rag.types import AskResult
 
 
 CHARS_PER_TOKEN = 16  # the most characters a reranker's token is taken to cover, when cutting a text to its window
@@ -36,6 +37,11 @@ def shown_model(name: str | None, key: ApiKey | None) -> str | None:
     """A model's name as a caller may read it: a folder's whole path for an admin key or an open server, else its
     last part (a fine-tune lives in the server's data dir, which is none of a read key's business)."""
     return name if not name or key is None or key.allows("admin") else model_label(name)
+
+
+def public_result(result: AskResult, key: ApiKey | None) -> dict:
+    """The ask result as ``key``'s caller reads it (/v1/ask, /v1/retrieve, chat): its reranker by shown_model."""
+    return {**result.public_json(), "reranker": shown_model(result.reranker, key)}
 
 
 def is_loopback(host: str) -> bool:

@@ -3,6 +3,7 @@ refused and lists, exports read back, deletes, and every field is bounded before
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,13 @@ def test_every_field_is_bounded_and_the_stores_own_collection_is_no_target(clien
     assert http.get("/v1/feedback", params={"limit": 5000}, headers=auth(star)).status_code == 400
 
 
+def streamed_reranker(http: TestClient, chat: dict, token: str) -> str:
+    """The reranker a streamed chat's last chunk names."""
+    lines = http.post("/v1/chat/completions", json={**chat, "stream": True}, headers=auth(token)).text.splitlines()
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    return next(e["rerank_rag"]["reranker"] for e in events if "rerank_rag" in e)
+
+
 def test_after_a_switch_a_read_key_sees_the_fine_tunes_name_not_the_servers_folder(trained) -> None:
     from training.feedback_job import status
 
@@ -112,13 +120,16 @@ def test_after_a_switch_a_read_key_sees_the_fine_tunes_name_not_the_servers_fold
             made = http.post("/v1/feedback", json={"question": Q, "answer": "good", "chunk_ids": []},
                              headers=auth(tokens["admin"]))  # a mark records the reranker it was made with: the folder
             assert made.status_code == 200, made.text
+            chat = {"model": "rerank-rag/default", "messages": [{"role": "user", "content": Q}]}
             seen = {scope: (http.post("/v1/ask", json={"question": Q}, headers=auth(token)).json()["reranker"],
-                            http.get("/v1/feedback", headers=auth(token)).json()["data"][0]["reranker"])
+                            http.get("/v1/feedback", headers=auth(token)).json()["data"][0]["reranker"],
+                            http.post("/v1/chat/completions", json=chat, headers=auth(token)).json()["rerank_rag"]
+                            ["reranker"], streamed_reranker(http, chat, token))
                     for scope, token in tokens.items()}
     finally:
         store.switch_back("default")
         for scope in tokens:
             keys.revoke(f"switch-{scope}")
         store.delete("default", [m.mark_id for m in store.marks("default") if m.by == "switch-admin"])
-    assert seen["read"] == (Path(folder).name, Path(folder).name) and Path(folder).is_absolute()
-    assert seen["admin"] == (folder, folder)  # the admin runs the server: the whole path
+    assert seen["read"] == (Path(folder).name,) * 4 and Path(folder).is_absolute()
+    assert seen["admin"] == (folder,) * 4  # the admin runs the server: the whole path

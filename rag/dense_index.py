@@ -63,7 +63,9 @@ class DenseIndex:
         if not len(chunk_ids) == len(vectors) == len(sources):
             raise ValueError(f"{len(chunk_ids)} chunk ids, {len(vectors)} vectors, {len(sources)} sources")
         order = sorted(range(len(chunk_ids)), key=chunk_ids.__getitem__)
-        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(chunk_ids), -1)
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim != 2:  # an empty collection: no rows, nor a dimension to read
+            matrix = matrix.reshape(len(chunk_ids), -1) if len(chunk_ids) else np.zeros((0, 0), dtype=np.float32)
         names = sorted(set(sources))
         number = {name: i for i, name in enumerate(names)}
         manifest = {
@@ -136,7 +138,7 @@ def _build(kb: KnowledgeBase, state: StoreState, records: list[DocumentRecord]) 
     if len(chunk_ids) != state.chunks:
         log.warning("collection %s: the registry declares %d committed chunks, %d could be read",
                     kb.name, state.chunks, len(chunk_ids))
-    matrix = np.vstack(rows) if rows else np.zeros((0, 1), dtype=np.float32)
+    matrix = np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
     return DenseIndex.build(chunk_ids, matrix, sources, collection=kb.name, fingerprint=state.fingerprint,
                             store_chunks=state.chunks, embed_model=kb.embed_model)
 

@@ -105,10 +105,10 @@ class Settings(BaseSettings):
         "another language than the documents, whose words barely occur, is ranked by the multilingual dense side; 0 "
         "always weighs BM25 fully.")
     dense_exact_max_chunks: int = Field(
-        200_000, ge=0, le=10_000_000,
+        100_000, ge=0, le=10_000_000,
         description="Dense search is exact (one matrix product over the collection's vectors, kept beside the store "
-        "like the BM25 index) up to this many chunks, and Chroma's approximate HNSW index above it, where exact "
-        "search stops being cheap; 0 always uses HNSW.")
+        "like the BM25 index) up to this many chunks, where it costs about what embedding the question does, and "
+        "Chroma's approximate HNSW index above it; 0 always uses HNSW.")
     hnsw_max_neighbors: int = Field(
         32, ge=4, le=128, description="HNSW graph degree (M) of new collections: higher finds more of the true "
         "nearest chunks at the cost of memory and ingest time; fixed at creation (`rerank-rag reindex` applies it).")

@@ -176,6 +176,12 @@ def test_new_collections_get_the_configured_hnsw_parameters(settings: Settings, 
         "cosine", 24, 150, 120)
 
 
+def test_an_empty_collection_is_searched_to_nothing(settings: Settings) -> None:
+    kb = KnowledgeBase(settings)
+    assert dense_search(kb, settings, [1.0, 0.0], 5) == []
+    assert len(DenseIndex.build([], [], [])) == 0
+
+
 def test_a_half_written_index_folder_is_never_loaded(tmp_path: Path) -> None:
     index = DenseIndex.build(["b", "a"], np.eye(2, dtype=np.float32), ["y.txt", "x.txt"])
     index.save(tmp_path / "whole")

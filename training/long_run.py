@@ -5,14 +5,14 @@
     python -m training.long_run stop RUN_DIR                                  # kill it; start resumes it
     python -m training.long_run snapshot RUN_DIR OUT                          # newest checkpoint -> a model
 
-``start`` writes the arguments to ``RUN_DIR/args.json`` (``--checkpoint-dir RUN_DIR/checkpoints --resume``
-added) and spawns ``python -m training.long_run run RUN_DIR`` in a session of its own (a signal to the
-shell that started it does not reach it), its output in ``RUN_DIR/log.txt``. ``start`` on a folder that has
-``args.json`` resumes that run with its own arguments, from its newest checkpoint (training.checkpoint):
-two or three sessions add up to one run. This start's own options, not stored with the run: ``--stop-after
-MIN`` has it checkpoint and stop after MIN minutes, inside a session's time; ``--threads N`` fits it to how
-busy the machine is now (on cores shared by many, one thread waits less for the other). A run killed at any moment (kill -9 included)
-loses at most the steps since its last checkpoint.
+``start`` writes the arguments (relative paths read from the repository root) to ``RUN_DIR/args.json``
+(``--checkpoint-dir RUN_DIR/checkpoints --resume`` added) and spawns ``python -m training.long_run run RUN_DIR``
+in a session of its own (a signal to the shell that started it does not reach it), its output in
+``RUN_DIR/log.txt``. ``start`` on a folder that has ``args.json`` resumes that run with its own arguments, from
+its newest checkpoint (training.checkpoint): two or three sessions add up to one run. This start's own options,
+not stored with the run: ``--stop-after MIN`` has it checkpoint and stop after MIN minutes, inside a session's
+time; ``--threads N`` fits it to how busy the machine is now (on cores shared by many, one thread waits less for
+the other). A run killed at any moment (kill -9 included) loses at most the steps since its last checkpoint.
 
 The job pattern is the feedback fine-tune's (training.feedback_job): an flock held by the training process,
 so a second start is refused while one runs and the kernel releases it when the process dies, however it
@@ -182,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, RunBusy) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        if started["exited"] is not None:
+            print(f"error: the training process ended at once (exit {started['exited']}): see {run_dir / 'log.txt'}",
+                  file=sys.stderr)
+            return 1
         print(f"training in the background (pid {started['pid']}); log {run_dir / 'log.txt'}; "
               f"progress: python -m training.long_run status {run_dir}")
         return 0

@@ -44,7 +44,9 @@ def keep_vectors(kb: KnowledgeBase):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--off-store", required=True)
-    ap.add_argument("--identity-store", required=True)
+    ap.add_argument("--identity-store", help="the store for embed+bm25")
+    ap.add_argument("--variants", nargs="*", default=["bm25", "bm25+rerank", "embed+bm25"])
+    ap.add_argument("--queries", type=int, default=None)
     ap.add_argument("--work", required=True, help="a folder for the bm25 variant's copy of the off store")
     ap.add_argument("--collection", default="multidoc")
     ap.add_argument("--out", default=None)
@@ -54,19 +56,21 @@ def main() -> int:
     dataset, answers = load_dataset(folder), load_answers(folder / "answers.jsonl")
     docs = sorted(dataset.corpus.values(), key=lambda d: d.id)
     names = {doc.id: doc.id for doc in docs}
-    queries = dataset.queries_with_qrels()
+    queries = dataset.queries_with_qrels(args.queries)
     work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(args.off_store, work)
-    settings = base.model_copy(update={"data_dir": work})
-    kb = KnowledgeBase(settings)
-    recontext(kb, keep_vectors(kb))
-    rebuild_lexical(kb, work)
+    if {"bm25", "bm25+rerank"} & set(args.variants):
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(args.off_store, work)
+        kb = KnowledgeBase(base.model_copy(update={"data_dir": work}))
+        recontext(kb, keep_vectors(kb))
+        rebuild_lexical(kb, work)
     text_alone = property(lambda chunk: chunk.text)
     results = {}
     reads_context = StoredChunk.read_text
     for label, data_dir, rerank_context in (("bm25", work, False), ("bm25+rerank", work, True),
-                                            ("embed+bm25", Path(args.identity_store), False)):
+                                            ("embed+bm25", Path(args.identity_store or "."), False)):
+        if label not in args.variants:
+            continue
         StoredChunk.read_text = reads_context if rerank_context else text_alone  # BM25's index is built already
         pipeline = RagPipeline(base.model_copy(update={"data_dir": data_dir}))
         results[label] = score(pipeline, dataset, answers, docs, names, queries)
@@ -75,7 +79,8 @@ def main() -> int:
                   f"({row['paged_queries']}) |", flush=True)
     StoredChunk.read_text = reads_context
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        out = Path(args.out)
+        out.write_text(json.dumps((json.loads(out.read_text()) if out.is_file() else {}) | results, indent=2))
     return 0
 
 

@@ -47,6 +47,7 @@ def main() -> int:
     ap.add_argument("--identity-store", help="the store for embed+bm25")
     ap.add_argument("--variants", nargs="*", default=["bm25", "bm25+rerank", "embed+bm25"])
     ap.add_argument("--queries", type=int, default=None)
+    ap.add_argument("--only", nargs="*", help="the filings the stores hold (as multidoc_check --only)")
     ap.add_argument("--work", required=True, help="a folder for the bm25 variant's copy of the off store")
     ap.add_argument("--collection", default="multidoc")
     ap.add_argument("--out", default=None)
@@ -54,9 +55,9 @@ def main() -> int:
     base = Settings(collection=args.collection)
     folder = base.datasets_dir / "pdf_docugami_sec10q"
     dataset, answers = load_dataset(folder), load_answers(folder / "answers.jsonl")
-    docs = sorted(dataset.corpus.values(), key=lambda d: d.id)
+    docs = sorted((d for d in dataset.corpus.values() if not args.only or d.id in args.only), key=lambda d: d.id)
     names = {doc.id: doc.id for doc in docs}
-    queries = dataset.queries_with_qrels(args.queries)
+    queries = [q for q in dataset.queries_with_qrels() if dataset.relevant(q.id) & set(names)][: args.queries]
     work = Path(args.work)
     if {"bm25", "bm25+rerank"} & set(args.variants):
         shutil.rmtree(work, ignore_errors=True)

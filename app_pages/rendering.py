@@ -110,6 +110,8 @@ def badges(result: AskResult) -> str:
         rerank = ":orange-badge[:material/horizontal_rule: not reranked]"
     other = (" :violet-badge[:material/translate: quotes the documents in another language than the question]"
              if result.quotes_other_language else "")
+    if result.low_confidence and result.chunks:  # the reason in words is the warning under the answer
+        other += " :red-badge[:material/help: the documents may not answer this]"
     return f"{mode} {rerank}{other}"
 
 
@@ -120,13 +122,9 @@ def answer_notices(result: AskResult, settings: Settings) -> None:
     if result.error:
         st.error(f"The LLM could not answer, so this is an extractive answer from the passages instead. "
                  f"Reason: {escape_md(result.error)}", icon=":material/error:")
-    if result.low_confidence:
-        best = result.best_rerank_score
-        cosine = max((c.dense_score for c in result.chunks if c.dense_score is not None), default=None)
-        reason = (f"the best rerank score is {best:.3f}, below the threshold of {settings.low_confidence_score:g}"
-                  if best is not None else f"nothing was reranked and the best embedding similarity is "
-                  f"{cosine:.3f}, below {settings.low_confidence_cosine:g}")
-        st.warning(f"The documents may not contain the answer: {reason}.", icon=":material/warning:")
+    if result.low_confidence and result.chunks:
+        st.warning(f"The documents may not contain the answer: {escape_md(result.low_confidence_reason or '')}.",
+                   icon=":material/warning:")
     if not result.chunks:
         st.info("The collection has no documents yet: add some on the Library page.", icon=":material/info:")
 

@@ -68,8 +68,10 @@ with st.form("settings"):
     blend = f.selectbox("Blend", blends, index=blends.index(settings.rerank_blend),
                         help="linear: logits and retrieval scores min-max scaled, then mixed; rrf: their ranks fused; "
                              "confident: linear, its weight times the reranker's confidence in its best candidate")
-    low = c.number_input("Low-confidence threshold (rerank score)", value=float(settings.low_confidence_score),
-                         step=0.05, format="%.2f")
+    low = c.number_input("Warn when unanswered is this likely", 0.0, 1.0, value=settings.abstain_threshold,
+                         step=0.05, format="%.2f", placeholder="fitted",
+                         help="The probability that the documents do not answer at which the answer says so "
+                              "instead of quoting; empty = the operating point fitted with the model")
     st.subheader("Chunking (applies to the next ingest)")
     a, b = st.columns(2)
     chunk_size = a.number_input("Chunk size (tokens)", 32, 8192, settings.chunk_size, step=10)
@@ -101,7 +103,7 @@ if applied:
     try:
         new = state.apply_overrides({
             "embed_model": embed_model.strip(), "reranker": reranker_name, "retrieval": retrieval, "top_k": int(top_k),
-            "top_n": int(top_n), "rerank_weight": float(weight), "low_confidence_score": float(low),
+            "top_n": int(top_n), "rerank_weight": float(weight), "abstain_threshold": None if low is None else float(low),
             "rerank_depth": int(depth), "rerank_blend": blend,
             "chunk_size": int(chunk_size), "chunk_overlap": int(chunk_overlap), "openai_base_url": base_url.strip() or None,
             "llm_model": llm_model.strip(),

@@ -5,7 +5,8 @@ A dataset folder holds:
 * ``corpus.jsonl``  -- one ``{"id", "title", "text"}`` object per line; a document kept as a file (a PDF)
   has ``"path"`` (relative to the folder) and may leave ``text`` empty: it is parsed and chunked like an
   ingested file;
-* ``queries.jsonl`` -- one ``{"id", "text"}`` object per line;
+* ``queries.jsonl`` -- one ``{"id", "text"}`` object per line; ``"answerable": false`` marks a question the
+  corpus does not answer (it needs no qrels): the evaluation reports how often the answer warns on those;
 * ``qrels.tsv``     -- ``query_id<TAB>doc_id<TAB>score``, no header; ``score > 0`` means relevant.
 
 * ``answers.jsonl`` -- optional: one ``{"id", "answers": [...]}`` object per query, its gold answer texts
@@ -38,6 +39,7 @@ class Document:
 class Query:
     id: str
     text: str
+    answerable: bool = True  # queries.jsonl "answerable": false: the corpus does not answer it
 
 
 @dataclass
@@ -63,11 +65,15 @@ class RetrievalDataset:
         out: list[Query] = []
         for q in self.queries.values():
             relevant = self.relevant(q.id)
-            if relevant and (pattern is None or all(pattern.search(d) for d in relevant)):
+            if relevant and q.answerable and (pattern is None or all(pattern.search(d) for d in relevant)):
                 out.append(q)
                 if limit is not None and len(out) >= limit:
                     break
         return out
+
+    def unanswerable_queries(self, limit: int | None = None) -> list[Query]:
+        """Queries marked ``"answerable": false`` that have text, in file order, at most ``limit``."""
+        return [q for q in self.queries.values() if not q.answerable and q.text.strip()][:limit]
 
     def subset(self, query_ids) -> RetrievalDataset:
         """Same corpus, only the given queries (and their qrels)."""
@@ -130,7 +136,8 @@ def load_dataset(path: str | Path, name: str | None = None) -> RetrievalDataset:
                                root / str(r["path"]) if r.get("path") else None)
         for r in _read_jsonl(root / "corpus.jsonl")
     }
-    queries = {str(r["id"]): Query(str(r["id"]), str(r["text"])) for r in _read_jsonl(root / "queries.jsonl")}
+    queries = {str(r["id"]): Query(str(r["id"]), str(r["text"]), r.get("answerable") is not False)
+               for r in _read_jsonl(root / "queries.jsonl")}
     qrels = load_qrels(root / "qrels.tsv")
     return RetrievalDataset(name=name or root.name, corpus=corpus, queries=queries, qrels=qrels,
                             answers=load_answers(root / "answers.jsonl"))

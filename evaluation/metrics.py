@@ -163,3 +163,13 @@ def answer_word_recall(gold_answers: Iterable[str], answer: str) -> float:
     held = set(tokenize(strip_citations(answer)))
     shares = [len(words & held) / len(words) for words in (set(tokenize(g)) for g in gold_answers) if words]
     return max(shares, default=0.0)
+
+
+def warning_rates(answerable: Sequence, unanswerable: Sequence) -> tuple[float | None, float | None]:
+    """(share of the unanswerable questions' results that warned, share of the answerable ones'): the
+    abstention's two rates, from results with ``low_confidence``."""
+
+    def share(results: Sequence) -> float | None:
+        return round(sum(r.low_confidence for r in results) / len(results), 4) if results else None
+
+    return share(unanswerable), share(answerable)

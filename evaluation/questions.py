@@ -11,7 +11,8 @@ from rag.settings import Settings
 
 
 def load_questions(path: str | Path) -> list[dict]:
-    """``{"question", "expected_source" | "expected_chunk_id"}`` per line (either may be a list)."""
+    """``{"question", "expected_source" | "expected_chunk_id"}`` per line (either may be a list); a question
+    the documents do not answer has ``"answerable": false`` instead (the eval reports the warning's rates)."""
     path = Path(path)
     if not path.is_file():
         raise EvalError(f"questions file not found: {path}")
@@ -25,7 +26,7 @@ def load_questions(path: str | Path) -> list[dict]:
             raise EvalError(f"{path}:{n}: invalid JSON ({error.msg})") from error
         if not isinstance(row, dict) or not str(row.get("question", "")).strip():
             raise EvalError(f"{path}:{n}: needs a 'question'")
-        if not (row.get("expected_source") or row.get("expected_chunk_id")):
+        if not (row.get("expected_source") or row.get("expected_chunk_id") or row.get("answerable") is False):
             raise EvalError(f"{path}:{n}: needs 'expected_source' or 'expected_chunk_id'")
         rows.append(row)
     if not rows:

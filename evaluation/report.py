@@ -53,6 +53,13 @@ class RunResult(BaseModel):
     llm_lead_contains_given_hit: float | None = None
     llm_answer_chars: float | None = None
     llm_answer_word_recall_given_hit: float | None = None
+    # The abstention warning (``AskResult.low_confidence``), when the set marks unanswerable questions
+    # (queries.jsonl ``"answerable": false``); measured on the runs that asked with their own settings.
+    unanswerable_queries: int | None = Field(None, description="Questions the set marks unanswerable.")
+    warned_unanswerable: float | None = Field(None, description="Share of the unanswerable questions whose answer "
+                                              "warned that the documents do not seem to answer (higher is better).")
+    warned_answerable: float | None = Field(None, description="Share of the answerable questions warned so "
+                                            "(false alarms: lower is better).")
 
 
 class IndexInfo(BaseModel):
@@ -126,6 +133,8 @@ class EvalReport(BaseModel):
                         "lead ∋ gold | hit": r.lead_contains_given_hit,
                         "gold words held | hit": r.answer_word_recall_given_hit, "answer chars": r.answer_chars,
                         "answer p50 ms": r.answer_ms.p50 if r.answer_ms else None}
+            if any(run.warned_unanswerable is not None for run in self.runs):
+                row |= {"warned | unanswerable": r.warned_unanswerable, "warned | answerable": r.warned_answerable}
             if r.llm_answer_contains is not None:
                 row |= {"LLM ∋ gold": r.llm_answer_contains, "LLM ∋ gold | hit": r.llm_answer_contains_given_hit,
                         "LLM lead ∋ gold | hit": r.llm_lead_contains_given_hit,
@@ -221,6 +230,10 @@ def markdown(report: EvalReport, chart_path: Path | None = None) -> str:
            f"{report.top_n}; the lead is the answer's text before its first [n] citation; \"gold words held\" = the "
            f"mean share of the gold answer's words (BM25 terms) in the answer, for long gold answers."]
           if any(r.answer_contains is not None for r in report.runs) else []),
+        *([f"Warnings: \"warned | unanswerable\" = the share of the {report.runs[0].unanswerable_queries} questions "
+           f"marked unanswerable whose answer said the documents do not seem to answer; \"warned | answerable\" = "
+           f"the same over the answerable ones (false alarms); '-' = a run read from another's answers."]
+          if any(r.warned_unanswerable is not None for r in report.runs) else []),
         "",
         report.table(),
         "",

@@ -40,6 +40,7 @@ from evaluation.metrics import (
     mrr,
     ndcg_at_k,
     percentiles,
+    warning_rates,
 )
 from evaluation.questions import load_questions
 from evaluation.report import EvalReport, IndexInfo, RunResult
@@ -230,10 +231,11 @@ def _score(results: Sequence[AskResult], cases: Sequence[_Case], *, first_stage:
 
 def _runs(settings: Settings, collection: str, cases: Sequence[_Case], *, first_stages: Sequence[str],
           rerankers: Sequence[str], top_k: int, top_n: int, key: Callable[[object], str], ndcg: bool,
-          progress: RunProgress, answers: bool = False) -> list[RunResult]:
+          progress: RunProgress, answers: bool = False, unanswerable: Sequence[_Case] = ()) -> list[RunResult]:
     """For each first stage: its run alone, then one run per reranker. The first stage alone is read from
     the first reranker's results (same candidates, ordered by first-stage rank, latency without the rerank)
-    rather than asked again: it halves the work and compares the very same candidate lists."""
+    rather than asked again: it halves the work and compares the very same candidate lists. ``unanswerable``
+    questions are asked by each run that asked with its own settings, for its warning rates."""
     runs = []
     for first_stage in first_stages:
         common = {"first_stage": first_stage, "top_n": top_n, "key": key, "ndcg": ndcg, "answers": answers,
@@ -243,8 +245,16 @@ def _runs(settings: Settings, collection: str, cases: Sequence[_Case], *, first_
         alone = (next(iter(reranked.values())) if reranked else
                  _ask_all(settings, collection, cases, first_stage=first_stage, reranker=None, top_k=top_k,
                           top_n=top_n, progress=progress, answers=answers))
-        runs.append(_score(alone, cases, reranker=None, **common))
-        runs += [_score(results, cases, reranker=r, **common) for r, results in reranked.items()]
+        scored = [_score(alone, cases, reranker=None, **common)]
+        scored += [_score(results, cases, reranker=r, **common) for r, results in reranked.items()]
+        for run, results in zip(scored, [None if reranked else alone, *reranked.values()], strict=True):
+            if unanswerable and results is not None:
+                unanswered = _ask_all(settings, collection, unanswerable, first_stage=first_stage,
+                                      reranker=run.reranker, top_k=top_k, top_n=top_n, progress=progress,
+                                      answers=answers)
+                run.unanswerable_queries = len(unanswerable)
+                run.warned_unanswerable, run.warned_answerable = warning_rates(results, unanswered)
+        runs += scored
     default_reranker = settings.reranker if settings.rerank_enabled else None
     for run in runs:
         run.default = (run.first_stage == settings.retrieval and run.reranker == default_reranker
@@ -306,6 +316,7 @@ def evaluate_dataset(
         selected = dataset.queries_with_qrels(queries, relevant_docs=relevant_docs)
     except re.error as exc:
         raise EvalError(f"--relevant-docs {relevant_docs!r} is not a valid regex: {exc}") from exc
+    unanswerable = [_Case(question=q.text, expected=[]) for q in dataset.unanswerable_queries(queries)]
     blank = [q for q in selected if not q.text.strip()]  # cmrc2018 has two: nothing to ask
     selected = [q for q in selected if q.text.strip()]
     if not selected:
@@ -335,7 +346,8 @@ def evaluate_dataset(
         if progress:
             progress(f"index {info.collection}: {info.nodes} nodes ({'cached' if info.cached else 'built'})")
         runs += _runs(s, info.collection, cases, first_stages=first_stages, rerankers=rerankers, top_k=top_k,
-                      top_n=top_n, key=lambda c: c.source, ndcg=ndcg, progress=counter, answers=answers)
+                      top_n=top_n, key=lambda c: c.source, ndcg=ndcg, progress=counter, answers=answers,
+                      unanswerable=unanswerable)
     return EvalReport(dataset=dataset.name, queries=len(cases), relevant_docs=relevant_docs, skipped_blank=len(blank),
                       rerank_weight=settings.rerank_weight, top_k=top_k, top_n=top_n,
                       embedder=embedders[0], embedders=embedders, rerankers=rerankers, chunked=chunk, runs=runs,
@@ -375,6 +387,10 @@ def evaluate_questions(
     if kb.count() == 0:
         raise EvalError(f"collection '{collection}' is empty: ingest documents first")
     rows = load_questions(questions_file)[:limit]
+    unanswerable = [_Case(question=str(r["question"]), expected=[]) for r in rows if r.get("answerable") is False]
+    rows = [r for r in rows if r.get("answerable") is not False]
+    if not rows:
+        raise EvalError("every question is marked unanswerable: give some an 'expected_source' to score")
     by_chunk = all(row.get("expected_chunk_id") for row in rows)
     field = "expected_chunk_id" if by_chunk else "expected_source"
     if not by_chunk and not all(row.get("expected_source") for row in rows):
@@ -391,7 +407,8 @@ def evaluate_questions(
     first_stages = _check_first_stages(first_stages)
     counter = RunProgress(progress, len(first_stages) * max(len(rerankers), 1))
     runs = _runs(settings, collection, cases, first_stages=first_stages, rerankers=rerankers,
-                 top_k=top_k, top_n=top_n, key=key, ndcg=ndcg, progress=counter, answers=answers)
+                 top_k=top_k, top_n=top_n, key=key, ndcg=ndcg, progress=counter, answers=answers,
+                 unanswerable=unanswerable)
     return EvalReport(dataset=f"collection:{collection} ({Path(questions_file).name}, by {field[9:]})",
                       rerank_weight=settings.rerank_weight,
                       queries=len(cases), top_k=top_k, top_n=top_n, embedder=settings.embed_model,

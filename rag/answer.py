@@ -29,11 +29,19 @@ _TURN_ANSWER_CHARS = 600  # of each earlier answer
 _CITATION = re.compile(r"\s*\[\d+\]")
 
 
-def build_messages(question: str, chunks: Sequence[ChunkHit],
-                   history: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
+DOUBT_NOTE = (
+    "Note: the retrieval judged that these passages probably do not answer the question ({reason}). If they do "
+    "not, begin your answer by saying plainly that the documents do not seem to answer it, then say what the "
+    "closest passages are about; do not present an unrelated figure or fact as the answer."
+)
+
+
+def build_messages(question: str, chunks: Sequence[ChunkHit], history: Sequence[tuple[str, str]] = (),
+                   doubt: str | None = None) -> list[dict[str, str]]:
     """The chat for an answer: the rules, the chat's earlier turns (``history``: (question, answer) pairs, oldest
-    first, within ``HISTORY_CHARS``), then the numbered passages with the user's own question. Earlier answers
-    lose their [n] marks: those numbers named other passages."""
+    first, within ``HISTORY_CHARS``), then the numbered passages with the user's own question, and with
+    ``doubt`` (the abstention's reason, :mod:`rag.abstain`) a note asking to say so when they do not answer.
+    Earlier answers lose their [n] marks: those numbers named other passages."""
     # each passage headed by its source and page, and by its document's title and section (ingest.identity), so
     # that the model tells whose figures a page gives
     context = "\n\n".join(f"[{n}] ({chunk.citation}{f' — {chunk.situated}' if chunk.situated else ''})\n{chunk.text}"
@@ -49,7 +57,8 @@ def build_messages(question: str, chunks: Sequence[ChunkHit],
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         *turns,
-        {"role": "user", "content": f"Context passages:\n\n{context}\n\nQuestion: {question}"},
+        {"role": "user", "content": f"Context passages:\n\n{context}\n\nQuestion: {question}"
+         + (f"\n\n{DOUBT_NOTE.format(reason=doubt)}" if doubt else "")},
     ]
 
 
@@ -170,10 +179,11 @@ class LlmAnswerer:
             self.client.project = None
 
     def answer(self, question: str, chunks: Sequence[ChunkHit], on_token: Callable[[str], None] | None = None,
-               history: Sequence[tuple[str, str]] = ()) -> str:
+               history: Sequence[tuple[str, str]] = (), doubt: str | None = None) -> str:
         """The model's answer from the numbered chunks, the chat's earlier (question, answer) turns before them;
-        with ``on_token`` it streams each piece of text."""
-        return self.chat(build_messages(question, chunks, history), on_token)
+        with ``on_token`` it streams each piece of text; ``doubt``: why the documents may not answer (the
+        prompt then asks the model to say so, see :func:`build_messages`)."""
+        return self.chat(build_messages(question, chunks, history, doubt), on_token)
 
     def complete(self, prompt: str) -> str:
         """The model's reply to one user message (evaluation writes questions with it)."""

@@ -90,6 +90,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print_answer(result)
     print()
+    if result.low_confidence and result.chunks:
+        print(f"warning: the documents may not answer this ({result.low_confidence_reason})")
     if result.rerank_skipped:
         print(f"not reranked: {result.rerank_skipped}")
     for n, chunk in enumerate(result.chunks, 1):

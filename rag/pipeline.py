@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rag import catalog, followup, mark_memory
+from rag import abstain, catalog, followup, mark_memory
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.feedback import collection_reranker
@@ -23,7 +23,7 @@ from rag.mark_memory import Lent
 from rag.retrieve import Candidate, retrieve
 from rag.settings import RerankBlend, RetrievalMode, Settings
 from rag.store import KnowledgeBase
-from rag.types import AnswerSpan, AskResult, ChunkHit, StageTimings, best_rerank_score
+from rag.types import Abstention, AnswerSpan, AskResult, ChunkHit, StageTimings
 
 
 def _ms(since: float) -> float:
@@ -122,17 +122,19 @@ class RagPipeline:
         chunks = sorted(candidates, key=lambda c: c.final_rank)[:top_n]
 
         answer, mode, error, generate_ms, spans = "", "extractive", None, 0.0, []
+        # decided before any answer, so that an LLM is told; an extractive answer decides again with its sentence
+        doubt = abstain.decide(searched, chunks, candidates, threshold=self.settings.abstain_threshold)
         if generate:
             t = time.perf_counter()
             # The LLM answers the user's own words with the chat before them; the extractive answer, which
             # reads no history, the question searched (standalone when rewritten).
             turns = followup.recent_turns(history) if self.settings.llm_configured else []
-            answer, mode, error, spans = self._answer(question if turns else searched, chunks, on_token, reranker,
-                                                      turns, extract_question=searched,
-                                                      context=context if share else None, context_share=share or 0.0)
+            answer, mode, error, spans, doubt = self._answer(
+                question if turns else searched, chunks, on_token, reranker, turns, extract_question=searched,
+                context=context if share else None, context_share=share or 0.0, doubt=doubt,
+                candidates=candidates)
             generate_ms = _ms(t)
 
-        best_rerank = best_rerank_score(chunks)
         return AskResult(
             question=question,
             answer=answer,
@@ -150,7 +152,9 @@ class RagPipeline:
             rerank_skipped=rerank_skipped,
             llm_model=self.settings.llm_model if mode == "llm" else None,
             error=error,
-            low_confidence=self._low_confidence(best_rerank, chunks),
+            low_confidence=doubt.fires,
+            low_confidence_reason=doubt.reason,
+            abstention=doubt,
             answer_spans=spans,
             searched_query=searched,
             context_query=context,
@@ -237,26 +241,31 @@ class RagPipeline:
         self, question: str, chunks: list[ChunkHit], on_token: Callable[[str], None] | None,
         reranker: Reranker | None = None, history: Sequence[tuple[str, str]] = (),
         extract_question: str | None = None, context: str | None = None, context_share: float = 0.0,
-    ) -> tuple[str, str, str | None, list[AnswerSpan]]:
-        """(answer, mode, error, spans): the LLM's answer, or the extractive one (its sentences chosen by the
-        reranker, or the embedder without one, for ``extract_question``) when there is no LLM or it failed."""
+        doubt: Abstention | None = None, candidates: Sequence[ChunkHit] = (),
+    ) -> tuple[str, str, str | None, list[AnswerSpan], Abstention | None]:
+        """(answer, mode, error, spans, doubt): the LLM's answer (told of ``doubt`` when it fired), or the
+        extractive one (its sentences chosen by the reranker, or the embedder without one, for
+        ``extract_question``) when there is no LLM or it failed. The extractive answer decides ``doubt`` again
+        with its quoted sentence's score; when it fires, the answer says the documents do not seem to answer
+        and shows the closest passages instead of a quote (:func:`rag.abstain.unanswered_answer`)."""
         error = None
         if self.settings.llm_configured and chunks:
+            warning = doubt.reason if doubt is not None and doubt.fires else None
             try:
-                return LlmAnswerer(self.settings).answer(question, chunks, on_token, history), "llm", None, []
+                return (LlmAnswerer(self.settings).answer(question, chunks, on_token, history, doubt=warning),
+                        "llm", None, [], doubt)
             except LlmError as failure:
                 error = str(failure)
-        extracted = extract_answer(extract_question or question, chunks, reranker=reranker, embedder=self.embedder,
+        asked = extract_question or question
+        extracted = extract_answer(asked, chunks, reranker=reranker, embedder=self.embedder,
                                    context=context, context_share=context_share)
-        return extracted.answer, "extractive", error, extracted.spans
-
-    def _low_confidence(self, best_rerank: float | None, chunks: list[ChunkHit]) -> bool:
-        """Whether the documents may not answer: the best rerank score below ``low_confidence_score``; with
-        nothing reranked, the best dense cosine below ``low_confidence_cosine`` (no dense search: no judgement)."""
-        if best_rerank is not None:
-            return best_rerank < self.settings.low_confidence_score
-        cosines = [c.dense_score for c in chunks if c.dense_score is not None]
-        return bool(cosines) and max(cosines) < self.settings.low_confidence_cosine
+        if chunks:
+            score = abstain.sentence_score(asked, chunks, extracted.spans, reranker=reranker, embedder=self.embedder)
+            doubt = abstain.decide(asked, chunks, candidates, sentence_score=score,
+                                   threshold=self.settings.abstain_threshold)
+        if doubt is not None and doubt.fires and chunks:
+            return abstain.unanswered_answer(asked, chunks), "extractive", error, [], doubt
+        return extracted.answer, "extractive", error, extracted.spans, doubt
 
     def reranker_for(self, collection: str | None = None) -> Reranker | None:
         """The reranker a collection uses: the one it was switched to after a feedback fine-tune

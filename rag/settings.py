@@ -151,20 +151,11 @@ class Settings(BaseSettings):
         description="Tokens of question + chunk the reranker reads, unset taking its catalog entry's (256 for the "
         "default, whole chunks: fewer cut answers off, more gained nothing for their time) and else the model's own.",
     )
-    low_confidence_score: float = Field(
-        0.2, description="A best rerank score below this flags that the documents may not answer. Set for the "
-        "default reranker's calibrated score by `scripts/calibrate_scores.py --threshold` (the highest threshold that "
-        "warns on at most 15 % of answered questions in every dev set: at most 5 %, while it warns on 6-60 % of the "
-        "same questions once their passages are removed: xquad/en 60 %, SQuAD 27 %, sec10q 18 %); other rerankers "
-        "score on other scales."
-    )
-
-    low_confidence_cosine: float = Field(
-        0.80, ge=-1.0, le=1.0,
-        description="When nothing was reranked (a language the reranker does not read, or no reranker): a best "
-        "dense cosine below this flags that the documents may not answer. Set for the default embedder (e5-small) "
-        "from the sample documents: Chinese questions they answer score .83-.85, ones they do not (pandas, Apple's "
-        "sales) .75-.78; not yet calibrated on a held-out set.")
+    abstain_threshold: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="The probability that the documents do not answer (rag.abstain's fitted model) at which the "
+        "answer says so instead of quoting; unset = the operating point fitted with the model, chosen by the worst "
+        "dev set (scripts/fit_abstention.py).")
 
     datasets_dir: Path = Field(
         REPO_ROOT.parent / "shared" / "datasets",

@@ -111,6 +111,20 @@ class AnswerSpan(BaseModel):
     end: int = Field(description="Offset just past its last character.")
 
 
+class Abstention(BaseModel):
+    """The decision whether the documents answer the question (:mod:`rag.abstain`), with its evidence."""
+
+    fires: bool = Field(description="The documents do not seem to answer: the answer says so.")
+    probability: float | None = Field(
+        None, description="The fitted model's probability that the documents do not answer (null: nothing found).")
+    threshold: float | None = Field(None, description="The operating point it fires at (rag/abstain.json).")
+    family: str = Field(description="Which evidence decided: reranked, first_stage (not reranked) or none.")
+    model: str | None = Field(None, description="The fitted model used: the family, +sentence when an "
+                              "extractive answer's sentence score counted.")
+    features: dict[str, float | None] = Field(default_factory=dict, description="The evidence, as the model read it.")
+    reason: str | None = Field(None, description="Why it fired, in words; null when it did not.")
+
+
 class StageTimings(BaseModel):
     """Milliseconds spent in each stage of one query."""
 
@@ -149,7 +163,10 @@ class AskResult(BaseModel):
         "the question's language (Settings.rerank_every_language).")
     llm_model: str | None = None
     error: str | None = Field(None, description="Why the LLM answer failed; the answer is then extractive.")
-    low_confidence: bool = Field(False, description="The best rerank score is below the settings' threshold.")
+    low_confidence: bool = Field(False, description="The documents do not seem to answer the question (the "
+                                 "abstention decision, rag.abstain); the answer then says so.")
+    low_confidence_reason: str | None = Field(None, description="Why low_confidence fired, in words.")
+    abstention: Abstention | None = Field(None, description="The abstention decision and the evidence it read.")
     answer_spans: list[AnswerSpan] = Field(
         default_factory=list, description="The sentences an extractive answer quoted, as offsets into its cited "
         "chunks' text (empty for an LLM answer).")
@@ -206,6 +223,6 @@ class AskResult(BaseModel):
 # The fields of AskResult's public JSON (``rerank-rag ask --json``, the HTTP API), in one place.
 PUBLIC_FIELDS: frozenset[str] = frozenset({
     "question", "answer", "answer_mode", "reranked", "chunks", "candidates", "timings_ms", "collection", "embedder",
-    "retrieval", "reranker", "rerank_weight", "rerank_blend", "rerank_skipped", "error", "low_confidence", "answer_spans", "searched_query",
+    "retrieval", "reranker", "rerank_weight", "rerank_blend", "rerank_skipped", "error", "low_confidence", "low_confidence_reason", "abstention", "answer_spans", "searched_query",
     "context_query", "context_share", "sources", "quotes_other_language",
 })

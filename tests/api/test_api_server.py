@@ -336,6 +336,26 @@ def test_retrieve_and_ask_return_the_ask_json_payload(server: Server) -> None:
     # each chunk names its document (ingest.identity): the samples' titles, and the line retrieval read before it
     assert all(c["doc_title"] and c["context"].startswith(c["doc_title"]) for c in found["chunks"])
 
+def test_an_unanswered_question_says_why_and_the_llm_is_told_to_say_so(server: Server) -> None:
+    from rag.answer import DOUBT_NOTE
+
+    def asked(question: str) -> tuple[dict, str]:
+        before = len(server.llm.state.requests)
+        with server.client("scoped") as client:
+            reply = client.post("/v1/ask", json={"question": question})
+        assert reply.status_code == 200, reply.text
+        prompts = [r["messages"][-1]["content"] for r in server.llm.state.requests[before:] if "messages" in r]
+        return reply.json(), prompts[-1]
+
+    unanswered, prompt = asked("What was Microsoft's revenue in Q3 2023?")
+    assert unanswered["low_confidence"] and "likely unanswered" in unanswered["low_confidence_reason"]
+    assert unanswered["abstention"]["probability"] >= unanswered["abstention"]["threshold"]
+    assert DOUBT_NOTE.split("(")[0] in prompt and unanswered["low_confidence_reason"] in prompt
+    answered, prompt = asked(QUESTION)
+    assert not answered["low_confidence"] and answered["low_confidence_reason"] is None
+    assert DOUBT_NOTE.split("(")[0] not in prompt
+
+
 
 # ---- documents ------------------------------------------------------------------------------------------
 def test_upload_a_good_a_broken_and_a_too_big_file_then_delete(server: Server) -> None:

@@ -186,12 +186,20 @@ def test_llm_failure_is_explained_and_retrieval_still_shows(
     assert len(at.dataframe[0].value) == 5
 
 
-def test_low_confidence_warns_that_the_documents_may_not_answer(reranked: str,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAG_LOW_CONFIDENCE_SCORE", "1000")  # no score reaches it
-    at = ask(start(), "What is the airspeed velocity of an unladen swallow?")
-    assert any("may not contain the answer" in w for w in texts(at.warning))
+def test_low_confidence_warns_that_the_documents_may_not_answer() -> None:
+    at = ask(start(), "What was Microsoft's revenue in Q3 2023?")
+    warnings = " ".join(texts(at.warning))
+    assert "may not contain the answer" in warnings and "likely unanswered by the documents" in warnings
+    shown = " ".join(texts(at.markdown))
+    assert "The documents do not seem to answer this question." in shown and "The closest passages:" in shown
+    assert "the documents may not answer this" in shown  # the badge
     assert len(at.dataframe[0].value) == 5  # the chunks still show
+
+
+def test_an_answered_question_gets_no_warning() -> None:
+    at = ask(start(), "How long do I have to return a bike?")
+    assert not any("may not contain the answer" in w for w in texts(at.warning))
+    assert "do not seem to answer" not in " ".join(texts(at.markdown))
 
 
 def documents_in(data_dir: Path) -> set[str]:
@@ -475,6 +483,24 @@ def test_evaluate_scores_the_collection_without_and_with_rerank(reranked: str) -
     assert_clean(at)
     overrides = at.session_state["settings_overrides"]
     assert overrides["retrieval"] == best.first_stage and overrides["reranker"] == (best.reranker or "none")
+
+
+def test_evaluate_shows_how_often_the_answers_warned(reranked: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "0")  # every answer warns: the page shows what the runs measured
+    at = start("evaluate")
+    at.radio[0].set_value(at.radio[0].options[1]).run()
+    questions = [{"question": "How long do I have to return a bike?", "expected_source": "returns-and-service.pdf"},
+                 {"question": "How much does the Kestrel Cargo van cost?", "answerable": False}]
+    at.file_uploader[0].set_value(("questions.jsonl", "\n".join(map(json.dumps, questions)).encode(),
+                                   "application/json")).run()
+    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    assert not at.error, texts(at.error)
+    table = at.dataframe[0].value
+    asked = table[table["run"].str.contains("rerank:")]  # the runs that asked with their own settings
+    assert (asked["warned | unanswerable"] == 1.0).all() and (asked["warned | answerable"] == 1.0).all()
+    assert table["hit@5"].between(0, 1).all()
 
 
 def test_evaluate_grid_runs_every_available_reranker(data_dir: Path) -> None:

@@ -61,6 +61,17 @@ def test_ask_json_has_the_documented_shape(ingested) -> None:
     assert any("81,797" in c["text"] for c in payload["candidates"])
 
 
+def test_ask_says_when_the_documents_do_not_answer_and_why(ingested) -> None:
+    data_dir, _ = ingested
+    done = run("ask", "What was Microsoft's revenue in Q3 2023?", data_dir=data_dir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("(extractive answer) The documents do not seem to answer this question.")
+    assert "The closest passages:" in done.stdout and "\n\n[1] " in done.stdout
+    assert "warning: the documents may not answer this (" in done.stdout and "likely unanswered" in done.stdout
+    answered = run("ask", "How long do I have to return a bike?", data_dir=data_dir)
+    assert "do not seem to answer" not in answered.stdout and "warning:" not in answered.stdout
+
+
 def test_ask_retrieval_bm25_fills_only_the_bm25_fields(ingested) -> None:
     data_dir, _ = ingested
     done = run("ask", "Apple total net sales three months ended July 1, 2023", "--json", "--retrieval", "bm25",

@@ -116,14 +116,36 @@ def test_top_n_never_exceeds_top_k_and_empty_collections_answer_plainly(sample_s
         RagPipeline(settings).ask("   ")
 
 
-def test_low_confidence_flag_follows_the_threshold(sample_store: Path, plumbing_reranker: str) -> None:
+def test_low_confidence_follows_the_abstention_threshold(sample_store: Path, plumbing_reranker: str) -> None:
     base = Settings(data_dir=sample_store, reranker=plumbing_reranker)
     result = RagPipeline(base).ask("warranty claim", generate=False)
-    best = max(c.rerank_score for c in result.chunks)
-    assert RagPipeline(base.model_copy(update={"low_confidence_score": best + 1})).ask(
+    p = result.abstention.probability
+    assert result.abstention.family == "reranked" and result.abstention.model == "reranked"  # no sentence read
+    assert RagPipeline(base.model_copy(update={"abstain_threshold": max(p - 0.01, 0.0)})).ask(
         "warranty claim", generate=False).low_confidence
-    assert not RagPipeline(base.model_copy(update={"low_confidence_score": best - 1})).ask(
+    assert not RagPipeline(base.model_copy(update={"abstain_threshold": min(p + 0.01, 1.0)})).ask(
         "warranty claim", generate=False).low_confidence
+
+
+def test_when_the_decision_fires_the_answer_says_so_and_shows_the_closest_passages(sample_store: Path) -> None:
+    from rag.abstain import CLOSEST, UNANSWERED
+
+    fired = RagPipeline(Settings(data_dir=sample_store, abstain_threshold=0.0)).ask("How long is the refund window?")
+    assert fired.low_confidence and fired.low_confidence_reason
+    assert fired.answer.startswith(UNANSWERED) and CLOSEST in fired.answer
+    assert f"[1] {fired.chunks[0].citation}:" in fired.answer and not fired.answer_spans  # no quote to box
+    assert fired.abstention.model == "reranked+sentence"  # the extractive answer's sentence counted
+    quiet = RagPipeline(Settings(data_dir=sample_store, abstain_threshold=1.0)).ask("How long is the refund window?")
+    assert not quiet.low_confidence and not quiet.answer.startswith(UNANSWERED) and quiet.answer_spans
+
+
+def test_the_fitted_decision_tells_an_unrelated_question_from_an_answered_one(sample_store: Path) -> None:
+    pipeline = RagPipeline(Settings(data_dir=sample_store))
+    answered = pipeline.ask("How long do I have to return a bike?")
+    unrelated = pipeline.ask("What was Microsoft's revenue in Q3 2023?")
+    assert answered.abstention.probability < unrelated.abstention.probability
+    assert unrelated.low_confidence and unrelated.answer.startswith("The documents do not seem")
+    assert not answered.low_confidence
 
 
 def test_sentences_rejoin_wrapped_lines_and_keep_table_rows() -> None:

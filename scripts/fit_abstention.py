@@ -1,0 +1,302 @@
+"""Fit the abstention decision (rag/abstain.py) on dev data and write its coefficients to rag/abstain.json.
+
+    RAG_DATA_DIR=/tmp/abstain-store nice -n 10 .venv/bin/python scripts/fit_abstention.py --per-kind 120
+
+Dev data, built per set from ../shared/datasets (never copied into the project: the cut corpora live under
+--work): the set's articles (SQuAD/XQuAD titles; a document where a set has no articles) are shuffled with a
+fixed seed; a third of them are taken out of the collection whole, so their questions are asked **off the
+collection**; of each other article a quarter of its paragraphs are taken out (one at least, one kept at least),
+so their questions are **on-topic unanswerable** (asked over their article's other paragraphs); every other
+question is **answerable**. Each question is asked through ``RagPipeline.ask`` with the default settings and the
+extractive answer, and its evidence (``AskResult.abstention.features``) recorded (--cache). Articles split by a
+hash of their title: 30 % held out, never fitted on; the tables are on the held-out part only.
+
+Each model (``reranked``, ``first_stage``, each with and without the sentence's score) is a logistic regression
+(scikit-learn) on standardised features, every set and within it each class weighted alike (no set's size
+decides). Its operating point: the probability that warns on the most unanswerable questions of the WORST set
+while warning on at most --max-answerable of the answerable questions of EVERY set, read off out-of-fold
+probabilities of the fit part (5 folds). emanual/s10 is measured only (REPORT_ONLY): too few unanswerable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from evaluation.datasets import RetrievalDataset, load_dataset  # noqa: E402
+from evaluation.index import index_corpus  # noqa: E402
+from rag import abstain  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+# (label, folder, relevant-doc regex of the part the shipped reranker never trained on, articles by title)
+SETS = [
+    ("squad 38-47", "squad11_dev", r"^s(3[89]|4[0-7])_", True),
+    ("xquad/en", "xquad/en", None, True),
+    ("emanual/s10", "emanual_samsung/s10", None, False),
+    ("xquad/zh", "xquad/zh", None, True),
+    ("cmrc2018 TRIAL", "cmrc2018", r"^TRIAL_", False),
+]
+# Measured, never fitted on nor chosen by: its 50 questions leave a handful unanswerable, too few to weigh as a set
+REPORT_ONLY = {"emanual/s10"}
+FEATURES = {
+    "reranked": ["best_logit", "margin", "relevant_count", "agreement", "name_coverage"],
+    "first_stage": ["best_cosine", "cosine_margin", "word_coverage", "agreement", "name_coverage"],
+}
+SENTENCE = {"reranked": "sentence_logit", "first_stage": "sentence_cosine"}
+HELD_OUT = 0.3
+KINDS = ("answerable", "on-topic", "off-collection")
+
+
+def held_out(article: str) -> bool:
+    return int(hashlib.sha256(article.encode()).hexdigest()[:8], 16) % 100 < HELD_OUT * 100
+
+
+def build(ds: RetrievalDataset, label: str, regex: str | None, by_title: bool, per_kind: int, seed: int):
+    """(the cut corpus, [(query, kind, article)]) for one set (see the module's doc)."""
+    import re
+
+    pattern = re.compile(regex) if regex else None
+    article_of = {d.id: (d.title if by_title and d.title else d.id) for d in ds.corpus.values()}
+    questions = [q for q in ds.queries_with_qrels() if q.text.strip()
+                 and (pattern is None or all(pattern.search(d) for d in ds.relevant(q.id)))]
+    articles = sorted({article_of[d] for q in questions for d in ds.relevant(q.id) if d in article_of})
+    rng = random.Random(f"{seed}:{label}")
+    rng.shuffle(articles)
+    off = set(articles[: len(articles) // 3])
+    removed = {d for d, a in article_of.items() if a in off}
+    if by_title:
+        paragraphs = defaultdict(list)
+        for q in questions:
+            for d in sorted(ds.relevant(q.id)):
+                if article_of.get(d) not in off and d not in paragraphs[article_of.get(d)]:
+                    paragraphs[article_of.get(d)].append(d)
+        for article, docs in sorted(paragraphs.items()):
+            whole = [d for d, a in article_of.items() if a == article]
+            take = max(1, len(docs) // 4) if len(whole) > 1 else 0
+            removed |= set(rng.sample(docs, min(take, len(whole) - 1)))
+    rows = defaultdict(list)
+    for q in questions:
+        relevant = ds.relevant(q.id) & set(ds.corpus)
+        if not relevant:
+            continue
+        article = article_of[sorted(relevant)[0]]
+        if relevant <= removed:
+            rows["off-collection" if article in off else "on-topic"].append((q, article))
+        elif not relevant & removed:
+            rows["answerable"].append((q, article))
+    chosen = []
+    for kind in KINDS:
+        picked = rows[kind][:]
+        rng.shuffle(picked)
+        chosen += [(q, kind, article) for q, article in picked[:per_kind]]
+    # only the part's documents (SQuAD's ten held-out articles, CMRC's TRIAL passages): fewer to embed, and
+    # a collection of a few topics, as a team's knowledge base is
+    corpus = {d: doc for d, doc in ds.corpus.items() if d not in removed and (pattern is None or pattern.search(d))}
+    return corpus, chosen
+
+
+def collect(args, settings: Settings) -> dict:
+    """Every set's questions asked over its cut corpus: their evidence, kind, article and split."""
+    from rag.pipeline import RagPipeline
+
+    cache = Path(args.cache)
+    done = json.loads(cache.read_text()) if cache.is_file() else {}
+    pipeline = RagPipeline(settings)
+    for label, folder, regex, by_title in SETS:
+        if label in done:
+            continue
+        ds = load_dataset(settings.datasets_dir / folder)
+        corpus, chosen = build(ds, label, regex, by_title, args.per_kind, args.seed)
+        folder_out = Path(args.work) / label.replace("/", "_").replace(" ", "_")
+        folder_out.mkdir(parents=True, exist_ok=True)
+        with (folder_out / "corpus.jsonl").open("w", encoding="utf-8") as fh:
+            for doc in corpus.values():
+                fh.write(json.dumps({"id": doc.id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")
+        cut = RetrievalDataset(name=label, corpus=corpus, queries={})
+        info = index_corpus(settings, folder_out, cut, progress=lambda m: print(f"  {m}", file=sys.stderr))
+        rows, started = [], time.time()
+        for n, (q, kind, article) in enumerate(chosen, 1):
+            result = pipeline.ask(q.text, collection=info.collection)
+            hit = bool(ds.relevant(q.id) & {c.source for c in result.chunks})
+            rows.append({"kind": kind, "held_out": held_out(article), "hit": hit,
+                         "family": result.abstention.family, "features": result.abstention.features})
+            if n % 50 == 0:
+                print(f"[{time.strftime('%H:%M:%S')}] {label}: {n}/{len(chosen)} "
+                      f"({(time.time() - started) / n:.2f} s each)", file=sys.stderr, flush=True)
+        done[label] = rows
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(done))
+    return done
+
+
+def matrix(rows: list[dict], names: list[str], mean: np.ndarray | None = None) -> np.ndarray:
+    x = np.array([[np.nan if r["features"].get(n) is None else r["features"][n] for n in names] for r in rows], float)
+    if mean is not None:
+        x = np.where(np.isnan(x), mean, x)
+    return x
+
+
+def fit(done: dict, family: str, names: list[str], max_answerable: float) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    sets = {label: [r for r in rows if r["family"] == family and not r["held_out"]] for label, rows in done.items()
+            if label not in REPORT_ONLY}
+    sets = {label: rows for label, rows in sets.items() if rows}
+    rows = [r for part in sets.values() for r in part]
+    x = matrix(rows, names)
+    mean = np.nanmean(x, axis=0)
+    x = np.where(np.isnan(x), mean, x)
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    y = np.array([r["kind"] != "answerable" for r in rows], float)
+    weight = []
+    for part in sets.values():  # each set alike, and within it each class alike
+        counts = {k: sum((r["kind"] != "answerable") == k for r in part) for k in (False, True)}
+        weight += [1 / (len(sets) * 2 * counts[r["kind"] != "answerable"]) for r in part]
+    weight = np.array(weight) * len(rows)
+    z = (x - mean) / scale
+    model = LogisticRegression(C=1.0).fit(z, y, sample_weight=weight)
+    fitted = {"features": names, "mean": mean.round(6).tolist(), "scale": scale.round(6).tolist(),
+              "coef": model.coef_[0].round(6).tolist(), "intercept": round(float(model.intercept_[0]), 6),
+              "fitted_on": {label: len(part) for label, part in sets.items()}}
+    # The operating point is read off out-of-fold probabilities (each question scored by a model fitted
+    # without it): in-sample ones are surer than new questions' and would set it too low.
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    out_of_fold = np.zeros(len(rows))
+    for train, test in folds.split(z, y):
+        part = LogisticRegression(C=1.0).fit(z[train], y[train], sample_weight=weight[train])
+        out_of_fold[test] = part.predict_proba(z[test])[:, 1]
+    at = 0
+    for label, part in sets.items():
+        for r, p in zip(part, out_of_fold[at:at + len(part)], strict=True):
+            r["p"] = float(p)
+        at += len(part)
+    fitted["threshold"] = operating_point(sets, max_answerable)
+    return fitted
+
+
+def warned(model: dict, rows: list[dict], threshold: float) -> np.ndarray:
+    return np.array([abstain.probability(model, r["features"])[0] >= threshold for r in rows], bool)
+
+
+def rates(model: dict, rows: list[dict], threshold: float) -> tuple[float, float]:
+    """(share of unanswerable warned, share of answerable warned)."""
+    w = warned(model, rows, threshold)
+    unanswerable = np.array([r["kind"] != "answerable" for r in rows])
+    return (float(w[unanswerable].mean()) if unanswerable.any() else float("nan"),
+            float(w[~unanswerable].mean()) if (~unanswerable).any() else float("nan"))
+
+
+def operating_point(sets: dict, max_answerable: float) -> float:
+    """The threshold that warns on the most unanswerable questions of the worst set while warning on at most
+    ``max_answerable`` of the answerable ones in every set (on the rows' out-of-fold ``p``)."""
+
+    def shares(rows: list[dict], t: float) -> tuple[float, float]:
+        unanswerable = [r["p"] >= t for r in rows if r["kind"] != "answerable"]
+        answerable = [r["p"] >= t for r in rows if r["kind"] == "answerable"]
+        return (float(np.mean(unanswerable)) if unanswerable else 1.0,
+                float(np.mean(answerable)) if answerable else 0.0)
+
+    best, chosen = -1.0, 0.99
+    for t in np.round(np.arange(0.05, 0.99, 0.01), 2):
+        got = [shares(rows, t) for rows in sets.values()]
+        if max(a for _, a in got) <= max_answerable and min(u for u, _ in got) > best:
+            best, chosen = min(u for u, _ in got), float(t)
+    return chosen
+
+
+def old_rule(row: dict) -> bool:
+    """The single threshold this replaces: best rerank score < 0.2, or unreranked, best cosine < 0.80."""
+    f = row["features"]
+    if "best_logit" in f:
+        return f["best_logit"] < abstain._logit(0.2)
+    return f["best_cosine"] is not None and f["best_cosine"] < 0.80
+
+
+def table(done: dict, models: dict, held: bool = True) -> list[str]:
+    """Per set and kind, on the held-out part: warned shares with the extractive answer's model, and the old
+    threshold's (unanswerable / answerable warned)."""
+    lines = ["| set | family | answerable (hit) | warned: answerable | on-topic unanswerable | off-collection "
+             "| old threshold: unanswerable / answerable |", "|---|---|---|---|---|---|---|"]
+    for label, rows in done.items():
+        part = [r for r in rows if r["held_out"] == held]
+        family = part[0]["family"] if part else "?"
+        name = abstain.model_name(family, with_sentence=True)
+        model = models[name]
+        cells = []
+        for kind in KINDS:
+            of = [r for r in part if r["kind"] == kind]
+            share = warned(model, of, model["threshold"]).mean() if of else float("nan")
+            cells.append(f"{share:.0%} of {len(of)}" if of else "–")
+        answerable = [r for r in part if r["kind"] == "answerable"]
+        hits = sum(r["hit"] for r in answerable)
+        unanswerable = [r for r in part if r["kind"] != "answerable"]
+        old = (f"{np.mean([old_rule(r) for r in unanswerable]):.0%} / {np.mean([old_rule(r) for r in answerable]):.0%}"
+               if unanswerable and answerable else "–")
+        lines.append(f"| {label} | {family} | {len(answerable)} ({hits}) | {' | '.join(cells)} | {old} |")
+    return lines
+
+
+def curve(done: dict, models: dict, held: bool = True) -> list[str]:
+    """Unanswerable warned / answerable warned per set at each threshold (held-out part)."""
+    thresholds = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    lines = ["| set | " + " | ".join(f"p >= {t:g}" for t in thresholds) + " |", "|---|" + "---|" * len(thresholds)]
+    for label, rows in done.items():
+        part = [r for r in rows if r["held_out"] == held]
+        model = models[abstain.model_name(part[0]["family"], True)]
+        cells = [f"{u:.0%} / {a:.0%}" for u, a in (rates(model, part, t) for t in thresholds)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-kind", type=int, default=120, help="questions per kind (answerable, on-topic, off) per set")
+    ap.add_argument("--seed", type=int, default=35)
+    ap.add_argument("--work", default="/tmp/abstain-dev", help="where the cut corpora are written")
+    ap.add_argument("--cache", default="runs/abstain_dev.json", help="the recorded evidence (re-used when there)")
+    ap.add_argument("--max-answerable", type=float, default=0.05,
+                    help="the most answerable questions a set may see warned at the operating point (fit part)")
+    ap.add_argument("--out", default=str(abstain.MODEL_FILE))
+    args = ap.parse_args()
+    settings = Settings(openai_api_key=None, openai_base_url=None)
+    if not abstain.MODEL_FILE.is_file():  # the pipeline decides while it is asked: a start that never fires
+        bootstrap = {n: {"features": [], "mean": [], "scale": [], "coef": [], "intercept": -10.0, "threshold": 0.99}
+                     for f in FEATURES for n in (f, f + "+sentence")}
+        abstain.MODEL_FILE.write_text(json.dumps({"models": bootstrap}))
+    done = collect(args, settings)
+    models = {}
+    for family, names in FEATURES.items():
+        models[family] = fit(done, family, names, args.max_answerable)
+        models[family + "+sentence"] = fit(done, family, names + [SENTENCE[family]], args.max_answerable)
+    out = {"about": "The abstention decision's logistic models (rag/abstain.py), fitted by scripts/fit_abstention.py "
+                    "on dev data; regenerate, never edit by hand.",
+           "reranker": settings.reranker, "embedder": settings.embed_model, "seed": args.seed,
+           "max_answerable": args.max_answerable, "models": models}
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    abstain._load.cache_clear()
+    for name, model in models.items():
+        coefs = ", ".join(f"{f} {c:+.2f}" for f, c in zip(model["features"], model["coef"]))
+        print(f"{name}: threshold {model['threshold']:.2f}; {coefs}")
+    print("\nheld-out part, warned at the operating point (extractive answer's model):\n")
+    print("\n".join(table(done, models)))
+    print("\nheld-out part, unanswerable warned / answerable warned by threshold:\n")
+    print("\n".join(curve(done, models)))
+    print("\nfit part, for comparison:\n")
+    print("\n".join(table(done, models, held=False)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

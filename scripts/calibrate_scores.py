@@ -9,7 +9,8 @@ candidate of every dev set, labelled relevant when its document is judged releva
 size decides), and prints (a, b) for the catalog entry's ``calibration``, with each set's calibration error
 (mean |predicted - observed| over ten bins) for the fitted and for the plain sigmoid.
 
-``--threshold`` then sets ``low_confidence_score`` for that calibration on the same candidates, ranked as the
+``--threshold`` then sets the single threshold that ``rag/abstain.py`` replaced (``low_confidence_score``, kept
+here to compare with: ``scripts/fit_abstention.py`` fits the decision now) on the same candidates, ranked as the
 default does (cascade depth 6, confident blend at 0.7): for every question, the best readable score of the top-5
 when a relevant document is among them ("answered"), and the same question with its relevant candidates taken out
 of the list ("removed": what a user sees when the store lacks the answer; the next-deeper candidates are not there
@@ -49,7 +50,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", required=True, help="a reranker spec recorded in the blend file")
     ap.add_argument("--blend-file", default="runs/blend.json")
-    ap.add_argument("--threshold", action="store_true", help="also choose low_confidence_score (see above)")
+    ap.add_argument("--threshold", action="store_true", help="also choose the old single threshold (see above)")
     args = ap.parse_args()
     done = json.loads(Path(args.blend_file).read_text())
     sets = {label: labelled(data, args.spec) for label, data in done.items() if args.spec in data["logits"]}

@@ -57,8 +57,7 @@ class DenseIndex:
 
     @classmethod
     def build(cls, chunk_ids: Sequence[str], vectors: Sequence[Sequence[float]] | np.ndarray,
-              sources: Sequence[str], *, collection: str = "", fingerprint: str = "",
-              store_chunks: int | None = None, embed_model: str = "") -> DenseIndex:
+              sources: Sequence[str], *, state: StoreState | None = None, embed_model: str = "") -> DenseIndex:
         """Index these vectors, rows in chunk-id order so that equal scores rank alike in every build."""
         if not len(chunk_ids) == len(vectors) == len(sources):
             raise ValueError(f"{len(chunk_ids)} chunk ids, {len(vectors)} vectors, {len(sources)} sources")
@@ -69,8 +68,7 @@ class DenseIndex:
         names = sorted(set(sources))
         number = {name: i for i, name in enumerate(names)}
         manifest = {
-            "collection": collection, "fingerprint": fingerprint, "chunks": len(chunk_ids),
-            "store_chunks": len(chunk_ids) if store_chunks is None else store_chunks,
+            **(state or StoreState("", "", len(chunk_ids))).stamp(), "chunks": len(chunk_ids),
             "embed_model": embed_model, "dimension": int(matrix.shape[1]), "format": FORMAT,
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -139,8 +137,7 @@ def _build(kb: KnowledgeBase, state: StoreState, records: list[DocumentRecord]) 
         log.warning("collection %s: the registry declares %d committed chunks, %d could be read",
                     kb.name, state.chunks, len(chunk_ids))
     matrix = np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
-    return DenseIndex.build(chunk_ids, matrix, sources, collection=kb.name, fingerprint=state.fingerprint,
-                            store_chunks=state.chunks, embed_model=kb.embed_model)
+    return DenseIndex.build(chunk_ids, matrix, sources, state=state, embed_model=kb.embed_model)
 
 
 def _is_current(manifest: dict[str, Any]) -> bool:

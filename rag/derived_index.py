@@ -100,22 +100,34 @@ def index_root(data_dir: str | Path, kind: str, collection: str) -> Path:
 
 @dataclass(frozen=True)
 class StoreState:
-    """What the registry commits now; an index serves queries only while its manifest matches it."""
+    """What the registry commits now; an index serves queries only while its manifest matches it.
+
+    The generation token is part of it because a collection's chunks can change while its documents do not: a
+    reindex re-embeds them (new vectors) or finds their context lines again (new BM25 text), and bumps it.
+    """
 
     collection: str
     fingerprint: str
     chunks: int  # the committed chunk count the records declare
+    generation: str | None = None
 
     @classmethod
     def read(cls, kb: KnowledgeBase) -> tuple[StoreState, list[DocumentRecord]]:
+        generation = kb.generation()  # read first: a commit in between then only costs one more rebuild
         records = kb.documents()
-        return cls(kb.name, kb.fingerprint(records), sum(r.chunks for r in records)), records
+        return cls(kb.name, kb.fingerprint(records), sum(r.chunks for r in records), generation), records
+
+    def stamp(self) -> dict[str, Any]:
+        """What a manifest records of the state it was built from."""
+        return {"collection": self.collection, "fingerprint": self.fingerprint, "store_chunks": self.chunks,
+                "generation": self.generation}
 
     def matches(self, manifest: dict[str, Any]) -> bool:
         return (
             manifest.get("collection") == self.collection
             and manifest.get("fingerprint") == self.fingerprint
             and manifest.get("store_chunks") == self.chunks
+            and manifest.get("generation") == self.generation
         )
 
 

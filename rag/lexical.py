@@ -78,6 +78,7 @@ class LexicalIndex:
         collection: str = "",
         fingerprint: str = "",
         store_chunks: int | None = None,
+        generation: str | None = None,
     ) -> LexicalIndex:
         """Tokenize ``texts`` and index them; the manifest records what the index was built from.
 
@@ -93,6 +94,7 @@ class LexicalIndex:
             "fingerprint": fingerprint,
             "chunks": len(chunk_ids),
             "store_chunks": len(chunk_ids) if store_chunks is None else store_chunks,
+            "generation": generation,
             "tokenizer_version": TOKENIZER_VERSION,
             "scoring": scoring_label(),
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -179,7 +181,8 @@ def _build(kb: KnowledgeBase, state: StoreState, records: list[DocumentRecord], 
         log.warning("collection %s: the registry declares %d committed chunks, %d could be read",
                     kb.name, state.chunks, len(chunk_ids))
     return LexicalIndex.build(
-        chunk_ids, texts, collection=kb.name, fingerprint=state.fingerprint, store_chunks=state.chunks
+        chunk_ids, texts, collection=kb.name, fingerprint=state.fingerprint, store_chunks=state.chunks,
+        generation=state.generation,
     )
 
 

@@ -135,9 +135,11 @@ def test_the_index_follows_ingest_and_delete(settings: Settings, tmp_path: Path)
     assert _manifest(root)["chunks"] == 1 and _manifest(root)["fingerprint"] == first["fingerprint"]
 
 
-def test_an_old_collection_still_answers_and_reindex_moves_it_to_the_configured_hnsw(settings: Settings,
-                                                                                     capsys) -> None:
+def test_an_old_collection_still_answers_and_reindex_moves_it_to_the_configured_hnsw(
+        settings: Settings, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.cli import main
+
+    monkeypatch.setenv("RAG_CHUNK_CONTEXT", "off")  # these chunks' texts have no document to find a context in
 
     # a collection as earlier versions made it: Chroma's default HNSW parameters, cosine in its metadata
     open_client(settings).create_collection(settings.collection, metadata={"hnsw:space": "cosine"},
@@ -174,6 +176,19 @@ def test_new_collections_get_the_configured_hnsw_parameters(settings: Settings, 
     hnsw = KnowledgeBase(tuned).chunks.configuration["hnsw"]
     assert (hnsw["space"], hnsw["max_neighbors"], hnsw["ef_construction"], hnsw["ef_search"]) == (
         "cosine", 24, 150, 120)
+
+
+def test_vectors_replaced_by_a_reindex_are_searched_at_once(settings: Settings) -> None:
+    """A reindex keeps every document and chunk id, so only the collection's generation says the vectors moved."""
+    vectors = _clustered_vectors(DOCS * PER_DOC, seed=7)
+    chunk_ids = _write_collection(settings, vectors)
+    kb = KnowledgeBase(settings)
+    query = _clustered_vectors(1, seed=8)[0]
+    assert [c.chunk_id for c in dense_search(kb, settings, query, 10)] == _exact(vectors, chunk_ids, query, 10)
+    rotated = np.roll(vectors, 1, axis=1)  # new vectors for the same texts, as another embedder would give
+    by_text = {f"text {chunk_id}": rotated[i] for i, chunk_id in enumerate(chunk_ids)}
+    kb.reembed("rotated", lambda texts: [by_text[t] for t in texts])
+    assert [c.chunk_id for c in dense_search(kb, settings, query, 10)] == _exact(rotated, chunk_ids, query, 10)
 
 
 def test_an_empty_collection_is_searched_to_nothing(settings: Settings) -> None:

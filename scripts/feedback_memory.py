@@ -183,12 +183,16 @@ def pipeline_for(base: Settings, threshold: float, weight: float):
     return pipeline
 
 
+MOVED: list[int] = [0]  # questions whose chunks marks moved, since the last look
+
+
 def ask_all(pipeline, collection: str, asked, ds) -> dict[str, float]:
     """question id -> MRR@5 by gold document."""
     out = {}
     for q, _, _ in asked:
         result = pipeline.ask(q.text, collection=collection, generate=False)
         out[q.id] = mrr(ds.relevant(q.id), [c.source.removesuffix(".txt") for c in result.chunks], k=5)
+        MOVED[0] += any(c.marks_score for c in result.candidates)
     return out
 
 
@@ -248,7 +252,9 @@ def main() -> int:
             for threshold, weight in grid:
                 results[(name, wrong, threshold, weight)] = ask_all(pipeline_for(base, threshold, weight), name, dev,
                                                                     ds)
-            print(f"{name}: dev grid at {wrong:.0%} wrong marks done, {time.time() - t0:.0f}s", flush=True)
+            print(f"{name}: dev grid at {wrong:.0%} wrong marks done ({MOVED[0]} of {len(dev) * len(grid)} answers "
+                  f"moved by marks), {time.time() - t0:.0f}s", flush=True)
+            MOVED[0] = 0
 
     def mean(scores: dict, items, group: str, split: str, any_of: bool = False) -> float:
         values = [scores[q.id] for q, g, s in items if (any_of or g == group) and s == split and q.id in scores]

@@ -85,7 +85,6 @@ if not history and not question and state.samples_loaded(settings):
             column.button(example.question, key=f"example-{example.question}", help=example.shows,
                           on_click=st.session_state.__setitem__, args=(PENDING, example.question), width="stretch")
 
-
 if question and question.strip():
     with st.chat_message("user"):
         st.text(question)

@@ -258,9 +258,6 @@ class Settings(BaseSettings):
     feedback_dev_queries: int = Field(100, ge=1, le=5000,
         description="Questions of the dev set both rerankers are scored on, enough for the comparison to show a "
         "reranker that forgot the world, few enough to score within the training job.")
-    feedback_keep_runs: int = Field(3, ge=1, le=100, description="Fine-tune runs of a store kept on disk, newest "
-        "first, the one a collection uses (or goes back to) always; each new run deletes older ones and what killed "
-        "runs left, since every run writes a model of its own.")
     feedback_memory_weight: float = Field(
         0.5, ge=0.0, le=2.0,
         description="How far marks on questions alike in meaning move a chunk in the final order (added to the blend "
@@ -271,6 +268,9 @@ class Settings(BaseSettings):
         description="The embedder's cosine between a new question and a marked one from which the marked one's "
         "marks count, fitted on dev questions that share answers and ones that do not (scripts/feedback_memory.py); "
         "set for the default embedder, whose cosines of unrelated questions run high.")
+    feedback_keep_runs: int = Field(3, ge=1, le=100, description="Fine-tune runs of a store kept on disk, newest "
+        "first, the one a collection uses (or goes back to) always; each new run deletes older ones and what killed "
+        "runs left, since every run writes a model of its own.")
     feedback_export_onnx: bool = Field(True, description="Export the fine-tune to int8 ONNX, as the default ships, "
                                        "so it serves at the same speed; its torch weights stay beside it.")
 

@@ -247,7 +247,6 @@ def test_cohere_sdk_rerank_equals_the_reranker_in_process(server: Server) -> Non
         assert admin.post("/v1/rerank", json=body).status_code == 200  # loads it
     co = cohere.ClientV2(api_key=server.tokens["reader"], base_url=server.url, httpx_client=http_client())
     reply = co.rerank(model="rerank-minilm-l6", query=QUESTION, documents=docs, top_n=5)  # loaded: a reader may
-
     assert [r.index for r in reply.results] == order[:5]
     assert [r.relevance_score for r in reply.results] == pytest.approx([expected[i] for i in order[:5]], abs=1e-5)
 
@@ -336,6 +335,7 @@ def test_retrieve_and_ask_return_the_ask_json_payload(server: Server) -> None:
     # each chunk names its document (ingest.identity): the samples' titles, and the line retrieval read before it
     assert all(c["doc_title"] and c["context"].startswith(c["doc_title"]) for c in found["chunks"])
 
+
 def test_an_unanswered_question_says_why_and_the_llm_is_told_to_say_so(server: Server) -> None:
     from rag.answer import DOUBT_NOTE
 
@@ -354,7 +354,6 @@ def test_an_unanswered_question_says_why_and_the_llm_is_told_to_say_so(server: S
     answered, prompt = asked(QUESTION)
     assert not answered["low_confidence"] and answered["low_confidence_reason"] is None
     assert DOUBT_NOTE.split("(")[0] not in prompt
-
 
 
 # ---- documents ------------------------------------------------------------------------------------------

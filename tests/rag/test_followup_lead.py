@@ -52,9 +52,16 @@ def test_an_elliptical_chain_reaches_back_to_the_question_that_stood_alone() -> 
         "Do you deliver outside the UK? How long does it take?"
 
 
+def _lead_settings(store: Path) -> Settings:
+    """What these tests measure is which passage leads the answer, so the abstention (rag.abstain) stays out: on
+    these 64-token chunks it warns on some answered questions (tiny margins between overlapping chunks), which
+    docs/abstention.md records as a known limit rather than a floor here."""
+    return Settings(data_dir=store, chunk_size=64, chunk_overlap=8, abstain_threshold=1.0)
+
+
 def test_a_new_topic_after_a_question_is_answered_about_itself(small_chunks_store: Path) -> None:
     """The issue's chat: the warranty follow-up led with the battery's charging time."""
-    pipeline = RagPipeline(Settings(data_dir=small_chunks_store, chunk_size=64, chunk_overlap=8))
+    pipeline = RagPipeline(_lead_settings(small_chunks_store))
     first = pipeline.ask("How long does the battery take to charge?")
     second = pipeline.ask("And how long is the warranty?", history=[first])
     assert second.context_share == 0.0 and second.context_query  # the context still found candidates
@@ -67,7 +74,7 @@ def test_a_new_topic_after_a_question_is_answered_about_itself(small_chunks_stor
 
 
 def test_the_mixed_set_leads_with_the_follow_up(small_chunks_store: Path) -> None:
-    pipeline = RagPipeline(Settings(data_dir=small_chunks_store, chunk_size=64, chunk_overlap=8))
+    pipeline = RagPipeline(_lead_settings(small_chunks_store))
     leads: dict[str, list[bool]] = {"new-topic": [], "elliptical": []}
     for line in MIXED.read_text().splitlines():
         history: list = []

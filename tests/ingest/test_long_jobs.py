@@ -91,7 +91,10 @@ def test_a_real_ctrl_c_stops_a_running_ingest_promptly_and_leaves_the_store_inta
     (tmp_path / "next.txt").write_text("The file after the long scan.")
     process = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", str(tmp_path / "long.tif"),
                                 str(tmp_path / "next.txt")], cwd=REPO, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               # as a terminal starts it: a test run started in the background (`make test &`)
+                               # passes SIGINT ignored on to its children, and Python then never raises on it
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     progress = []
     try:
         while True:  # progress on stderr every 2 s: "long.tif: 3 of 40 pages read by OCR"

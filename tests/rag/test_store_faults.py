@@ -116,7 +116,7 @@ def test_a_server_killed_mid_ingest_fails_each_remaining_file_alone(chroma: Chro
 
     settings = _server_settings(chroma, tmp_path)
     results = Ingestor(settings).ingest_paths([SAMPLE], on_result=lambda result: chroma.kill())
-    assert [r.status for r in results] == ["ok", "failed", "failed", "failed"]
+    assert [r.status for r in results] == ["ok"] + ["failed"] * (len(results) - 1) and len(results) >= 4
     for result in results[1:]:
         assert re.match(UNREACHABLE, result.reason) and "Traceback" not in result.line()
 

@@ -13,8 +13,6 @@ import io
 import json
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ import pytest
 
 from rag.settings import Settings
 from rag.types import PUBLIC_FIELDS
-from tests.helpers import REPO, SAMPLE, FakeOpenAI, free_port, openai_handler
+from tests.helpers import SAMPLE, FakeOpenAI, openai_handler, serve_api, stop_process
 
 QUESTION = "How long does the battery take to charge?"
 BODIES: list[str] = []  # every response body any client here received
@@ -108,28 +106,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm: SwitchableLlm) -> Iter
     store = KeyStore(Settings(data_dir=data_dir, chroma_host=None))
     tokens = {name: store.create(name, collection=c, scope=s)[1] for name, (c, s) in KEYS.items()}
 
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_") and not k.startswith("OPENAI_")}
     env.update(OPENAI_BASE_URL=llm.state.url, OPENAI_API_KEY="sk-test-llm", RAG_LLM_MODEL="test-model",
                RAG_LLM_MAX_RETRIES="0", RAG_MAX_FILE_MB="0.2", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    log = data_dir / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "serve", "--data-dir", str(data_dir), "--port", str(port),
-             "--workers", "2", "--queue", "2"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 240
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            pytest.fail(f"the API server did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
+    process, url, log = serve_api(data_dir, env, "--workers", "2", "--queue", "2")
     running = Server(url, data_dir, log, tokens, llm)
     with running.client("admin") as client:
         files = [("files", (p.name, p.read_bytes())) for p in sorted(SAMPLE.iterdir())]
@@ -140,11 +120,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm: SwitchableLlm) -> Iter
                             files=[("files", ("notes.txt", b"The office plants are watered on Fridays."))])
         assert other.json()["results"][0]["status"] == "ok", other.text
     yield running
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_process(process, timeout=20)
 
 
 def in_process_scores(query: str, texts: list[str], name: str | None = None) -> list[float]:

@@ -119,6 +119,8 @@ def answer_notices(result: AskResult, settings: Settings) -> None:
     """The LLM's failure and the low-confidence warning, next to the answer where the user looks."""
     if result.rerank_skipped:
         st.caption(f":material/translate: Not reranked: {escape_md(result.rerank_skipped)}.")
+    if result.named_documents:
+        st.caption(f":material/filter_alt: {escape_md(result.named_documents.describe())}.")
     if result.error:
         st.error(f"The LLM could not answer, so this is an extractive answer from the passages instead. "
                  f"Reason: {escape_md(result.error)}", icon=":material/error:")

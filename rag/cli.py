@@ -94,6 +94,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         print(f"warning: the documents may not answer this ({result.low_confidence_reason})")
     if result.rerank_skipped:
         print(f"not reranked: {result.rerank_skipped}")
+    if result.named_documents:
+        print(result.named_documents.describe())
     for n, chunk in enumerate(result.chunks, 1):
         moved = "" if chunk.rank_change is None else f", was #{chunk.retrieval_rank}"
         rerank = "" if chunk.rerank_score is None else f" rerank {chunk.rerank_score:.3f}"

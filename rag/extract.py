@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from rag.chunk_context import asked_documents
 from rag.lexical import tokenize
 from rag.table_rows import TABLE_HEADER_LINES, is_table_row, table_sentences  # noqa: F401 - re-exported
 from rag.types import AnswerSpan, ChunkHit
@@ -344,17 +343,17 @@ def mix_scores(raw: RawScores, context_at: list[int | None]) -> np.ndarray:
 
 def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, embedder=None,
                    max_sentences: int = MAX_SENTENCES, context: str | None = None,
-                   context_share: float = 0.0) -> ExtractiveAnswer:
+                   context_share: float = 0.0, named: Collection[str] | None = None) -> ExtractiveAnswer:
     """The extractive answer to ``question`` from ``chunks`` (best first): at most ``max_sentences``
     sentences, the best one first, each cited [n], scored by the lexical overlap and whichever of ``reranker``
-    and ``embedder`` are given (and ``context``, see :func:`score_sentences`)."""
+    and ``embedder`` are given (and ``context``, see :func:`score_sentences`). ``named``: the documents (sources)
+    the question names (rag.doc_names); where any chunk is theirs, only their sentences are quoted."""
     if not chunks:
         return ExtractiveAnswer(NOTHING_FOUND)
     sentences, candidates, scores = score_sentences(question, chunks, reranker=reranker, embedder=embedder,
                                                     context=context, context_share=context_share)
-    asked = asked_documents(question, chunks)  # the question names a company, a period: quote those documents
-    if asked and any(chunks[sentences[i].chunk - 1].doc_id in asked for i in candidates):
-        kept = [k for k, i in enumerate(candidates) if chunks[sentences[i].chunk - 1].doc_id in asked]
+    if named and any(chunks[sentences[i].chunk - 1].source in named for i in candidates):
+        kept = [k for k, i in enumerate(candidates) if chunks[sentences[i].chunk - 1].source in named]
         candidates, scores = [candidates[k] for k in kept], [scores[k] for k in kept]
     if not candidates:  # nothing but headings and questions: quote the best chunk's start
         text = chunks[0].text.strip()

@@ -46,6 +46,8 @@ from rag.bm25_tokens import (  # noqa: E402,F401
 )
 # So does the score matrix (rag.bm25_matrix), with its parameters.
 from rag.bm25_matrix import B, K1, METHOD, _bm25, _count_terms, _score_matrix  # noqa: E402,F401
+from rag.chunk_context import document_identity  # noqa: E402
+from rag.doc_names import DocumentNames, NamedDocuments  # noqa: E402
 
 
 # ---- the index -----------------------------------------------------------------------------------
@@ -60,10 +62,12 @@ def scoring_label() -> str:
 class LexicalIndex:
     """BM25 over a fixed list of chunks. Build with :meth:`build`, or :meth:`load` a saved one."""
 
-    def __init__(self, chunk_ids: list[str], retriever: bm25s.BM25 | None, manifest: dict[str, Any]) -> None:
+    def __init__(self, chunk_ids: list[str], retriever: bm25s.BM25 | None, manifest: dict[str, Any],
+                 names: DocumentNames | None = None) -> None:
         self.chunk_ids = chunk_ids
         self.retriever = retriever  # None when no chunk has a single token
         self.manifest = manifest
+        self.names = names  # each document's identity and its rows: which documents a question names
         self.folder: Path | None = None
 
     def __len__(self) -> int:
@@ -79,8 +83,10 @@ class LexicalIndex:
         fingerprint: str = "",
         store_chunks: int | None = None,
         generation: str | None = None,
+        identities: Sequence[tuple[str, str]] | None = None,
     ) -> LexicalIndex:
         """Tokenize ``texts`` and index them; the manifest records what the index was built from.
+        ``identities``: each row's (source, document identity), for :meth:`named_documents`.
 
         ``store_chunks`` is the chunk count the store's registry declared when the chunks were read
         (defaults to ``len(chunk_ids)``): freshness compares it, so a store whose readable chunks
@@ -99,8 +105,10 @@ class LexicalIndex:
             "scoring": scoring_label(),
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "bm25": retriever is not None,  # False: no chunk has a token, no bm25s files
+            "doc_names": identities is not None,
         }
-        return cls(list(chunk_ids), retriever, manifest)
+        names = DocumentNames.build(identities) if identities is not None else None
+        return cls(list(chunk_ids), retriever, manifest, names)
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` best (chunk id, BM25 score), best first; [] when no query term is in the index."""
@@ -128,6 +136,20 @@ class LexicalIndex:
             return 0.0
         return sum(term in self.retriever.vocab_dict for term in terms) / len(terms)
 
+    def rows_with(self, term: str) -> np.ndarray:
+        """The rows (chunks) whose indexed text holds ``term``: one column of the score matrix."""
+        term_id = self.retriever.vocab_dict.get(term) if self.retriever is not None else None
+        if term_id is None:
+            return np.zeros(0, dtype=np.int64)
+        indptr = self.retriever.scores["indptr"]
+        return np.asarray(self.retriever.scores["indices"][indptr[term_id]:indptr[term_id + 1]])
+
+    def named_documents(self, question: str, max_outside_share: float) -> NamedDocuments | None:
+        """The documents ``question`` names by their identities (rag.doc_names), or None."""
+        if self.names is None or max_outside_share <= 0:
+            return None
+        return self.names.named(question, self.rows_with, max_outside_share)
+
     def save(self, folder: str | Path) -> None:
         """Write the index into a new folder, the manifest last: a folder with a manifest is whole."""
         folder = Path(folder)
@@ -135,6 +157,8 @@ class LexicalIndex:
         if self.retriever is not None:
             self.retriever.save(str(folder), show_progress=False)
         (folder / CHUNK_IDS).write_text(json.dumps(self.chunk_ids), encoding="utf-8")
+        if self.names is not None:
+            self.names.save(folder)
         finish_folder(folder, json.dumps(self.manifest, indent=1))
         self.folder = folder
 
@@ -150,12 +174,13 @@ class LexicalIndex:
             retriever = None
             if manifest.get("bm25"):
                 retriever = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+            names = DocumentNames.load(folder) if manifest.get("doc_names") else None
         except (OSError, ValueError, KeyError) as error:
             raise IndexUnusable(f"{folder}: {type(error).__name__}: {error}") from error
         num_docs = retriever.scores["num_docs"] if retriever is not None else len(chunk_ids)
         if not (len(chunk_ids) == manifest.get("chunks") == num_docs):
             raise IndexUnusable(f"{folder}: {len(chunk_ids)} chunk ids, manifest says {manifest.get('chunks')}")
-        index = cls(chunk_ids, retriever, manifest)
+        index = cls(chunk_ids, retriever, manifest, names)
         index.folder = folder
         return index
 
@@ -168,21 +193,23 @@ def index_root(data_dir: str | Path, collection: str) -> Path:
 
 
 def _is_current(manifest: dict[str, Any]) -> bool:
-    return manifest.get("tokenizer_version") == TOKENIZER_VERSION and manifest.get("scoring") == scoring_label()
+    return (manifest.get("tokenizer_version") == TOKENIZER_VERSION and manifest.get("scoring") == scoring_label()
+            and manifest.get("doc_names") is True)
 
 
 def _build(kb: KnowledgeBase, state: StoreState, records: list[DocumentRecord], page_size: int = 2000) -> LexicalIndex:
     """Index the chunks of exactly the versions ``records`` commit."""
-    chunk_ids, texts = [], []
+    chunk_ids, texts, identities = [], [], []
     for chunk in kb.committed_chunks(page_size, records=records):
         chunk_ids.append(chunk.chunk_id)
         texts.append(chunk.read_text)  # its context line too (rag.chunk_context): a page that never names its company
+        identities.append((chunk.source, document_identity(chunk.context, chunk.doc_title, chunk.source)))
     if len(chunk_ids) != state.chunks:
         log.warning("collection %s: the registry declares %d committed chunks, %d could be read",
                     kb.name, state.chunks, len(chunk_ids))
     return LexicalIndex.build(
         chunk_ids, texts, collection=kb.name, fingerprint=state.fingerprint, store_chunks=state.chunks,
-        generation=state.generation,
+        generation=state.generation, identities=identities,
     )
 
 
@@ -228,6 +255,12 @@ def lexical_search(kb: KnowledgeBase, data_dir: str | Path, query: str, k: int,
         wanted = set(sources)
         chunks = [chunk for chunk in chunks if chunk.source in wanted][:k]
     return chunks
+
+
+def named_documents(kb: KnowledgeBase, data_dir: str | Path, question: str,
+                    max_outside_share: float) -> NamedDocuments | None:
+    """The documents of ``kb`` that ``question`` names by their identities (rag.doc_names), or None."""
+    return lexical_index(kb, data_dir).named_documents(question, max_outside_share)
 
 
 def lexical_coverage(kb: KnowledgeBase, data_dir: str | Path, query: str) -> float:

@@ -16,14 +16,15 @@ from rag import abstain, catalog, followup, mark_memory
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.feedback import collection_reranker
+from rag.lexical import named_documents
 from rag.limits import clean_question
 from rag.embedders.models import Embedder, configured_embedder
 from rag.rerank import Reranker, blend, load_reranker, sigmoid
 from rag.mark_memory import Lent
-from rag.retrieve import Candidate, retrieve
+from rag.retrieve import Candidate, FirstStage, retrieve, retrieve_named
 from rag.settings import RerankBlend, RetrievalMode, Settings
 from rag.store import KnowledgeBase
-from rag.types import Abstention, AnswerSpan, AskResult, ChunkHit, StageTimings
+from rag.types import Abstention, AnswerSpan, AskResult, ChunkHit, NamedDocuments, StageTimings
 
 
 def _ms(since: float) -> float:
@@ -101,9 +102,9 @@ class RagPipeline:
             context = followup.context_query(question, history)
             share = followup.context_share(question) if context else None
         sources = sorted(set(sources)) if sources else None
-        first = retrieve(searched, kb, embedder, self.settings, mode=first_stage, top_k=top_k, sources=sources)
+        first, named = self._first_stage(searched, kb, embedder, first_stage, top_k, sources)
         if context:
-            also = retrieve(context, kb, embedder, self.settings, mode=first_stage, top_k=top_k, sources=sources)
+            also, _ = self._first_stage(context, kb, embedder, first_stage, top_k, sources)
             first = followup.fuse(first, also, top_k=top_k, rrf_k=self.settings.rrf_k,
                                   context_weight=followup.fusion_weight(share or 0.0))
 
@@ -135,7 +136,7 @@ class RagPipeline:
             answer, mode, error, spans, doubt = self._answer(
                 question if turns else searched, chunks, on_token, reranker, turns, extract_question=searched,
                 context=context if share else None, context_share=share or 0.0, doubt=doubt,
-                candidates=candidates)
+                candidates=candidates, named=named.sources if named else ())
             generate_ms = _ms(t)
 
         return AskResult(
@@ -163,6 +164,7 @@ class RagPipeline:
             context_query=context,
             context_share=share,
             sources=sources,
+            named_documents=named,
             quotes_other_language=bool(answer) and mode == "extractive"
             and catalog.question_script_language(question) != catalog.question_script_language(answer),
         )
@@ -244,7 +246,7 @@ class RagPipeline:
         self, question: str, chunks: list[ChunkHit], on_token: Callable[[str], None] | None,
         reranker: Reranker | None = None, history: Sequence[tuple[str, str]] = (),
         extract_question: str | None = None, context: str | None = None, context_share: float = 0.0,
-        doubt: Abstention | None = None, candidates: Sequence[ChunkHit] = (),
+        doubt: Abstention | None = None, candidates: Sequence[ChunkHit] = (), named: Sequence[str] = (),
     ) -> tuple[str, str, str | None, list[AnswerSpan], Abstention | None]:
         """(answer, mode, error, spans, doubt): the LLM's answer (told of ``doubt`` when it fired), or the
         extractive one (its sentences chosen by the reranker, or the embedder without one, for
@@ -261,7 +263,7 @@ class RagPipeline:
                 error = str(failure)
         asked = extract_question or question
         extracted = extract_answer(asked, chunks, reranker=reranker, embedder=self.embedder,
-                                   context=context, context_share=context_share)
+                                   context=context, context_share=context_share, named=named)
         if chunks and not context_share:
             score = abstain.sentence_score(asked, chunks, extracted.spans, reranker=reranker, embedder=self.embedder)
             doubt = abstain.decide(asked, chunks, candidates, sentence_score=score,
@@ -277,6 +279,17 @@ class RagPipeline:
         if chosen is None:
             return self.reranker
         return load_reranker(chosen, self.settings.device, self.settings.rerank_max_length)
+
+    def _first_stage(self, query: str, kb: KnowledgeBase, embedder: Embedder, mode: RetrievalMode, top_k: int,
+                     sources: Sequence[str] | None) -> tuple[FirstStage, NamedDocuments | None]:
+        """The first stage over ``sources`` (the asker's choice) or, when the question names documents by their
+        identities (rag.doc_names), over those first; with the documents it named."""
+        share = self.settings.route_max_outside_share
+        named = None if sources or share <= 0 else named_documents(kb, self.settings.data_dir, query, share)
+        if named is not None:
+            return retrieve_named(query, kb, embedder, self.settings, mode=mode, top_k=top_k,
+                                  named=named.sources), named
+        return retrieve(query, kb, embedder, self.settings, mode=mode, top_k=top_k, sources=sources), None
 
     def _reranker_for(self, question: str, rerank: bool,
                       collection: str | None = None) -> tuple[Reranker | None, str | None]:

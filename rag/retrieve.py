@@ -152,3 +152,22 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
             fused_rank=rank if mode == "hybrid" else None, fused_score=score if mode == "hybrid" else None,
         ))
     return FirstStage(candidates, timings)
+
+
+def retrieve_named(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Settings, *,
+                   mode: RetrievalMode, top_k: int, named: Sequence[str]) -> FirstStage:
+    """The first stage over the documents the question ``named`` (rag.doc_names) first, then, where they hold
+    fewer than ``top_k`` chunks (a titled passage is one chunk), the rest of the collection's best after them: a
+    question that names a document reads its chunks before any other's, and still gets ``top_k`` candidates."""
+    first = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k, sources=named)
+    if len(first.candidates) >= top_k:
+        return first
+    rest = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k)
+    seen = {c.chunk.chunk_id for c in first.candidates}
+    candidates = first.candidates + [c for c in rest.candidates if c.chunk.chunk_id not in seen]
+    for rank, candidate in enumerate(candidates[:top_k], 1):
+        candidate.rank = rank
+        if candidate.fused_rank is not None:
+            candidate.fused_rank = rank
+    timings = {step: round(first.timings_ms.get(step, 0.0) + ms, 2) for step, ms in rest.timings_ms.items()}
+    return FirstStage(candidates[:top_k], timings)

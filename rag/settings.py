@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         "distinct terms (rag.lexical.LexicalIndex.coverage) and less in proportion below it, so that a question in "
         "another language than the documents, whose words barely occur, is ranked by the multilingual dense side; 0 "
         "always weighs BM25 fully.")
+    route_max_outside_share: float = Field(
+        0.02, ge=0.0, le=1.0,
+        description="A question word that some documents' identities carry (a company, a quarter, a year) names "
+        "them, and the first stage searches only those, when at most this share of the other documents' chunks "
+        "use it (rag.doc_names), so that a word every document speaks of names none; 0 turns naming off.")
     dense_exact_max_chunks: int = Field(
         100_000, ge=0, le=10_000_000,
         description="Dense search is exact (one matrix product over the collection's vectors, kept beside the store "

@@ -125,6 +125,20 @@ class Abstention(BaseModel):
     reason: str | None = Field(None, description="Why it fired, in words; null when it did not.")
 
 
+class NamedDocuments(BaseModel):
+    """The documents a question names by their identities (rag.doc_names): the first stage searched only these."""
+
+    sources: tuple[str, ...] = Field(description="The documents searched (their sources).")
+    terms: tuple[str, ...] = Field(description="The question's words that named them: their identities carry them "
+                                   "and the other documents' text seldom uses them.")
+    latest: bool = Field(False, description="The question asked for the latest: the newest-dated of them kept.")
+
+    def describe(self) -> str:
+        """One line for people: which documents were searched first, and the words that named them."""
+        why = ", ".join(self.terms) + ("; the latest" if self.latest else "") if self.terms else "the latest"
+        return f"Searched first the documents the question names: {', '.join(self.sources)} (by: {why})"
+
+
 class StageTimings(BaseModel):
     """Milliseconds spent in each stage of one query."""
 
@@ -185,6 +199,9 @@ class AskResult(BaseModel):
         "question answered from English passages, or the reverse).")
     sources: list[str] | None = Field(
         None, description="The documents the question was asked of (their sources); null: the whole collection.")
+    named_documents: NamedDocuments | None = Field(
+        None, description="The documents the question named and the first stage searched alone (Settings."
+        "route_max_outside_share); null when it named none or the asker chose the documents.")
 
     def public_json(self) -> dict:
         """The result as ``rerank-rag ask --json`` prints it and the HTTP API returns it (JSON-ready)."""
@@ -224,5 +241,5 @@ class AskResult(BaseModel):
 PUBLIC_FIELDS: frozenset[str] = frozenset({
     "question", "answer", "answer_mode", "reranked", "chunks", "candidates", "timings_ms", "collection", "embedder",
     "retrieval", "reranker", "rerank_weight", "rerank_blend", "rerank_skipped", "error", "low_confidence", "low_confidence_reason", "abstention", "answer_spans", "searched_query",
-    "context_query", "context_share", "sources", "quotes_other_language",
+    "context_query", "context_share", "sources", "named_documents", "quotes_other_language",
 })

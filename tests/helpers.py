@@ -288,6 +288,25 @@ def text_pdf(pages: list[list[str | tuple[str, int]]], size: tuple[float, float]
     return buffer.getvalue()
 
 
+def quarterly_filing(company: str, sales: str, growth: str, quarter: str = "Q1 2024",
+                     period_end: str = "March 31, 2024") -> bytes:
+    """A quarterly filing: a cover naming the company in large type, then pages that never name it but in their
+    running footer, as a 10-Q's pages say "net sales" without saying whose."""
+    footer = f"{company.split()[0]} | {quarter} Form 10-Q |"
+    cover = [(company, 22), ("FORM 10-Q", 16), f"For the quarterly period ended {period_end}",
+             "Commission file number 000-12345", "Indicate by check mark whether the registrant has filed all reports."]
+    body = [
+        ["PART I. FINANCIAL INFORMATION", "Item 2. Discussion and Analysis",
+         f"Total net sales were ${sales} million for the quarter, up {growth} percent from the prior year.",
+         "Sales grew in every region, led by the domestic segment.", f"{footer} 2"],
+        ["Note 3 - Inventories", "Inventories are stated at the lower of cost and net realizable value.",
+         "The company reviews its inventory for obsolescence every quarter.", f"{footer} 3"],
+        ["Item 4. Controls and Procedures", "Disclosure controls were effective as of the end of the period.",
+         "No change in internal control occurred during the quarter.", f"{footer} 4"],
+    ]
+    return text_pdf([cover, *body])
+
+
 def text_image(lines: list[str], size: int = 40, width: int = 1600):
     """A white page image with ``lines`` in black DejaVu Sans (Debian's fonts-dejavu-core): a scan to OCR."""
     from PIL import Image, ImageDraw, ImageFont

@@ -20,31 +20,13 @@ from ingest.identity import (
 from ingest.loaders import read_document
 from ingest.pipeline import Ingestor, SourceFile
 from ingest.document import PageText
-from tests.helpers import text_pdf
+from tests.helpers import quarterly_filing as filing, text_pdf
 
 COMPANIES = {  # file name -> (name on the cover and in the footer, its figures)
     "filing-a.pdf": ("Zenith Foods Inc.", "4,812", "7"),
     "filing-b.pdf": ("Borealis Mining Corp.", "9,530", "12"),
     "filing-c.pdf": ("Calypso Airlines Ltd.", "2,264", "3"),
 }
-
-
-def filing(company: str, sales: str, growth: str) -> bytes:
-    """A quarterly filing: a cover naming the company in large type, then pages that never name it but in their
-    running footer, as a 10-Q's pages say "net sales" without saying whose."""
-    footer = f"{company.split()[0]} | Q1 2024 Form 10-Q |"
-    cover = [(company, 22), ("FORM 10-Q", 16), "For the quarterly period ended March 31, 2024",
-             "Commission file number 000-12345", "Indicate by check mark whether the registrant has filed all reports."]
-    body = [
-        ["PART I. FINANCIAL INFORMATION", "Item 2. Discussion and Analysis",
-         f"Total net sales were ${sales} million for the quarter, up {growth} percent from the prior year.",
-         "Sales grew in every region, led by the domestic segment.", f"{footer} 2"],
-        ["Note 3 - Inventories", "Inventories are stated at the lower of cost and net realizable value.",
-         "The company reviews its inventory for obsolescence every quarter.", f"{footer} 3"],
-        ["Item 4. Controls and Procedures", "Disclosure controls were effective as of the end of the period.",
-         "No change in internal control occurred during the quarter.", f"{footer} 4"],
-    ]
-    return text_pdf([cover, *body])
 
 
 def test_a_pdf_is_known_by_its_cover_period_and_running_footer() -> None:

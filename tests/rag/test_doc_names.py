@@ -1,0 +1,106 @@
+"""A question that names documents by what tells them apart searches those first (issue 33, rag.doc_names)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.pipeline import Ingestor, SourceFile
+from rag.doc_names import DocumentNames, naming_terms, newest_date
+from rag.pipeline import RagPipeline
+from rag.settings import Settings
+from tests.helpers import quarterly_filing
+
+FILINGS = {  # three companies, two quarters each: pages that never name their company or quarter but in footers
+    "zenith-q1.pdf": ("Zenith Foods Inc.", "4,812", "7", "Q1 2024", "March 31, 2024"),
+    "zenith-q2.pdf": ("Zenith Foods Inc.", "5,106", "9", "Q2 2024", "June 30, 2024"),
+    "borealis-q1.pdf": ("Borealis Mining Corp.", "9,530", "12", "Q1 2024", "March 31, 2024"),
+    "borealis-q2.pdf": ("Borealis Mining Corp.", "9,871", "4", "Q2 2024", "June 30, 2024"),
+    "calypso-q1.pdf": ("Calypso Airlines Ltd.", "2,264", "3", "Q1 2024", "March 31, 2024"),
+    "calypso-q2.pdf": ("Calypso Airlines Ltd.", "2,590", "15", "Q2 2024", "June 30, 2024"),
+}
+
+
+@pytest.fixture(scope="module")
+def filings(tmp_path_factory) -> Settings:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("filings") / "store")
+    results = Ingestor(settings).ingest([SourceFile(name, data=quarterly_filing(*facts))
+                                         for name, facts in FILINGS.items()])
+    assert [r.status for r in results] == ["ok"] * len(FILINGS)
+    return settings
+
+
+@pytest.mark.parametrize("name", ["borealis-q2.pdf", "calypso-q1.pdf", "zenith-q2.pdf"])
+def test_a_question_naming_company_and_quarter_reads_that_filing_only(filings, name) -> None:
+    company, sales, _, quarter, _ = FILINGS[name]
+    ordinal = {"Q1": "first", "Q2": "second"}[quarter[:2]]
+    result = RagPipeline(filings).ask(f"What were {company.split()[0]}'s total net sales in the {ordinal} quarter "
+                                      "of 2024?")
+    assert result.named_documents is not None and result.named_documents.sources == (name,)
+    assert company.split()[0] in result.named_documents.terms and "q" + quarter[1] in result.named_documents.terms
+    sources = [c.source for c in result.candidates]
+    lead = sources.count(name)  # its chunks come first; the rest of the collection fills top_k after them
+    assert lead >= 2 and sources[:lead] == [name] * lead and len(sources) == filings.top_k
+    assert sales in result.chunks[0].text and sales in result.answer
+    assert result.public_json()["named_documents"]["sources"] == [name]
+    assert name in result.named_documents.describe()
+
+
+def test_the_latest_keeps_the_newest_filing_unless_the_question_compares_periods(filings) -> None:
+    pipeline = RagPipeline(filings)
+    latest = pipeline.ask("What were Calypso's total net sales in the latest quarter?", generate=False)
+    assert latest.named_documents.sources == ("calypso-q2.pdf",) and latest.named_documents.latest
+    both = pipeline.ask("How did Calypso's net sales in the most recent quarter compare with the previous one?",
+                        generate=False)
+    assert both.named_documents.sources == ("calypso-q1.pdf", "calypso-q2.pdf")
+    assert not both.named_documents.latest
+
+
+def test_a_question_naming_no_document_or_asked_of_chosen_ones_searches_as_asked(filings) -> None:
+    pipeline = RagPipeline(filings)
+    plain = pipeline.ask("What were total net sales for the quarter?", generate=False)
+    assert plain.named_documents is None and len({c.source for c in plain.candidates}) > 2
+    chosen = pipeline.ask("What were Zenith's net sales?", sources=["borealis-q1.pdf"], generate=False)
+    assert chosen.named_documents is None and {c.source for c in chosen.candidates} == {"borealis-q1.pdf"}
+    off = RagPipeline(filings.model_copy(update={"route_max_outside_share": 0.0}))
+    unnamed = off.ask("What were Zenith's total net sales in the second quarter of 2024?", generate=False)
+    assert unnamed.named_documents is None and len({c.source for c in unnamed.candidates}) > 1
+
+
+def test_a_word_the_other_documents_speak_of_names_none() -> None:
+    # "United" is on one cover; the other documents' text uses it on most pages: it names none of them.
+    identities = {"a.pdf": "United Freight Corp · 2024 Q1", "b.pdf": "Harbor Rail Inc · 2024 Q1",
+                  "c.pdf": "Harbor Rail Inc · 2024 Q2"}
+    rows = [(source, identity) for source, identity in identities.items() for _ in range(4)]
+    names = DocumentNames.build(rows)
+    text_using = {"unit": [0, 4, 5, 6, 8, 9], "harbor": [4, 5, 6, 7, 8, 9, 10, 11], "freight": [0, 1]}
+
+    def rows_with(term: str) -> np.ndarray:
+        return np.array(text_using.get(term, []))
+
+    assert names.named("What did United report on freight rates?", rows_with, 0.02).sources == ("a.pdf",)
+    assert names.named("What did the United States report?", rows_with, 0.02) is None
+    assert names.named("How did Harbor Rail do in Q2 2024?", rows_with, 0.02).sources == ("c.pdf",)
+    assert names.named("How did Harbor Rail do?", rows_with, 0.02).sources == ("b.pdf", "c.pdf")
+    assert names.named("What happened in 2024?", rows_with, 0.02) is None  # every identity carries it
+
+
+def test_titled_passages_put_the_named_one_first_and_keep_top_k(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "store", top_k=5)
+    topics = ["Glaciers", "Volcanoes", "Estuaries", "Deserts", "Monsoons", "Tundra", "Savannas", "Reefs"]
+    files = [SourceFile(f"{topic.lower()}.md", data=f"# {topic}\n\nThis landform shapes the climate and the life "
+                        f"of the region around it in many ways.\n".encode()) for topic in topics]
+    assert {r.status for r in Ingestor(settings).ingest(files)} == {"ok"}
+    result = RagPipeline(settings).ask("How do estuaries shape the region around them?", generate=False)
+    assert result.named_documents.sources == ("estuaries.md",)
+    assert result.candidates[0].source == "estuaries.md" and len(result.candidates) == 5
+    assert [c.retrieval_rank for c in result.candidates] == [1, 2, 3, 4, 5]
+
+
+def test_periods_and_dates_as_identities_write_them() -> None:
+    assert {"q3", "2023", "appl"} <= naming_terms("Apple's third quarter of FY2023")
+    assert "q2" in naming_terms("第二季度营收") and "30" not in naming_terms("ended June 30, 2024")
+    assert newest_date("period ended July 1, 2023 · filed on 2023-08-04") == "2023-08-04"
+    assert newest_date("Q3 2023 Form 10-Q") == "2023-09-28" and newest_date("Pump guide") is None

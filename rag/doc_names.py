@@ -10,11 +10,18 @@ had picked them (``RagPipeline.ask(sources=...)``).
 A question word names documents only where it tells them apart and the text agrees:
 
 * it is in the identity of some documents but not all ("Amazon", "Q2", "2023"; "Form" and "10-Q" name none);
-* the other documents' text seldom uses it (at most ``Settings.route_max_outside_share`` of their chunks): "Apple"
-  names Apple's filings, while "United States" on Amazon's cover names nothing, since every filing speaks of the
-  United States. This is what keeps a collection of titled passages (a library's abstracts) from being cut to the
-  passages whose titles share a word with the question: their words run through the others' text too;
-* numbers name only as years or quarters ("2023", "Q3", "third quarter", "第三季度"): a day of a cover's date does not.
+* the other documents' own text seldom uses it (at most ``Settings.route_max_outside_share`` of their chunks):
+  "Apple" names Apple's filings (0 of the others' chunks), while "United States" on Amazon's cover names nothing
+  (7 % of the others' chunks say it);
+* its documents' own text does use it (at least ``Settings.route_min_inside_share`` of their chunks): a filing
+  speaks of its company (Apple's chunks say "Apple" in 17 %), while a word only a title holds ("I" in "What can I
+  do?") is no name;
+* each of its documents holds more than one chunk: a one-chunk document's identity is already read with its only
+  chunk by BM25, the embedder and the reranker, so naming it adds nothing but the risk of passing over its
+  neighbours (a library of titled abstracts, a manual's sections as passages), and naming only the longer ones
+  among an article's paragraphs would pass over its short ones;
+* numbers name only as years or quarters ("2023", "Q3", "third quarter", "第三季度"), and these only narrow what the
+  names chose: other filings speak of 2023 too, so a year is not tested against their text.
 
 The documents holding the most of those words, weighted by how few documents carry each (IDF), are the ones asked.
 "the latest" / "most recent" / "最新" then keeps, among them, those whose identity states the newest date. Nothing
@@ -27,7 +34,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +45,7 @@ from rag.bm25_tokens import tokenize
 from rag.types import NamedDocuments
 
 NAMES_FILE = "doc_names.json"
-ROWS_FILE = "doc_rows.npy"
+NAMES_VERSION = 3  # in the BM25 manifest: an index whose names another version counted is rebuilt
 
 _ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 _QUARTER_WORDS = re.compile(r"\b(first|1st|second|2nd|third|3rd|fourth|4th)\s+(?:fiscal\s+)?quarter\b", re.I)
@@ -49,6 +58,10 @@ _LATEST = re.compile(r"\b(?:latest|most\s+recent|newest|last\s+(?:filing|report|
 # "the most recent quarter compared to previous ones" asks for them all.
 _EARLIER = re.compile(r"\b(?:previous|prior|earlier|preceding|over\s+time|trends?)\b|之前|以前|上一|历年", re.I)
 _PERIOD_TERM = re.compile(r"(?:19|20)\d\d|q[1-4]")
+_QUARTER_TERM = re.compile(r"q[1-4]")
+_PERIOD_ENDED = re.compile(r"\b(?:quarterly\s+period|three\s+months|quarter)\s+ended\s+"
+                           r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(\d{1,2}),?\s+((?:19|20)\d\d)",
+                           re.I)
 _MONTHS = {m: i for i, m in enumerate(
     "jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
 _DATE_ISO = re.compile(r"\b((?:19|20)\d\d)-(\d\d)-(\d\d)\b")
@@ -72,6 +85,18 @@ def naming_terms(text: str) -> set[str]:
             if not term[0].isdigit() or _YEAR.fullmatch(term)}
 
 
+def identity_terms(identity: str) -> set[str]:
+    """An identity's naming terms, and the calendar quarter of the period it says it covers where it names no
+    quarter itself ("For the quarterly period ended June 30, 2023" -> q2): a file name or running line that says
+    "Q3" wins, since a fiscal quarter is often not the calendar's."""
+    terms = naming_terms(identity)
+    if not any(_QUARTER_TERM.fullmatch(term) for term in terms):
+        for month, day, _ in _PERIOD_ENDED.findall(identity):
+            number = _MONTHS[month.lower()[:3]] - (int(day) <= 7)  # "ended July 1": the quarter of June
+            terms.add(f"q{(number - 1) % 12 // 3 + 1}")
+    return terms
+
+
 def newest_date(text: str) -> str | None:
     """The newest date an identity states (ISO; else a quarter's label, read as its last month): how "the latest"
     orders documents."""
@@ -82,70 +107,88 @@ def newest_date(text: str) -> str | None:
     return max(dates) if dates else None
 
 
-class DocumentNames:
-    """Each document's identity terms and which chunk rows are whose: kept with the BM25 index (rag.lexical)."""
+@dataclass(frozen=True)
+class TermUse:
+    """How the documents whose identity carries a term use it in their own text, and how the others do."""
 
-    def __init__(self, sources: Sequence[str], identities: Sequence[str], row_docs: np.ndarray) -> None:
-        self.sources = list(sources)
-        self.identities = list(identities)
-        self.row_docs = row_docs  # per BM25 row (chunk), the index of its document in ``sources``
-        self.dates = [newest_date(text) for text in self.identities]
-        self.term_docs: dict[str, np.ndarray] = {}
-        carried: dict[str, list[int]] = {}
-        for doc, identity in enumerate(self.identities):
-            for term in naming_terms(identity):
-                carried.setdefault(term, []).append(doc)
-        self.term_docs = {term: np.array(docs, dtype=np.int32) for term, docs in carried.items()}
-        self.doc_rows = np.bincount(row_docs, minlength=len(self.sources)) if len(row_docs) else np.zeros(0, int)
+    docs: tuple[int, ...]  # the documents (indexes into ``DocumentNames.sources``) whose identity carries it
+    inside: float  # the share of their chunks whose own text (no context line) uses it
+    outside: float  # the share of the other documents' chunks whose own text uses it
+
+
+class DocumentNames:
+    """Each document's identity, chunk count and date, and how the collection's text uses each identity term:
+    built with the BM25 index from the same pass over the chunks, kept beside it (rag.lexical)."""
+
+    def __init__(self, sources: Sequence[str], chunks: Sequence[int], dates: Sequence[str | None],
+                 terms: dict[str, TermUse]) -> None:
+        self.sources, self.chunks, self.dates, self.terms = list(sources), list(chunks), list(dates), terms
 
     @classmethod
-    def build(cls, rows: Sequence[tuple[str, str]]) -> DocumentNames:
-        """From each BM25 row's (source, identity text), in row order."""
+    def build(cls, rows: Sequence[tuple[str, str, str]]) -> DocumentNames:
+        """From each chunk's (source, its document's identity, its own text)."""
         index: dict[str, int] = {}
-        identities: list[str] = []
-        row_docs = np.empty(len(rows), dtype=np.int32)
-        for row, (source, identity) in enumerate(rows):
-            if source not in index:
-                index[source] = len(identities)
-                identities.append(identity)
-            row_docs[row] = index[source]
-        return cls(list(index), identities, row_docs)
+        identities: list[set[str]] = []
+        dates: list[str | None] = []
+        chunks: list[int] = []
+        row_docs: list[int] = []
+        for source, identity, _ in rows:
+            doc = index.get(source)
+            if doc is None:
+                doc = index[source] = len(identities)
+                identities.append(identity_terms(identity))
+                dates.append(newest_date(identity))
+                chunks.append(0)
+            chunks[doc] += 1
+            row_docs.append(doc)
+        carried: dict[str, list[int]] = {}
+        for doc, terms in enumerate(identities):
+            for term in terms:
+                carried.setdefault(term, []).append(doc)
+        carried = {term: docs for term, docs in carried.items() if len(docs) < len(identities)}  # the rest tell nothing
+        inside, outside = Counter(), Counter()
+        for (_, _, text), doc in zip(rows, row_docs, strict=True):
+            for term in naming_terms(text) & carried.keys():
+                (inside if term in identities[doc] else outside)[term] += 1
+        uses = {}
+        for term, docs in carried.items():
+            theirs = sum(chunks[doc] for doc in docs)
+            others = len(row_docs) - theirs
+            uses[term] = TermUse(tuple(docs), inside[term] / theirs, outside[term] / others if others else 0.0)
+        return cls(list(index), chunks, dates, uses)
 
     def save(self, folder: Path) -> None:
-        (folder / NAMES_FILE).write_text(json.dumps({"sources": self.sources, "identities": self.identities}),
-                                         encoding="utf-8")
-        np.save(folder / ROWS_FILE, self.row_docs)
+        terms = {term: [list(use.docs), use.inside, use.outside] for term, use in self.terms.items()}
+        (folder / NAMES_FILE).write_text(json.dumps({"sources": self.sources, "chunks": self.chunks,
+                                                     "dates": self.dates, "terms": terms}), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> DocumentNames:
         saved = json.loads((folder / NAMES_FILE).read_text(encoding="utf-8"))
-        return cls(saved["sources"], saved["identities"], np.load(folder / ROWS_FILE, mmap_mode="r"))
+        terms = {term: TermUse(tuple(docs), inside, outside) for term, (docs, inside, outside) in saved["terms"].items()}
+        return cls(saved["sources"], saved["chunks"], saved["dates"], terms)
 
-    def named(self, question: str, rows_with, max_outside_share: float) -> NamedDocuments | None:
-        """The documents ``question`` names (see the module), or None when it names no strict subset of them.
-
-        ``rows_with(term)`` gives the BM25 rows (chunks) whose indexed text holds ``term``."""
+    def named(self, question: str, max_outside_share: float, min_inside_share: float) -> NamedDocuments | None:
+        """The documents ``question`` names (see the module), or None when it names no strict subset of them."""
         n = len(self.sources)
         if n < 2:
             return None
         weights, periods = np.zeros(n), np.zeros(n)
         used: list[str] = []
         for term in sorted(naming_terms(question)):
-            docs = self.term_docs.get(term)
-            if docs is None or len(docs) == n:
+            use = self.terms.get(term)
+            if use is None or len(use.docs) == n:
                 continue
+            docs = list(use.docs)
+            if min(self.chunks[doc] for doc in docs) < 2:
+                continue  # a one-chunk document among its own (below)
             if _PERIOD_TERM.fullmatch(term):  # other periods' text speaks of this year too: it names only its own
                 periods[docs] += 1
                 used.append(term)
                 continue
-            inside = np.zeros(n, dtype=bool)
-            inside[docs] = True
-            outside_rows = int(self.doc_rows[~inside].sum())
-            using = np.asarray(rows_with(term), dtype=np.int64)
-            outside_using = int((~inside[self.row_docs[using]]).sum()) if len(using) else 0
-            if outside_rows and outside_using / outside_rows > max_outside_share:
-                continue  # the other documents speak of it too: it names none of them
-            weights[docs] += math.log(n / len(docs))
+            if len(term) < 2 or use.outside > max_outside_share or use.inside < min_inside_share:
+                continue  # a letter; a word the others speak of; one its own documents do not
+            weights[docs] += math.log(n / len(use.docs))
             used.append(term)
         # The names pick the documents; the periods the question states then narrow them, where any carries one.
         chosen = np.flatnonzero(weights >= weights.max() - 1e-9)
@@ -162,7 +205,7 @@ class DocumentNames:
         if len(chosen) == n or not (used or latest):
             return None
         picked = set(chosen.tolist())
-        terms = [t for t in used if picked & set(self.term_docs[t].tolist())]
+        terms = [t for t in used if picked & set(self.terms[t].docs)]
         return NamedDocuments(sources=tuple(sorted(self.sources[i] for i in picked)),
                               terms=_as_written(question, terms), latest=latest)
 
@@ -171,6 +214,8 @@ def _as_written(question: str, terms: Sequence[str]) -> tuple[str, ...]:
     """The question's own words for BM25's terms ("Apple's" for "appl"), the term where no word stems to it."""
     written: dict[str, str] = {}
     for word in re.findall(r"[^\W_]+", question):
+        if any(ord(char) >= 0x2E80 for char in word):
+            continue  # CJK: BM25's terms are its characters and pairs, shown as they are
         for term in tokenize(word):
             written.setdefault(term, word)
     return tuple(dict.fromkeys(written.get(term, term) for term in terms))

@@ -47,7 +47,7 @@ from rag.bm25_tokens import (  # noqa: E402,F401
 # So does the score matrix (rag.bm25_matrix), with its parameters.
 from rag.bm25_matrix import B, K1, METHOD, _bm25, _count_terms, _score_matrix  # noqa: E402,F401
 from rag.chunk_context import document_identity  # noqa: E402
-from rag.doc_names import DocumentNames, NamedDocuments  # noqa: E402
+from rag.doc_names import NAMES_VERSION, DocumentNames, NamedDocuments  # noqa: E402
 
 
 # ---- the index -----------------------------------------------------------------------------------
@@ -83,10 +83,10 @@ class LexicalIndex:
         fingerprint: str = "",
         store_chunks: int | None = None,
         generation: str | None = None,
-        identities: Sequence[tuple[str, str]] | None = None,
+        identities: Sequence[tuple[str, str, str]] | None = None,
     ) -> LexicalIndex:
         """Tokenize ``texts`` and index them; the manifest records what the index was built from.
-        ``identities``: each row's (source, document identity), for :meth:`named_documents`.
+        ``identities``: each row's (source, document identity, own text), for :meth:`named_documents`.
 
         ``store_chunks`` is the chunk count the store's registry declared when the chunks were read
         (defaults to ``len(chunk_ids)``): freshness compares it, so a store whose readable chunks
@@ -105,7 +105,7 @@ class LexicalIndex:
             "scoring": scoring_label(),
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "bm25": retriever is not None,  # False: no chunk has a token, no bm25s files
-            "doc_names": identities is not None,
+            "doc_names": NAMES_VERSION if identities is not None else None,
         }
         names = DocumentNames.build(identities) if identities is not None else None
         return cls(list(chunk_ids), retriever, manifest, names)
@@ -136,19 +136,12 @@ class LexicalIndex:
             return 0.0
         return sum(term in self.retriever.vocab_dict for term in terms) / len(terms)
 
-    def rows_with(self, term: str) -> np.ndarray:
-        """The rows (chunks) whose indexed text holds ``term``: one column of the score matrix."""
-        term_id = self.retriever.vocab_dict.get(term) if self.retriever is not None else None
-        if term_id is None:
-            return np.zeros(0, dtype=np.int64)
-        indptr = self.retriever.scores["indptr"]
-        return np.asarray(self.retriever.scores["indices"][indptr[term_id]:indptr[term_id + 1]])
-
-    def named_documents(self, question: str, max_outside_share: float) -> NamedDocuments | None:
+    def named_documents(self, question: str, max_outside_share: float,
+                        min_inside_share: float) -> NamedDocuments | None:
         """The documents ``question`` names by their identities (rag.doc_names), or None."""
         if self.names is None or max_outside_share <= 0:
             return None
-        return self.names.named(question, self.rows_with, max_outside_share)
+        return self.names.named(question, max_outside_share, min_inside_share)
 
     def save(self, folder: str | Path) -> None:
         """Write the index into a new folder, the manifest last: a folder with a manifest is whole."""
@@ -174,7 +167,7 @@ class LexicalIndex:
             retriever = None
             if manifest.get("bm25"):
                 retriever = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
-            names = DocumentNames.load(folder) if manifest.get("doc_names") else None
+            names = DocumentNames.load(folder) if manifest.get("doc_names") == NAMES_VERSION else None
         except (OSError, ValueError, KeyError) as error:
             raise IndexUnusable(f"{folder}: {type(error).__name__}: {error}") from error
         num_docs = retriever.scores["num_docs"] if retriever is not None else len(chunk_ids)
@@ -194,7 +187,7 @@ def index_root(data_dir: str | Path, collection: str) -> Path:
 
 def _is_current(manifest: dict[str, Any]) -> bool:
     return (manifest.get("tokenizer_version") == TOKENIZER_VERSION and manifest.get("scoring") == scoring_label()
-            and manifest.get("doc_names") is True)
+            and manifest.get("doc_names") == NAMES_VERSION)
 
 
 def _build(kb: KnowledgeBase, state: StoreState, records: list[DocumentRecord], page_size: int = 2000) -> LexicalIndex:
@@ -203,7 +196,7 @@ def _build(kb: KnowledgeBase, state: StoreState, records: list[DocumentRecord], 
     for chunk in kb.committed_chunks(page_size, records=records):
         chunk_ids.append(chunk.chunk_id)
         texts.append(chunk.read_text)  # its context line too (rag.chunk_context): a page that never names its company
-        identities.append((chunk.source, document_identity(chunk.context, chunk.doc_title, chunk.source)))
+        identities.append((chunk.source, document_identity(chunk.context, chunk.doc_title, chunk.source), chunk.text))
     if len(chunk_ids) != state.chunks:
         log.warning("collection %s: the registry declares %d committed chunks, %d could be read",
                     kb.name, state.chunks, len(chunk_ids))
@@ -257,10 +250,10 @@ def lexical_search(kb: KnowledgeBase, data_dir: str | Path, query: str, k: int,
     return chunks
 
 
-def named_documents(kb: KnowledgeBase, data_dir: str | Path, question: str,
-                    max_outside_share: float) -> NamedDocuments | None:
+def named_documents(kb: KnowledgeBase, data_dir: str | Path, question: str, max_outside_share: float,
+                    min_inside_share: float) -> NamedDocuments | None:
     """The documents of ``kb`` that ``question`` names by their identities (rag.doc_names), or None."""
-    return lexical_index(kb, data_dir).named_documents(question, max_outside_share)
+    return lexical_index(kb, data_dir).named_documents(question, max_outside_share, min_inside_share)
 
 
 def lexical_coverage(kb: KnowledgeBase, data_dir: str | Path, query: str) -> float:

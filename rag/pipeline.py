@@ -285,7 +285,8 @@ class RagPipeline:
         """The first stage over ``sources`` (the asker's choice) or, when the question names documents by their
         identities (rag.doc_names), over those first; with the documents it named."""
         share = self.settings.route_max_outside_share
-        named = None if sources or share <= 0 else named_documents(kb, self.settings.data_dir, query, share)
+        named = None if sources or share <= 0 else named_documents(
+            kb, self.settings.data_dir, query, share, self.settings.route_min_inside_share)
         if named is not None:
             return retrieve_named(query, kb, embedder, self.settings, mode=mode, top_k=top_k,
                                   named=named.sources), named

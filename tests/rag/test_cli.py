@@ -60,6 +60,10 @@ def test_ask_json_has_the_documented_shape(ingested) -> None:
     assert all(c["dense_rank"] is not None or c["bm25_rank"] is not None for c in payload["candidates"])
     assert [c["retrieval_rank"] for c in payload["chunks"]] == [1, 2, 3, 4]
     assert any("81,797" in c["text"] for c in payload["candidates"])
+    # "Apple" and "July" name the filing (its text says them, the samples' do not): the first stage searched it alone
+    assert payload["named_documents"] == {"sources": ["2023 Q3 AAPL.pdf"], "terms": ["2023", "Apple", "July"],
+                                          "latest": False}
+    assert {c["source"] for c in payload["candidates"]} == {"2023 Q3 AAPL.pdf"}
 
 
 def test_ask_says_when_the_documents_do_not_answer_and_why(ingested) -> None:
@@ -69,8 +73,11 @@ def test_ask_says_when_the_documents_do_not_answer_and_why(ingested) -> None:
     assert done.stdout.startswith("(extractive answer) The documents do not seem to answer this question.")
     assert "The closest passages:" in done.stdout and "\n\n[1] " in done.stdout
     assert "warning: the documents may not answer this (" in done.stdout and "likely unanswered" in done.stdout
+    # the period it names is the filing's: searched first, and said so
+    assert "Searched first the documents the question names: 2023 Q3 AAPL.pdf (by: 2023, Q3)" in done.stdout
     answered = run("ask", "How long do I have to return a bike?", data_dir=data_dir)
     assert "do not seem to answer" not in answered.stdout and "warning:" not in answered.stdout
+    assert "Searched first" not in answered.stdout
 
 
 def test_ask_retrieval_bm25_fills_only_the_bm25_fields(ingested) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.app.test_app_pages import ask, data_dir, reranked, start, texts  # noqa: F401 - fixtures
+from tests.app.apptest import ask, start, texts
 
 
 def test_ask_shows_the_documents_the_question_named(reranked: str) -> None:

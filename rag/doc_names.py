@@ -24,7 +24,8 @@ A question word names documents only where it tells them apart and the text agre
   names chose: other filings speak of 2023 too, so a year is not tested against their text.
 
 The documents holding the most of those words, weighted by how few documents carry each (IDF), are the ones asked.
-"the latest" / "most recent" / "最新" then keeps, among them, those whose identity states the newest date. Nothing
+"the latest" / "most recent" / "最新" then keeps, among them, those whose identity states the newest date (never
+of a whole collection: "the latest firmware" names no document). Nothing
 here knows a company: the names come from the documents. Hand-written: llama-index's auto-retrievers ask an LLM
 to write a metadata filter, which the offline default has none of.
 """
@@ -194,7 +195,8 @@ class DocumentNames:
         chosen = np.flatnonzero(weights >= weights.max() - 1e-9)
         if periods[chosen].max() > 0:
             chosen = chosen[periods[chosen] >= periods[chosen].max()]
-        latest = bool(_LATEST.search(question)) and not _EARLIER.search(question)
+        # "the latest" of what the question named; of a whole collection ("the latest firmware?") it says nothing
+        latest = bool(used) and bool(_LATEST.search(question)) and not _EARLIER.search(question)
         if latest:
             dated = [(self.dates[i], i) for i in chosen if self.dates[i]]
             if len(dated) >= 2:
@@ -202,7 +204,7 @@ class DocumentNames:
                 chosen = np.array([i for date, i in dated if date == newest])
             else:
                 latest = False
-        if len(chosen) == n or not (used or latest):
+        if len(chosen) == n or not used:
             return None
         picked = set(chosen.tolist())
         terms = [t for t in used if picked & set(self.terms[t].docs)]

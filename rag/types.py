@@ -126,7 +126,8 @@ class Abstention(BaseModel):
 
 
 class NamedDocuments(BaseModel):
-    """The documents a question names by their identities (rag.doc_names): the first stage searched only these."""
+    """The documents a question names by their identities (rag.doc_names): the first stage searched these first
+    (only these, where they hold top-k chunks)."""
 
     sources: tuple[str, ...] = Field(description="The documents searched (their sources).")
     terms: tuple[str, ...] = Field(description="The question's words that named them: their identities carry them "
@@ -135,8 +136,9 @@ class NamedDocuments(BaseModel):
 
     def describe(self) -> str:
         """One line for people: which documents were searched first, and the words that named them."""
-        why = ", ".join(self.terms) + ("; the latest" if self.latest else "") if self.terms else "the latest"
-        return f"Searched first the documents the question names: {', '.join(self.sources)} (by: {why})"
+        shown = ", ".join(self.sources[:5]) + (f" and {len(self.sources) - 5} more" if len(self.sources) > 5 else "")
+        why = ", ".join(self.terms) + ("; the latest" if self.latest else "")
+        return f"Searched first the documents the question names: {shown} (by: {why})"
 
 
 class StageTimings(BaseModel):
@@ -200,7 +202,7 @@ class AskResult(BaseModel):
     sources: list[str] | None = Field(
         None, description="The documents the question was asked of (their sources); null: the whole collection.")
     named_documents: NamedDocuments | None = Field(
-        None, description="The documents the question named and the first stage searched alone (Settings."
+        None, description="The documents the question named, which the first stage searched first (Settings."
         "route_max_outside_share); null when it named none or the asker chose the documents.")
 
     def public_json(self) -> dict:

@@ -102,6 +102,7 @@ def test_a_word_the_other_documents_speak_of_or_its_own_do_not_names_none() -> N
     assert named("What did the United States report?") is None
     assert named("How did Harbor Rail do in Q2 2024?") == ("c.pdf",)
     assert named("What do I know about harbors?") == ("b.pdf", "c.pdf")  # "I" and "know" name nothing
+    assert named("What is the latest rate?") is None  # "the latest" of nothing named narrows nothing
     assert named("What is in the glossary?") is None  # a one-chunk document is never named...
     assert named("How did Harbor Rail do?") == ("b.pdf", "c.pdf")  # ...nor are others by a word it carries too
 

@@ -131,6 +131,8 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 500_000])
     parser.add_argument("--hnsw-max-size", type=int, default=100_000, help="build HNSW up to this size only")
     parser.add_argument("--n-queries", type=int, default=200)
+    parser.add_argument("--configs", nargs="+", choices=("default", "ours"), default=["default", "ours"],
+                        help="which HNSW configurations to build (a build at 500k takes long on small machines)")
     parser.add_argument("-k", type=int, default=50)
     parser.add_argument("--qrels", metavar="DATASET", help="also MRR@5 of each side, the vectors being DATASET's "
                         "corpus in file order and the queries its first questions (as --embed writes them)")
@@ -140,8 +142,9 @@ def main() -> int:
     settings = Settings()
     ours = {"max_neighbors": settings.hnsw_max_neighbors, "ef_construction": settings.hnsw_ef_construction,
             "ef_search": settings.hnsw_ef_search}
-    configs = {**CONFIGS, f"ours (M {ours['max_neighbors']}, efc {ours['ef_construction']}, "
-                          f"ef {ours['ef_search']})": ours}
+    configs = {**(CONFIGS if "default" in args.configs else {}),
+               **({f"ours (M {ours['max_neighbors']}, efc {ours['ef_construction']}, ef {ours['ef_search']})": ours}
+                  if "ours" in args.configs else {})}
     real = np.load(args.vectors).astype(np.float32)
     queries = np.load(args.queries).astype(np.float32)[:args.n_queries]
     relevant = relevant_ids(args.qrels, len(queries)) if args.qrels else None

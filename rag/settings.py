@@ -115,10 +115,11 @@ class Settings(BaseSettings):
         "chunks use it, so that a document is named by what its text speaks of (a company) and not by a word only "
         "its title holds.")
     dense_exact_max_chunks: int = Field(
-        100_000, ge=0, le=10_000_000,
+        500_000, ge=0, le=10_000_000,
         description="Dense search is exact (one matrix product over the collection's vectors, kept beside the store "
-        "like the BM25 index) up to this many chunks, where it costs about what embedding the question does, and "
-        "Chroma's approximate HNSW index above it; 0 always uses HNSW.")
+        "like the BM25 index) up to this many chunks, where it still costs a fraction of the reranker's time while "
+        "HNSW already loses much of the true top-k among many near-identical chunks, and Chroma's approximate HNSW "
+        "index above it; 0 always uses HNSW.")
     hnsw_max_neighbors: int = Field(
         32, ge=4, le=128, description="HNSW graph degree (M) of new collections: higher finds more of the true "
         "nearest chunks at the cost of memory and ingest time; fixed at creation (`rerank-rag reindex` applies it).")

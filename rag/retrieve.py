@@ -103,9 +103,11 @@ def _ms(since: float) -> float:
 
 
 def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Settings, *,
-             mode: RetrievalMode, top_k: int, sources: Sequence[str] | None = None) -> FirstStage:
+             mode: RetrievalMode, top_k: int, sources: Sequence[str] | None = None,
+             query_embedding: Sequence[float] | None = None) -> FirstStage:
     """The first stage's top ``top_k`` for ``question`` over ``kb``; with ``sources``, over those documents only
-    (both sides filtered the same way, by the chunk's source)."""
+    (both sides filtered the same way, by the chunk's source). ``query_embedding``: the question's, when a search
+    before this one already embedded it."""
     if mode not in RETRIEVAL_MODES:
         raise ValueError(f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, not {mode!r}")
     depth = top_k if mode != "hybrid" else max(top_k, settings.first_stage_k)
@@ -114,9 +116,10 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
     lexical: list[StoredChunk] = []
     bm25_weight = settings.bm25_weight  # less when the collection lacks the question's words (bm25_coverage_full)
     if mode in ("dense", "hybrid"):
-        t = time.perf_counter()
-        query_embedding = embedder.embed_queries([question])[0]
-        timings["embed"] = _ms(t)
+        if query_embedding is None:
+            t = time.perf_counter()
+            query_embedding = embedder.embed_queries([question])[0]
+            timings["embed"] = _ms(t)
         t = time.perf_counter()
         dense = dense_search(kb, settings, query_embedding, depth, sources)
         timings["search"] = _ms(t)
@@ -159,10 +162,15 @@ def retrieve_named(question: str, kb: KnowledgeBase, embedder: Embedder, setting
     """The first stage over the documents the question ``named`` (rag.doc_names) first, then, where they hold
     fewer than ``top_k`` chunks (a titled passage is one chunk), the rest of the collection's best after them: a
     question that names a document reads its chunks before any other's, and still gets ``top_k`` candidates."""
-    first = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k, sources=named)
+    t = time.perf_counter()  # embedded once for both searches
+    embedding = embedder.embed_queries([question])[0] if mode != "bm25" else None
+    embed_ms = _ms(t) if embedding is not None else 0.0
+    first = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k, sources=named,
+                     query_embedding=embedding)
+    first.timings_ms["embed"] = embed_ms
     if len(first.candidates) >= top_k:
         return first
-    rest = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k)
+    rest = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k, query_embedding=embedding)
     seen = {c.chunk.chunk_id for c in first.candidates}
     candidates = first.candidates + [c for c in rest.candidates if c.chunk.chunk_id not in seen]
     for rank, candidate in enumerate(candidates[:top_k], 1):

@@ -44,6 +44,7 @@ COVER_LINES = 4
 BODY_RATIO = 1.15  # a cover line's type is larger than the page's body text by at least this
 IDENTITY_SHARE = 0.6  # of a context line, what the document's identity keeps at least beside a long section
 TOC_HEADINGS = 6  # a page with this many heading lines is a table of contents: its lines situate nothing
+REPEATED_HEADING_PAGES = 3  # a bold line on this many pages is a table's furniture, not a heading
 
 _MONTHS = ("jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|january|february|march|april|june|july|august|"
            "september|october|november|december")
@@ -57,7 +58,7 @@ _NUMBERED = [
     (1, re.compile(r"^(?:PART|Part)\s+[IVX]+\b")),
     (2, re.compile(r"^(?:ITEM|Item|CHAPTER|Chapter|ARTICLE|Article)\s+\d+[A-Z]?\b")),
     (3, re.compile(r"^(?:NOTE|Note|SECTION|Section|APPENDIX|Appendix)\s+(?:\d+(?:\.\d+)*|[A-Z])\b")),
-    (3, re.compile(r"^\d+(?:\.\d+){0,3}\.?\s+[A-Z][A-Za-z]")),
+    (3, re.compile(r"^(?!(?:19|20)\d\d\b)\d+(?:\.\d+){0,3}\.?\s+[A-Z][A-Za-z]")),  # not a year: "2021 Change"
 ]
 _MARKDOWN_HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
@@ -244,9 +245,10 @@ def markdown_headings(page: PageText) -> list[Heading]:
     return headings
 
 
-def numbered_headings(page: PageText) -> list[Heading]:
+def numbered_headings(page: PageText) -> list[Heading] | None:
     """A page's lines numbered as its structure (PART I, Item 2., Note 3, 3.2 Installation): short, no figures
-    after the number. A page with ``TOC_HEADINGS`` of them or more is a table of contents: none of its lines."""
+    after the number. None on a page with ``TOC_HEADINGS`` of them or more: a table of contents, whose lines
+    situate nothing."""
     headings, offset = [], 0
     for line in page.text.splitlines(keepends=True):
         text = line.strip()
@@ -258,20 +260,35 @@ def numbered_headings(page: PageText) -> list[Heading]:
                     headings.append(Heading(page.number, offset + len(line) - len(line.lstrip()), level, _clean(text)))
                     break
         offset += len(line)
-    return [] if len(headings) >= TOC_HEADINGS else headings
+    return None if len(headings) >= TOC_HEADINGS else headings
+
+
+def pdf_headings(pages: list[PageText]) -> list[Heading]:
+    """A PDF's headings without an outline: the lines it numbers as its structure where it numbers any, else its
+    lines set in bold (marked by the loader) save those on ``REPEATED_HEADING_PAGES`` pages or more (a table's
+    "Three Months Ended"). Not both: on the 10-Qs, bold subsections under the numbered Items and Notes lowered
+    the page-level MRR@5 (docs/chunk-context.md)."""
+    numbered = [numbered_headings(page) for page in pages]
+    if any(numbered):
+        return [heading for found in numbered if found for heading in found]
+    pages_of: Counter[str] = Counter()
+    for page in pages:
+        pages_of.update({text for _, _, text in page.headings})
+    return [Heading(page.number, offset, level, _clean(text)) for page, found in zip(pages, numbered, strict=True)
+            if found is not None for offset, level, text in page.headings if pages_of[text] < REPEATED_HEADING_PAGES]
 
 
 def _headings(suffix: str, pages: list[PageText], outline: list[Heading]) -> list[Heading]:
     if outline:
         return outline
+    if suffix == ".pdf":
+        return pdf_headings(pages)
     found: list[Heading] = []
     for page in pages:
         if page.headings:  # set by the loader (HTML, DOCX)
             found.extend(Heading(page.number, offset, level, _clean(text)) for offset, level, text in page.headings)
         elif suffix in (".md", ".markdown"):
             found.extend(markdown_headings(page))
-        elif suffix == ".pdf":
-            found.extend(numbered_headings(page))
     return found
 
 

@@ -1,5 +1,8 @@
 """PDF: each page's text layer (pypdf), or its image read by OCR (pypdfium2 renders it, :mod:`ingest.ocr` reads
 it) where the page has no text layer; then the running headers and footers left out (:mod:`ingest.furniture`).
+Lines set wholly in a bold face are marked as the page's headings (``PageText.headings``): a statement's title
+("CONDENSED CONSOLIDATED STATEMENTS OF OPERATIONS"), an MD&A subsection ("Gross Margin") then situate the chunks
+under them (:mod:`ingest.identity`).
 
 RAG_OCR: ``auto`` reads by OCR the pages with almost no text (fewer than ``MIN_TEXT_CHARS``) that hold an image,
 so a PDF with text layers (every page of the SEC 10-Qs) never renders a page; ``force`` reads every page by
@@ -14,7 +17,10 @@ inflated content in all by ``INFLATE_RATIO`` x the file size limit, and the text
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from itertools import accumulate
 
 from ingest.document import (
     DEFAULT_MAX_BYTES,
@@ -32,6 +38,48 @@ from ingest.furniture import strip_running_lines
 MIN_TEXT_CHARS = 25  # fewer non-space characters than this: a scan with at most a stamped page number
 MAX_RENDER_PIXELS = 40_000_000  # a page rendered for OCR is scaled down to this (a poster-sized page)
 PageProgress = Callable[[int, int, str], None]  # (done, total, step)
+EMPHASIS_LEVEL = 1  # a bold line's heading level: one level, each bold heading follows the last
+MAX_HEADING_CHARS = 100  # a longer bold line is an emphasised sentence, not a heading
+TABLE_HEADER_LINES = 3  # short bold lines in one block: a table's column heads
+_DATE = re.compile(r"[A-Za-z]+\.? \d{1,2},? \d{4}|\d{4}")
+_BOLD_FONT = re.compile(r"bold|black|heavy|semibold|demi", re.IGNORECASE)
+
+
+def _bold(font) -> bool:  # noqa: ANN001 - a pypdf font dictionary or None
+    try:
+        return bool(font) and bool(_BOLD_FONT.search(str(font.get("/BaseFont", ""))))
+    except Exception:  # noqa: BLE001 - a font dictionary is a help, never a reason to fail
+        return False
+
+
+def bold_headings(text: str, bold: set[str]) -> tuple[tuple[int, int, str], ...]:
+    """The lines of a page's ``text`` that its text layer sets wholly in bold (``bold``: its bold runs, spaces
+    collapsed), as ``PageText.headings``: short ones that hold a word. Not a heading: a line that ends mid-phrase
+    or as a sentence, one that starts lower-case (a wrapped line), a qualifier ("(in millions)"), a date ("June
+    25, 2022"), and the short lines of a block of bold lines that holds ``TABLE_HEADER_LINES`` or more of them (a
+    table's column heads: "Fair", "Value", "Cost")."""
+    lines = text.splitlines(keepends=True)
+    offsets = [0, *accumulate(len(line) for line in lines)]
+    words = [" ".join(line.split()) for line in lines]
+    blocks: list[list[int]] = []  # runs of consecutive bold lines, by line index
+    for i, line in enumerate(words):
+        if line not in bold:
+            continue
+        if blocks and blocks[-1][-1] == i - 1:
+            blocks[-1].append(i)
+        else:
+            blocks.append([i])
+    headings = []
+    for block in blocks:
+        crowded = sum(len(words[i].split()) <= 2 for i in block) >= TABLE_HEADER_LINES
+        for i in block:
+            line = words[i]
+            if (3 <= len(line) <= MAX_HEADING_CHARS and re.search(r"[^\W\d_]{2}", line)
+                    and not line.endswith((",", ";", ":", ".")) and not line.startswith("(")
+                    and not next(ch for ch in line if ch.isalpha()).islower()
+                    and not _DATE.fullmatch(line) and not (crowded and len(line.split()) <= 2)):
+                headings.append((offsets[i] + len(lines[i]) - len(lines[i].lstrip()), EMPHASIS_LEVEL, line))
+    return tuple(headings)
 
 
 def _content_streams(page) -> list:
@@ -116,6 +164,7 @@ def load_pdf(data: bytes, max_bytes: int | None = None, on_page: PageProgress | 
     content_limit = INFLATE_RATIO * (max_bytes or DEFAULT_MAX_BYTES)
     renderer = _Renderer(data, reading.ocr_dpi)
     failed: list[tuple[int | None, str]] = []
+    bold: dict[int, set[str]] = {}  # each page's runs of bold text, to find its headings once the text is final
 
     def page_texts(pages) -> Iterator[PageText]:
         total = content = 0
@@ -127,7 +176,13 @@ def load_pdf(data: bytes, max_bytes: int | None = None, on_page: PageProgress | 
                 raise IngestError(f"its pages' content inflates to more than {mb(content_limit)} by page {number}: "
                                   f"refused as a likely decompression bomb (the limit is {INFLATE_RATIO}x "
                                   "RAG_MAX_FILE_MB)")
-            text = "" if reading.ocr == "force" else (page.extract_text() or "").strip()
+            runs = bold[number] = set()
+
+            def visit(text, cm, tm, font, size):  # noqa: ANN001 - pypdf's visitor signature
+                if _bold(font) and text.strip():
+                    runs.add(" ".join(text.split()))
+
+            text = "" if reading.ocr == "force" else (page.extract_text(visitor_text=visit) or "").strip()
             ocr = reading.ocr == "force" or (
                 reading.ocr == "auto" and len("".join(text.split())) < MIN_TEXT_CHARS
                 and (_has_image(page.get("/Resources")) or any(b"BI" in part and b"EI" in part for part in data_of)))
@@ -136,6 +191,7 @@ def load_pdf(data: bytes, max_bytes: int | None = None, on_page: PageProgress | 
                 if getattr(stream, "decoded_self", None) is not None:
                     stream.decoded_self = None
             if ocr:
+                runs.clear()  # the text is the image's now; a text layer's bold runs mark none of it
                 try:
                     text = _ocr_page(renderer, number, budget)
                 except OcrLimit as error:
@@ -185,6 +241,7 @@ def load_pdf(data: bytes, max_bytes: int | None = None, on_page: PageProgress | 
     if reading.running_lines:
         texted, running = strip_running_lines(texted)
         texted = [page for page in texted if page.text]
+    texted = [replace(page, headings=bold_headings(page.text, bold.get(page.number, set()))) for page in texted]
     return ReadDocument(texted, failed, running, len(pages))
 
 

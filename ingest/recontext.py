@@ -4,7 +4,7 @@ Nothing is chunked again: every chunk keeps its id and text, and gets its ``doc_
 ``context`` (:mod:`ingest.identity`) and a vector of its context line with its text. Where the identity comes from:
 
 * a PDF whose original is kept beside the store (:mod:`rag.page_image`): the file itself, as ingest reads it
-  (metadata, cover, running lines, outline and numbered headings);
+  (metadata, cover, running lines, outline, numbered or bold headings);
 * Markdown and plain text: the stored chunks themselves, which hold the file's text and its ``#`` headings;
 * anything else (HTML, DOCX, a PDF ingested before originals were kept, images): the stored text and the file
   name only, and the document is named as one to ingest again for the title and sections the file holds.

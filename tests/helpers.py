@@ -256,31 +256,32 @@ class ChromaServer:
 
 
 # ---- generated documents (issue 23: OCR, running lines) ------------------------------------------
-def text_pdf(pages: list[list[str | tuple[str, int]]], size: tuple[float, float] = (595, 842),
+def text_pdf(pages: list[list[str | tuple[str, int] | tuple[str, int, bool]]], size: tuple[float, float] = (595, 842),
              title: str | None = None) -> bytes:
     """A PDF with a text layer: each page a list of lines (Helvetica 11 pt, top to bottom; a (line, points) pair
-    in that size: a cover's name), written by pypdf; ``size``: each page's width and height in points (A4 by
-    default); ``title``: its metadata title."""
+    in that size: a cover's name; a (line, points, True) triple in Helvetica-Bold: a heading), written by pypdf;
+    ``size``: each page's width and height in points (A4 by default); ``title``: its metadata title."""
     import io
 
     from pypdf import PdfWriter
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
     writer = PdfWriter()
-    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
-                             NameObject("/BaseFont"): NameObject("/Helvetica")})
+    fonts = DictionaryObject({NameObject(key): DictionaryObject({
+        NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+        NameObject("/BaseFont"): NameObject(face)}) for key, face in (("/F1", "/Helvetica"), ("/F2", "/Helvetica-Bold"))})
     for lines in pages:
         page = writer.add_blank_page(width=size[0], height=size[1])
         ops = [b"BT /F1 11 Tf 14 TL 60 %d Td" % int(size[1] - 42)]
         for line in lines:
-            line, points = line if isinstance(line, tuple) else (line, 11)
+            line, points, bold = (*line, False)[:3] if isinstance(line, tuple) else (line, 11, False)
             escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-            ops.append(b"/F1 %d Tf (" % points + escaped.encode("latin-1") + b") Tj T*")
+            ops.append(b"/F%d %d Tf (" % (2 if bold else 1, points) + escaped.encode("latin-1") + b") Tj T*")
         ops.append(b"ET")
         content = DecodedStreamObject()
         content.set_data(b"\n".join(ops))
         page[NameObject("/Contents")] = writer._add_object(content.flate_encode())
-        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
     if title:
         writer.add_metadata({"/Title": title})
     buffer = io.BytesIO()

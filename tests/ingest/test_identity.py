@@ -58,8 +58,37 @@ def test_a_pdf_metadata_title_counts_unless_it_is_an_id() -> None:
 def test_a_table_of_contents_situates_nothing() -> None:
     toc = PageText(2, "\n".join(["Part I", "Item 1. Financial Statements", "Item 2. Discussion", "Item 3. Risk",
                                  "Item 4. Controls", "Part II", "Item 5. Other"]))
-    assert numbered_headings(toc) == []
+    assert numbered_headings(toc) is None
     assert numbered_headings(PageText(1, "Total 1,200 $ 3.5\n3 Amounts are in millions of dollars 2024")) == []
+
+
+def test_a_pdf_without_numbered_headings_is_sectioned_by_its_bold_lines() -> None:
+    """A report that numbers nothing: its lines set in bold situate the rows and sentences under them; a table's
+    bold column heads, qualifiers, dates and a bold line on every page do not; nor does regular type. Where the
+    document numbers its structure, that structure alone is its sections."""
+    def bold(line: str) -> tuple[str, int, bool]:
+        return (line, 11, True)
+
+    statement = [bold("CONSOLIDATED STATEMENTS OF OPERATIONS"), bold("(in millions)"), bold("Three Months Ended"),
+                 bold("Adjusted"), bold("Cost"), bold("Fair"), bold("Value"),
+                 "Net sales 4,812 4,497", "Gross margin 1,200 1,100"]
+    discussion = [bold("Gross Margin"), "Gross margin rose to 24.9 percent on lower freight costs.",
+                  bold("Three Months Ended"), "Freight 310 290", bold("June 30, 2024"),
+                  "Liquidity", "Cash on hand covers the next twelve months of operations."]
+    pages = [[("Zenith Foods Inc.", 22), "Quarterly report"], statement, discussion,
+             ["Net income for the period:", bold("Three Months Ended"), "Net income 310 290"]]
+    data = text_pdf(pages)
+    read = read_document("report.pdf", data).pages
+    context = document_context("report.pdf", data, read)
+    assert {h.text for h in context.headings} == {"CONSOLIDATED STATEMENTS OF OPERATIONS", "Gross Margin"}
+    texts = ["Gross margin 1,200 1,100", "Gross margin rose to 24.9 percent on lower freight costs.",
+             "Cash on hand covers the next twelve months of operations."]
+    assert chunk_sections(context, read, texts, [2, 3, 3]) == [
+        "CONSOLIDATED STATEMENTS OF OPERATIONS", "Gross Margin", "Gross Margin"]
+
+    numbered = text_pdf([pages[0], [bold("Item 1. Financial Statements"), *statement], pages[2]])
+    context = document_context("filing.pdf", numbered, read_document("filing.pdf", numbered).pages)
+    assert [h.text for h in context.headings] == ["Item 1. Financial Statements"]
 
 
 def test_html_title_and_headings() -> None:

@@ -86,3 +86,21 @@ def test_unavailable_hub_reranker_offline_is_one_clear_error(offline_empty_cache
 def test_missing_local_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailableError, match="no such folder"):
         make_reranker(str(tmp_path / "nope" / "model"))
+
+
+def test_a_reranker_trained_here_says_how_to_build_it_until_it_is_built(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    """The multilingual student is a catalog option whose weights are not shipped: without its folder the
+    listing and the loader name the recipe; once built, it is found where the recipe writes it, reading Chinese."""
+    monkeypatch.setattr(catalog, "REPO_ROOT", tmp_path)
+    info = catalog.lookup("rerank-e5-multi")
+    ok, where = catalog.availability(info)
+    assert not ok and "scripts/train_student.sh multi-bg" in where and info.local_dir in where
+    load_reranker.cache_clear()
+    with pytest.raises(ModelUnavailableError, match="trained here, not shipped"):
+        load_reranker("rerank-e5-multi")
+    folder = tmp_path / info.local_dir
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert catalog.availability(info) == (True, f"trained: {info.local_dir}")
+    assert catalog.unread_language(info, "电池充满电需要多长时间？") is None

@@ -1,8 +1,7 @@
 """PDF: each page's text layer (pypdf), or its image read by OCR (pypdfium2 renders it, :mod:`ingest.ocr` reads
 it) where the page has no text layer; then the running headers and footers left out (:mod:`ingest.furniture`).
-Lines set wholly in a bold face are marked as the page's headings (``PageText.headings``): a statement's title
-("CONDENSED CONSOLIDATED STATEMENTS OF OPERATIONS"), an MD&A subsection ("Gross Margin") then situate the chunks
-under them (:mod:`ingest.identity`).
+Lines set wholly in a bold face are marked as the page's headings (``PageText.headings``): in a PDF that numbers
+no headings of its own (no outline, no "Item 2."), they are its sections (:mod:`ingest.identity`).
 
 RAG_OCR: ``auto`` reads by OCR the pages with almost no text (fewer than ``MIN_TEXT_CHARS``) that hold an image,
 so a PDF with text layers (every page of the SEC 10-Qs) never renders a page; ``force`` reads every page by

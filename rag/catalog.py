@@ -66,7 +66,7 @@ CATALOG: tuple[RerankerInfo, ...] = (
         local_dir="models/rerank-minilm-l6",
     ),
     RerankerInfo(
-        "rerank-e5-multi", None, "en, zh", "117M (int8 ONNX, 118 MB)", "cross-encoder",
+        "rerank-e5-multi", None, "en, zh", "118M (int8 ONNX, 118 MB)", "cross-encoder",
         "MIT (multilingual-e5-small); training data CC BY-SA 4.0",
         "multilingual-e5-small trained here on CMRC 2018 DEV (gold passages, hybrid negatives) and SQuAD "
         "questions the L-12 labelled, one epoch in 2.2 h of one core. Not shipped: at the default blend it moves "

@@ -29,10 +29,13 @@ def is_table_row(line: str) -> bool:
 
 def _column_header(lines: list[str], first_row: int) -> str:
     """The short lines right above a table's first row ("Three Months Ended", "July 1,", "2023", ...), joined:
-    up to ``TABLE_HEADER_LINES``, stopping at a caption (a line ending in ':' or '.') or a long line."""
+    up to ``TABLE_HEADER_LINES``, stopping at a caption (a line ending in ':' or '.') or a long line; a short
+    label right above the rows ("Revenue:", "Net sales:") groups them and is passed over."""
     header: list[str] = []
     for line in reversed(lines[max(0, first_row - TABLE_HEADER_LINES):first_row]):
         line = line.strip()
+        if line.endswith(":") and len(line.split()) <= 3 and not header and not any(ch.isdigit() for ch in line):
+            continue  # a group label over the rows ("Revenue:", "Net sales:"), not a caption
         if not line or len(line) > 80 or line.endswith((":", ".")) or is_table_row(line):
             break
         header.insert(0, line)

@@ -47,6 +47,18 @@ def test_each_row_is_a_sentence_with_its_column_header() -> None:
         assert text.startswith(" ".join(TABLE[start:end].split()))  # each span is where its text sits
 
 
+def test_a_group_label_over_the_rows_is_not_the_tables_caption() -> None:
+    """A statement's "Revenue:" over its rows labels them; the header above it is still the rows' header, while
+    a caption that ends in ':' still ends the header."""
+    grouped = TABLE.replace("Kestrel Commute", "Bikes:\nKestrel Commute")
+    texts = [text for _, _, text in table_sentences(grouped, sentence_spans(grouped))]
+    assert "Total bikes delivered 2,380 2,230 (Quarter Ended March 31, 2026 March 31, 2025)" in texts
+    captioned = TABLE.replace("March 31, 2025 were as follows (in units):\nQuarter Ended\nMarch 31,\n2026\n"
+                              "March 31,\n2025\n", "March 31, 2025 were as follows (in units):\n")
+    assert "Total bikes delivered 2,380 2,230" in [text for _, _, text in table_sentences(
+        captioned, sentence_spans(captioned))]
+
+
 def test_the_answer_quotes_the_row() -> None:
     from rag.embedders.models import configured_embedder
     from rag.rerank import load_reranker

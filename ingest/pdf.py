@@ -40,6 +40,8 @@ PageProgress = Callable[[int, int, str], None]  # (done, total, step)
 EMPHASIS_LEVEL = 1  # a bold line's heading level: one level, each bold heading follows the last
 MAX_HEADING_CHARS = 100  # a longer bold line is an emphasised sentence, not a heading
 TABLE_HEADER_LINES = 3  # short bold lines in one block: a table's column heads
+MAX_BOLD_SHARE = 0.5  # a page with more of its long lines in bold sets its text in bold: none is a heading
+PROSE_CHARS = 50  # a line this long is running text or a table row, not a heading
 _DATE = re.compile(r"[A-Za-z]+\.? \d{1,2},? \d{4}|\d{4}")
 _BOLD_FONT = re.compile(r"bold|black|heavy|semibold|demi", re.IGNORECASE)
 
@@ -55,11 +57,14 @@ def bold_headings(text: str, bold: set[str]) -> tuple[tuple[int, int, str], ...]
     """The lines of a page's ``text`` that its text layer sets wholly in bold (``bold``: its bold runs, spaces
     collapsed), as ``PageText.headings``: short ones that hold a word. Not a heading: a line that ends mid-phrase
     or as a sentence, one that starts lower-case (a wrapped line), a qualifier ("(in millions)"), a date ("June
-    25, 2022"), and the short lines of a block of bold lines that holds ``TABLE_HEADER_LINES`` or more of them (a
-    table's column heads: "Fair", "Value", "Cost")."""
+    25, 2022"), the short lines of a block of bold lines that holds ``TABLE_HEADER_LINES`` or more of them (a
+    table's column heads: "Fair", "Value", "Cost"), and every line of a page whose long lines are mostly bold (its running text set in bold)."""
     lines = text.splitlines(keepends=True)
     offsets = [0, *accumulate(len(line) for line in lines)]
     words = [" ".join(line.split()) for line in lines]
+    prose = [line for line in words if len(line) >= PROSE_CHARS]
+    if prose and sum(line in bold for line in prose) > MAX_BOLD_SHARE * len(prose):
+        return ()  # a page whose running text is bold emphasises nothing (a paragraph's first line is no heading)
     blocks: list[list[int]] = []  # runs of consecutive bold lines, by line index
     for i, line in enumerate(words):
         if line not in bold:

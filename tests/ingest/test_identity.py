@@ -86,6 +86,12 @@ def test_a_pdf_without_numbered_headings_is_sectioned_by_its_bold_lines() -> Non
     assert chunk_sections(context, read, texts, [2, 3, 3]) == [
         "CONSOLIDATED STATEMENTS OF OPERATIONS", "Gross Margin", "Gross Margin"]
 
+    all_bold = text_pdf([pages[0], [bold("Net sales rose by four percent in the quarter, as freight"),
+                                    bold("costs fell and the new lines sold well in every region."),
+                                    bold("Margins held at the level of the year before, on lower"),
+                                    bold("input prices.")]])
+    assert document_context("bold.pdf", all_bold, read_document("bold.pdf", all_bold).pages).headings == ()
+
     numbered = text_pdf([pages[0], [bold("Item 1. Financial Statements"), *statement], pages[2]])
     context = document_context("filing.pdf", numbered, read_document("filing.pdf", numbered).pages)
     assert [h.text for h in context.headings] == ["Item 1. Financial Statements"]

@@ -46,7 +46,7 @@ from rag.bm25_tokens import tokenize
 from rag.types import NamedDocuments
 
 NAMES_FILE = "doc_names.json"
-NAMES_VERSION = 3  # in the BM25 manifest: an index whose names another version counted is rebuilt
+NAMES_VERSION = 4  # in the BM25 manifest: an index whose names another version counted is rebuilt
 
 _ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 _QUARTER_WORDS = re.compile(r"\b(first|1st|second|2nd|third|3rd|fourth|4th)\s+(?:fiscal\s+)?quarter\b", re.I)
@@ -89,12 +89,18 @@ def naming_terms(text: str) -> set[str]:
 def identity_terms(identity: str) -> set[str]:
     """An identity's naming terms, and the calendar quarter of the period it says it covers where it names no
     quarter itself ("For the quarterly period ended June 30, 2023" -> q2): a file name or running line that says
-    "Q3" wins, since a fiscal quarter is often not the calendar's."""
+    "Q3" wins, since a fiscal quarter is often not the calendar's.
+
+    A quarter is the calendar's that holds most of its three months, the middle one: ended October 29, 2023
+    (August to October) is q3, ended July 29 q2, ended January 28, 2024 q4 of 2023 (its year is added)."""
     terms = naming_terms(identity)
     if not any(_QUARTER_TERM.fullmatch(term) for term in terms):
-        for month, day, _ in _PERIOD_ENDED.findall(identity):
-            number = _MONTHS[month.lower()[:3]] - (int(day) <= 7)  # "ended July 1": the quarter of June
-            terms.add(f"q{(number - 1) % 12 // 3 + 1}")
+        for month, day, year in _PERIOD_ENDED.findall(identity):
+            middle = _MONTHS[month.lower()[:3]] - (int(day) <= 7) - 1  # "ended July 1": June is the last month
+            if middle <= 0:  # the year before's November or December
+                middle += 12
+                terms.add(str(int(year) - 1))
+            terms.add(f"q{(middle - 1) // 3 + 1}")
     return terms
 
 

@@ -115,5 +115,8 @@ def test_periods_and_dates_as_identities_write_them() -> None:
     # a cover's period names its calendar quarter, unless the identity says which quarter it is
     assert "q2" in identity_terms("AMAZON.COM, INC. · For the quarterly period ended June 30, 2023")
     assert "q2" in identity_terms("For the quarterly period ended July 1, 2023")  # a week into July: June's
+    # the quarter holding most of its months: August to October is q3 (NVIDIA's fiscal third quarter of 2024)
+    assert "q3" in identity_terms("For the quarterly period ended October 29, 2023")
+    assert {"q4", "2022"} <= identity_terms("For the quarterly period ended January 29, 2023")  # November to January
     labelled = identity_terms("Apple Inc. · For the quarterly period ended July 1, 2023 · Q3 2023 Form 10-Q")
     assert "q3" in labelled and "q2" not in labelled

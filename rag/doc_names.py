@@ -21,7 +21,9 @@ A question word names documents only where it tells them apart and the text agre
   neighbours (a library of titled abstracts, a manual's sections as passages), and naming only the longer ones
   among an article's paragraphs would pass over its short ones;
 * numbers name only as years or quarters ("2023", "Q3", "third quarter", "第三季度"), and these only narrow what the
-  names chose: other filings speak of 2023 too, so a year is not tested against their text.
+  names chose: other filings speak of 2023 too, so a year is not tested against their text. A document's quarter
+  is the one its identity states ("Q3 2023 Form 10-Q"), else the one its text keeps naming as its own ("the
+  second quarter of fiscal 2024"), else the calendar quarter of the period its cover states.
 
 The documents holding the most of those words, weighted by how few documents carry each (IDF), are the ones asked.
 "the latest" / "most recent" / "最新" then keeps, among them, those whose identity states the newest date (never
@@ -46,10 +48,16 @@ from rag.bm25_tokens import tokenize
 from rag.types import NamedDocuments
 
 NAMES_FILE = "doc_names.json"
-NAMES_VERSION = 4  # in the BM25 manifest: an index whose names another version counted is rebuilt
+NAMES_VERSION = 5  # in the BM25 manifest: an index whose names another version counted is rebuilt
 
 _ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 _QUARTER_WORDS = re.compile(r"\b(first|1st|second|2nd|third|3rd|fourth|4th)\s+(?:fiscal\s+)?quarter\b", re.I)
+# "the second quarter of fiscal 2024", "the third quarter of 2023": how a filing names its own quarter in its text
+# (a year after "of" leaves out an outlook's "fourth quarter 2022" and a phrase as "the third quarter and").
+_QUARTER_OF_YEAR = re.compile(r"\b(first|second|third|fourth)\s+quarter\s+of\s+(?:fiscal\s+)?(?:year\s+)?"
+                              r"(?:19|20)\d\d\b", re.I)
+TEXT_QUARTER_MIN = 3  # a quarter the text names at least this often...
+TEXT_QUARTER_SHARE = 0.6  # ...and in this share of its named quarters at least is the document's own
 _QUARTER_ZH = re.compile(r"第?([一二三四1-4])季度")
 _ZH_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4}
 _FISCAL_YEAR = re.compile(r"\bFY\s?'?((?:19|20)\d\d)\b", re.I)
@@ -86,14 +94,27 @@ def naming_terms(text: str) -> set[str]:
             if not term[0].isdigit() or _YEAR.fullmatch(term)}
 
 
-def identity_terms(identity: str) -> set[str]:
-    """An identity's naming terms, and the calendar quarter of the period it says it covers where it names no
-    quarter itself ("For the quarterly period ended June 30, 2023" -> q2): a file name or running line that says
-    "Q3" wins, since a fiscal quarter is often not the calendar's.
+def text_quarter(quarters: Counter[int]) -> str | None:
+    """The quarter a document's text names as its own ("the second quarter of fiscal 2024" over and over), from
+    the count of each quarter its text names with a year; None where none stands out."""
+    if not quarters:
+        return None
+    quarter, count = quarters.most_common(1)[0]
+    return f"q{quarter}" if count >= TEXT_QUARTER_MIN and count >= TEXT_QUARTER_SHARE * quarters.total() else None
 
-    A quarter is the calendar's that holds most of its three months, the middle one: ended October 29, 2023
-    (August to October) is q3, ended July 29 q2, ended January 28, 2024 q4 of 2023 (its year is added)."""
+
+def identity_terms(identity: str, own_quarter: str | None = None) -> set[str]:
+    """An identity's naming terms, and the quarter of the period it covers where it names no quarter itself: a
+    file name or running line that says "Q3" wins, then the quarter its text names as its own (``own_quarter``,
+    :func:`text_quarter`: a fiscal quarter is often not the calendar's, and people name a filing by its fiscal
+    one), then the calendar quarter of the period the cover states ("For the quarterly period ended June 30,
+    2023" -> q2).
+
+    A calendar quarter is the one that holds most of the period's three months, the middle one: ended October 29,
+    2023 (August to October) is q3, ended July 29 q2, ended January 28, 2024 q4 of 2023 (its year is added)."""
     terms = naming_terms(identity)
+    if own_quarter and not any(_QUARTER_TERM.fullmatch(term) for term in terms):
+        terms.add(own_quarter)
     if not any(_QUARTER_TERM.fullmatch(term) for term in terms):
         for month, day, year in _PERIOD_ENDED.findall(identity):
             middle = _MONTHS[month.lower()[:3]] - (int(day) <= 7) - 1  # "ended July 1": June is the last month
@@ -135,19 +156,23 @@ class DocumentNames:
     def build(cls, rows: Sequence[tuple[str, str, str]]) -> DocumentNames:
         """From each chunk's (source, its document's identity, its own text)."""
         index: dict[str, int] = {}
-        identities: list[set[str]] = []
-        dates: list[str | None] = []
+        written: list[str] = []  # each document's identity
+        quarters: list[Counter[int]] = []  # the quarters its text names with a year
         chunks: list[int] = []
         row_docs: list[int] = []
-        for source, identity, _ in rows:
+        for source, identity, text in rows:
             doc = index.get(source)
             if doc is None:
-                doc = index[source] = len(identities)
-                identities.append(identity_terms(identity))
-                dates.append(newest_date(identity))
+                doc = index[source] = len(written)
+                written.append(identity)
+                quarters.append(Counter())
                 chunks.append(0)
             chunks[doc] += 1
             row_docs.append(doc)
+            quarters[doc].update(_ORDINALS[m.group(1).lower()] for m in _QUARTER_OF_YEAR.finditer(text))
+        identities = [identity_terms(identity, text_quarter(counts))
+                      for identity, counts in zip(written, quarters, strict=True)]
+        dates = [newest_date(identity) for identity in written]
         carried: dict[str, list[int]] = {}
         for doc, terms in enumerate(identities):
             for term in terms:

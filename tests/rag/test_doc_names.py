@@ -120,3 +120,21 @@ def test_periods_and_dates_as_identities_write_them() -> None:
     assert {"q4", "2022"} <= identity_terms("For the quarterly period ended January 29, 2023")  # November to January
     labelled = identity_terms("Apple Inc. · For the quarterly period ended July 1, 2023 · Q3 2023 Form 10-Q")
     assert "q3" in labelled and "q2" not in labelled
+
+
+def test_a_filing_is_named_by_the_quarter_its_text_calls_its_own() -> None:
+    """Amcor-like: a fiscal year ending in June makes the quarter ended December 31 its fiscal second quarter."""
+    def filing(source: str, ended: str, *texts: str) -> list[tuple[str, str, str]]:
+        return [(source, f"Kestrel Packaging plc · For the quarterly period ended {ended}", text) for text in texts]
+
+    fiscal = ["Net sales in the second quarter of fiscal 2024 fell.", "Margins in the second quarter of fiscal "
+              "2024 rose against the second quarter of fiscal 2023.", "Kestrel Packaging paid a dividend."]
+    outlook = ["Kestrel Packaging expects a fourth quarter 2024 as strong.", "Costs fell in the quarter.",
+               "The fourth quarter of 2023 is reviewed in the annual report."]  # one mention with a year: no own
+    rows = [*filing("h2.pdf", "December 31, 2023", *fiscal), *filing("q3.pdf", "March 31, 2024", *outlook),
+            *[("z.pdf", "Zephyr Rail · 2024", text) for text in ("Zephyr Rail ran trains.", "Fares rose.")]]
+    names = DocumentNames.build(rows)
+    found = names.named("What did Kestrel Packaging report for its second fiscal quarter?", 0.02, 0.02)
+    assert found is not None and found.sources == ("h2.pdf",)  # its text's second quarter, not December's q4
+    calendar = names.named("What did Kestrel Packaging report for the first quarter of 2024?", 0.02, 0.02)
+    assert calendar is not None and calendar.sources == ("q3.pdf",)  # no quarter of its own: March's q1

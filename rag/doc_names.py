@@ -20,10 +20,11 @@ A question word names documents only where it tells them apart and the text agre
   chunk by BM25, the embedder and the reranker, so naming it adds nothing but the risk of passing over its
   neighbours (a library of titled abstracts, a manual's sections as passages), and naming only the longer ones
   among an article's paragraphs would pass over its short ones;
-* numbers name only as years or quarters ("2023", "Q3", "third quarter", "第三季度"), and these only narrow what the
-  names chose: other filings speak of 2023 too, so a year is not tested against their text. A document's quarter
-  is the one its identity states ("Q3 2023 Form 10-Q"), else the one its text keeps naming as its own ("the
-  second quarter of fiscal 2024"), else the calendar quarter of the period its cover states.
+* numbers name only as years, quarters or forms ("2023", "Q3", "third quarter", "第三季度", "2023Q2", "10-K"), and
+  these only narrow what the names chose: other filings speak of 2023 too, so a year is not tested against their
+  text. A document's quarter is the one its identity states ("Q3 2023 Form 10-Q"), else the one its text keeps
+  naming as its own ("the second quarter of fiscal 2024"), else the calendar quarter of the period its cover
+  states.
 
 The documents holding the most of those words, weighted by how few documents carry each (IDF), are the ones asked.
 "the latest" / "most recent" / "最新" then keeps, among them, those whose identity states the newest date (never
@@ -48,7 +49,7 @@ from rag.bm25_tokens import tokenize
 from rag.types import NamedDocuments
 
 NAMES_FILE = "doc_names.json"
-NAMES_VERSION = 5  # in the BM25 manifest: an index whose names another version counted is rebuilt
+NAMES_VERSION = 6  # in the BM25 manifest: an index whose names another version counted is rebuilt
 
 _ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 _QUARTER_WORDS = re.compile(r"\b(first|1st|second|2nd|third|3rd|fourth|4th)\s+(?:fiscal\s+)?quarter\b", re.I)
@@ -60,13 +61,16 @@ TEXT_QUARTER_MIN = 3  # a quarter the text names at least this often...
 TEXT_QUARTER_SHARE = 0.6  # ...and in this share of its named quarters at least is the document's own
 _QUARTER_ZH = re.compile(r"第?([一二三四1-4])季度")
 _ZH_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4}
-_FISCAL_YEAR = re.compile(r"\bFY\s?'?((?:19|20)\d\d)\b", re.I)
+_FISCAL_YEAR = re.compile(r"\bFY\s?'?((?:19|20)?\d\d)\b", re.I)  # "FY2023", "FY 23", "FY'23"
+# a year and a quarter written as one word, as file names do: "AMCOR_2023Q2_10Q", "FY23Q4", "Q32023"
+_GLUED_PERIOD = re.compile(r"(?<=\d)(?=Q[1-4]\b)|(?<=\bQ[1-4])(?=(?:19|20)\d\d\b)", re.I)
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _LATEST = re.compile(r"\b(?:latest|most\s+recent|newest|last\s+(?:filing|report|quarter|10-[qk]))\b|最新|最近一",
                      re.I)
 # "the most recent quarter compared to previous ones" asks for them all.
 _EARLIER = re.compile(r"\b(?:previous|prior|earlier|preceding|over\s+time|trends?)\b|之前|以前|上一|历年", re.I)
-_PERIOD_TERM = re.compile(r"(?:19|20)\d\d|q[1-4]")
+_PERIOD_TERM = re.compile(r"(?:19|20)\d\d|q[1-4]|10[kq]")  # a year, a quarter, an annual or quarterly filing
+_FORM = re.compile(r"\b10-?([KQ])\b", re.I)  # "10-K", "10Q": written as one term, as a file name's "10K" is
 _QUARTER_TERM = re.compile(r"q[1-4]")
 _PERIOD_ENDED = re.compile(r"\b(?:quarterly\s+period|three\s+months|quarter)\s+ended\s+"
                            r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(\d{1,2}),?\s+((?:19|20)\d\d)",
@@ -81,17 +85,20 @@ _QUARTER_YEAR = re.compile(r"\bQ([1-4])\s*((?:19|20)\d\d)\b|\b((?:19|20)\d\d)\s*
 
 def _spelled_periods(text: str) -> str:
     """The text with its spelled-out quarters and fiscal years also written as the tokens identities carry:
-    "third quarter" -> q3, "第三季度" -> q3, "FY2023" -> 2023."""
+    "third quarter" -> q3, "第三季度" -> q3, "FY2023" and "FY23" -> 2023, "2023Q2" -> 2023 q2, "10-K" -> 10k."""
+    text = _GLUED_PERIOD.sub(" ", text)
     extra = [f"q{_ORDINALS[m.group(1).lower()]}" for m in _QUARTER_WORDS.finditer(text)]
     extra += [f"q{_ZH_DIGITS.get(m.group(1)) or m.group(1)}" for m in _QUARTER_ZH.finditer(text)]
-    extra += [m.group(1) for m in _FISCAL_YEAR.finditer(text)]
+    extra += [f"10{m.group(1).lower()}" for m in _FORM.finditer(text)]
+    extra += [m.group(1) if len(m.group(1)) == 4 else f"20{m.group(1)}" for m in _FISCAL_YEAR.finditer(text)]
     return f"{text} {' '.join(extra)}" if extra else text
 
 
 def naming_terms(text: str) -> set[str]:
-    """The terms of ``text`` that can name a document: BM25's terms, numbers kept only as years or quarters."""
+    """The terms of ``text`` that can name a document: BM25's terms, numbers kept only as years or quarters, and
+    words with a letter ("3M")."""
     return {term for term in tokenize(_spelled_periods(text))
-            if not term[0].isdigit() or _YEAR.fullmatch(term)}
+            if not term.isdigit() or _YEAR.fullmatch(term)}
 
 
 def text_quarter(quarters: Counter[int]) -> str | None:

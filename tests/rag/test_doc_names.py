@@ -138,3 +138,24 @@ def test_a_filing_is_named_by_the_quarter_its_text_calls_its_own() -> None:
     assert found is not None and found.sources == ("h2.pdf",)  # its text's second quarter, not December's q4
     calendar = names.named("What did Kestrel Packaging report for the first quarter of 2024?", 0.02, 0.02)
     assert calendar is not None and calendar.sources == ("q3.pdf",)  # no quarter of its own: March's q1
+
+
+def test_file_names_periods_and_forms_name_an_annual_or_a_quarterly_filing() -> None:
+    """FinanceBench-like names: "HARBOR_2024Q2_10Q.pdf" is fiscal 2024's second quarter, its cover July 2023's."""
+    def filing(source: str, cover: str, *texts: str) -> list[tuple[str, str, str]]:
+        return [(source, f"{cover} · Harbor Rail Inc · {source[:-4].replace('_', ' ')}", text) for text in texts]
+
+    texts = ("Harbor Rail ran trains.", "Harbor Rail's costs fell, as the Form 10-K says.", "Fares rose.")
+    rows = [*filing("HARBOR_2023_10K.pdf", "FORM 10-K · For the fiscal year ended January 28, 2023", *texts),
+            *filing("HARBOR_2024Q2_10Q.pdf", "FORM 10-Q · For the quarterly period ended July 29, 2023", *texts),
+            *[("3M_2023Q2_10Q.pdf", "3M Company · For the quarterly period ended June 30, 2023", text)
+              for text in ("3M sold tape.", "3M's costs rose.")]]
+    names = DocumentNames.build(rows)
+
+    def named(question: str) -> tuple[str, ...] | None:
+        found = names.named(question, 0.02, 0.02)
+        return found.sources if found else None
+
+    assert named("What were Harbor Rail's fares in Q2 FY2024?") == ("HARBOR_2024Q2_10Q.pdf",)
+    assert named("What did Harbor Rail's FY23 10-K say of costs?") == ("HARBOR_2023_10K.pdf",)
+    assert named("What did 3M sell?") == ("3M_2023Q2_10Q.pdf",)  # a name with a digit

@@ -11,6 +11,11 @@ separator or decimals) the reviewed answer quotes. ``--anonymous`` ingests the f
 so that the file name cannot tell the filings apart: what the documents themselves identify; ``--only`` keeps
 some filings (one: a one-document collection, its questions, where only the page-level MRR tells). Prints a
 Markdown table; ingest seconds and the store's size on disk are printed too.
+
+``--statements`` also asks, of every filing, nine questions of FinanceBench's kind ("What were Apple's total
+assets at the end of Q3 2023? Base the answer on the balance sheet."): a figure that a financial statement
+holds, whose page is exact (the page the statement's title opens), unlike the figures' pages above.
+``--no-ingest`` asks over a store ingested before (query-time changes).
 """
 
 from __future__ import annotations
@@ -68,6 +73,65 @@ def score(pipeline: RagPipeline, dataset, answers: dict, docs: list, names: dict
     return summary
 
 
+# A statement's title as its page's opening lines print it, and how a question names the statement.
+_STATEMENT = re.compile(r"^\s*(?:condensed\s+)?consolidated\s+(?:statements?\s+of\s+(operations|income|cash\s+flows)|"
+                        r"(balance\s+sheets?))", re.I)
+_STATEMENT_KIND = {"operations": "income", "income": "income", "cash flows": "cash", "balance sheet": "balance",
+                   "balance sheets": "balance"}
+# FinanceBench's kind of question (a figure, a period, the statement to read it from), three per statement.
+STATEMENT_QUESTIONS = {
+    "income": ["What was {co}'s net income for {period}? Use the income statement.",
+               "What were {co}'s total operating expenses in {period}, as shown in its income statement?",
+               "What was {co}'s diluted earnings per share for {period} according to the income statement?"],
+    "balance": ["What were {co}'s total assets at the end of {period}? Base the answer on the balance sheet.",
+                "How much cash and cash equivalents did {co} hold at the end of {period}, per its balance sheet?",
+                "What were {co}'s total current liabilities at the end of {period} according to the balance sheet?"],
+    "cash": ["How much cash did {co}'s operating activities generate in {period}? Answer from the cash flow statement.",
+             "What did {co} spend on property and equipment in {period}, per the cash flow statement?",
+             "What was {co}'s depreciation and amortization in {period}, as shown in the cash flow statement?"],
+}
+COMPANIES = {"AAPL": "Apple", "AMZN": "Amazon", "NVDA": "NVIDIA"}  # the dataset's file names' tickers
+
+
+def statement_pages(pages) -> dict[str, int]:  # noqa: ANN001 - ingest's PageText list
+    """The page each statement opens on: its title among the page's first lines (the first such page per kind)."""
+    found: dict[str, int] = {}
+    for page in pages:
+        for line in [line for line in page.text.splitlines() if line.strip()][:6]:
+            match = _STATEMENT.match(line)
+            if match:
+                kind = _STATEMENT_KIND[" ".join((match.group(1) or match.group(2)).lower().split())]
+                found.setdefault(kind, page.number)
+    return found
+
+
+def statement_questions(docs: list, names: dict[str, str]) -> list[tuple[str, str, int]]:
+    """(question, filing, gold page): the dataset's file names ("2023 Q3 AAPL.pdf") give company and period."""
+    out = []
+    for doc in docs:
+        year, quarter, ticker = Path(doc.id).stem.split()
+        pages = statement_pages(read_document(doc.id, doc.path.read_bytes()).pages)
+        for kind, templates in STATEMENT_QUESTIONS.items():
+            out += [(t.format(co=COMPANIES[ticker], period=f"{quarter} {year}"), names[doc.id], pages[kind])
+                    for t in templates if kind in pages]
+    return out
+
+
+def score_statements(pipeline: RagPipeline, questions: list[tuple[str, str, int]]) -> dict:
+    """Per run: top-1 from the asked filing and the statement page's MRR@5 (its rank among the top-5 chunks)."""
+    summary = {}
+    for rerank in (False, True):
+        top1 = mrr = 0.0
+        for question, filing, page in questions:
+            top = pipeline.ask(question, rerank=rerank, generate=False).chunks[:5]
+            top1 += bool(top) and top[0].source == filing
+            mrr += next((1 / rank for rank, c in enumerate(top, 1) if (c.source, c.page) == (filing, page)), 0.0)
+        summary["statements " + ("reranked" if rerank else "first stage")] = {
+            "top1_asked": round(top1 / len(questions), 3), "page_mrr5": round(mrr / len(questions), 3),
+            "queries": len(questions)}
+    return summary
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", required=True, help="a store of its own (RAG_DATA_DIR), never data/store")
@@ -76,6 +140,9 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=None)
     ap.add_argument("--anonymous", action="store_true", help="ingest the files as doc-01.pdf, doc-02.pdf, ...")
     ap.add_argument("--only", nargs="*", help="these filings alone (a one-document collection: its questions, its pages)")
+    ap.add_argument("--statements", action="store_true",
+                    help="also ask 9 questions per filing whose answer is on a financial statement's page")
+    ap.add_argument("--no-ingest", action="store_true", help="ask over the store as it is (ingested before)")
     ap.add_argument("--label", default="run")
     ap.add_argument("--out", default=None, help="a JSON file the figures are added to, under --label")
     args = ap.parse_args()
@@ -86,7 +153,7 @@ def main() -> int:
     docs = sorted((d for d in dataset.corpus.values() if not args.only or d.id in args.only), key=lambda d: d.id)
     names = {doc.id: (f"doc-{i:02d}.pdf" if args.anonymous else doc.id) for i, doc in enumerate(docs, 1)}
     started = time.perf_counter()
-    results = Ingestor(settings, args.collection).ingest(
+    results = [] if args.no_ingest else Ingestor(settings, args.collection).ingest(
         [SourceFile(names[doc.id], path=doc.path) for doc in docs])
     ingest_s = time.perf_counter() - started
     failed = [r.line() for r in results if r.status == "failed"]
@@ -99,12 +166,17 @@ def main() -> int:
     summary = {"ingest_s": round(ingest_s, 1), "chunks": chunks, "store_mb": round(size / 1e6, 2),
                "queries": len(queries)}
     summary |= score(RagPipeline(settings), dataset, answers, docs, names, queries)
+    if args.statements:
+        summary |= score_statements(RagPipeline(settings), statement_questions(docs, names))
     print(f"ingest {summary['ingest_s']} s, {chunks} chunks, store {summary['store_mb']} MB, {len(queries)} questions")
     print("| run | top-1 from the asked filing | share of top-5 | page MRR@5 (questions) |\n|---|---|---|---|")
     for name in ("first stage", "reranked"):
         row = summary[name]
         print(f"| {args.label} {name} | {row['top1_asked']:.3f} | {row['top5_share']:.3f} | "
               f"{row['page_mrr5']:.3f} ({row['paged_queries']}) |")
+    for name in [key for key in summary if key.startswith("statements ")]:
+        row = summary[name]
+        print(f"| {args.label} {name} | {row['top1_asked']:.3f} | | {row['page_mrr5']:.3f} ({row['queries']}) |")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -69,8 +69,9 @@ _LATEST = re.compile(r"\b(?:latest|most\s+recent|newest|last\s+(?:filing|report|
                      re.I)
 # "the most recent quarter compared to previous ones" asks for them all.
 _EARLIER = re.compile(r"\b(?:previous|prior|earlier|preceding|over\s+time|trends?)\b|之前|以前|上一|历年", re.I)
-_PERIOD_TERM = re.compile(r"(?:19|20)\d\d|q[1-4]|10[kq]")  # a year, a quarter, an annual or quarterly filing
-_FORM = re.compile(r"\b10-?([KQ])\b", re.I)  # "10-K", "10Q": written as one term, as a file name's "10K" is
+# a year, a quarter, a filing's form (annual 10-K and 20-F, quarterly 10-Q, current 8-K and 6-K)
+_PERIOD_TERM = re.compile(r"(?:19|20)\d\d|q[1-4]|10[kq]|20f|[68]k")
+_FORM = re.compile(r"\b(10-?[KQ]|20-?F|[68]-?K)\b", re.I)  # "10-K", "8-K": one term, as a file name's "10K" is
 _QUARTER_TERM = re.compile(r"q[1-4]")
 _PERIOD_ENDED = re.compile(r"\b(?:quarterly\s+period|three\s+months|quarter)\s+ended\s+"
                            r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(\d{1,2}),?\s+((?:19|20)\d\d)",
@@ -89,7 +90,7 @@ def _spelled_periods(text: str) -> str:
     text = _GLUED_PERIOD.sub(" ", text)
     extra = [f"q{_ORDINALS[m.group(1).lower()]}" for m in _QUARTER_WORDS.finditer(text)]
     extra += [f"q{_ZH_DIGITS.get(m.group(1)) or m.group(1)}" for m in _QUARTER_ZH.finditer(text)]
-    extra += [f"10{m.group(1).lower()}" for m in _FORM.finditer(text)]
+    extra += [m.group(1).replace("-", "").lower() for m in _FORM.finditer(text)]
     extra += [m.group(1) if len(m.group(1)) == 4 else f"20{m.group(1)}" for m in _FISCAL_YEAR.finditer(text)]
     return f"{text} {' '.join(extra)}" if extra else text
 

@@ -49,7 +49,7 @@ from rag.bm25_tokens import tokenize
 from rag.types import NamedDocuments
 
 NAMES_FILE = "doc_names.json"
-NAMES_VERSION = 6  # in the BM25 manifest: an index whose names another version counted is rebuilt
+NAMES_VERSION = 7  # in the BM25 manifest: an index whose names another version counted is rebuilt
 
 _ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 _QUARTER_WORDS = re.compile(r"\b(first|1st|second|2nd|third|3rd|fourth|4th)\s+(?:fiscal\s+)?quarter\b", re.I)
@@ -57,8 +57,13 @@ _QUARTER_WORDS = re.compile(r"\b(first|1st|second|2nd|third|3rd|fourth|4th)\s+(?
 # (a year after "of" leaves out an outlook's "fourth quarter 2022" and a phrase as "the third quarter and").
 _QUARTER_OF_YEAR = re.compile(r"\b(first|second|third|fourth)\s+quarter\s+of\s+(?:fiscal\s+)?(?:year\s+)?"
                               r"(?:19|20)\d\d\b", re.I)
-TEXT_QUARTER_MIN = 3  # a quarter the text names at least this often...
-TEXT_QUARTER_SHARE = 0.6  # ...and in this share of its named quarters at least is the document's own
+# "fiscal 2024", "fiscal year 2023": the fiscal year a filing's text names most is its own (NVIDIA's quarter ended
+# October 29, 2023 names fiscal 2024 82 times, fiscal 2023 37)
+_FISCAL_IN_TEXT = re.compile(r"\bfiscal\s+(?:year\s+)?((?:19|20)\d\d)\b", re.I)
+TEXT_OWN_MIN = 3  # a quarter or fiscal year the text names at least this often...
+TEXT_QUARTER_SHARE = 0.6  # ...and in this share of the quarters it names with a year is the document's own
+FISCAL_FIRST = 0.9  # a fiscal year asked: what a filing dated that year counts, against one of that fiscal year
+TEXT_FISCAL_YEAR_SHARE = 0.5  # ...or of the fiscal years it names (this year's against last year's: 61-68 %)
 _QUARTER_ZH = re.compile(r"第?([一二三四1-4])季度")
 _ZH_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4}
 _FISCAL_YEAR = re.compile(r"\bFY\s?'?((?:19|20)?\d\d)\b", re.I)  # "FY2023", "FY 23", "FY'23"
@@ -70,7 +75,7 @@ _LATEST = re.compile(r"\b(?:latest|most\s+recent|newest|last\s+(?:filing|report|
 # "the most recent quarter compared to previous ones" asks for them all.
 _EARLIER = re.compile(r"\b(?:previous|prior|earlier|preceding|over\s+time|trends?)\b|之前|以前|上一|历年", re.I)
 # a year, a quarter, a filing's form (annual 10-K and 20-F, quarterly 10-Q, current 8-K and 6-K)
-_PERIOD_TERM = re.compile(r"(?:19|20)\d\d|q[1-4]|10[kq]|20f|[68]k")
+_PERIOD_TERM = re.compile(r"(?:fy)?(?:19|20)\d\d|q[1-4]|10[kq]|20f|[68]k")
 _FORM = re.compile(r"\b(10-?[KQ]|20-?F|[68]-?K)\b", re.I)  # "10-K", "8-K": one term, as a file name's "10K" is
 _QUARTER_TERM = re.compile(r"q[1-4]")
 _PERIOD_ENDED = re.compile(r"\b(?:quarterly\s+period|three\s+months|quarter)\s+ended\s+"
@@ -91,7 +96,9 @@ def _spelled_periods(text: str) -> str:
     extra = [f"q{_ORDINALS[m.group(1).lower()]}" for m in _QUARTER_WORDS.finditer(text)]
     extra += [f"q{_ZH_DIGITS.get(m.group(1)) or m.group(1)}" for m in _QUARTER_ZH.finditer(text)]
     extra += [m.group(1).replace("-", "").lower() for m in _FORM.finditer(text)]
-    extra += [m.group(1) if len(m.group(1)) == 4 else f"20{m.group(1)}" for m in _FISCAL_YEAR.finditer(text)]
+    years = [m.group(1) if len(m.group(1)) == 4 else f"20{m.group(1)}" for m in _FISCAL_YEAR.finditer(text)]
+    years += _FISCAL_IN_TEXT.findall(text)
+    extra += [*years, *(f"fy{year}" for year in years)]  # a fiscal year is a year, and a filing's own (fy2024)
     return f"{text} {' '.join(extra)}" if extra else text
 
 
@@ -102,25 +109,26 @@ def naming_terms(text: str) -> set[str]:
             if not term.isdigit() or _YEAR.fullmatch(term)}
 
 
-def text_quarter(quarters: Counter[int]) -> str | None:
-    """The quarter a document's text names as its own ("the second quarter of fiscal 2024" over and over), from
-    the count of each quarter its text names with a year; None where none stands out."""
-    if not quarters:
+def text_own(counts: Counter[str], share: float) -> str | None:
+    """What a document's text names as its own period ("the second quarter of fiscal 2024" over and over: q2,
+    fy2024), from the count of each it names; None where none stands out."""
+    if not counts:
         return None
-    quarter, count = quarters.most_common(1)[0]
-    return f"q{quarter}" if count >= TEXT_QUARTER_MIN and count >= TEXT_QUARTER_SHARE * quarters.total() else None
+    term, count = counts.most_common(1)[0]
+    return term if count >= TEXT_OWN_MIN and count >= share * counts.total() else None
 
 
-def identity_terms(identity: str, own_quarter: str | None = None) -> set[str]:
+def identity_terms(identity: str, own_quarter: str | None = None, own_fiscal_year: str | None = None) -> set[str]:
     """An identity's naming terms, and the quarter of the period it covers where it names no quarter itself: a
     file name or running line that says "Q3" wins, then the quarter its text names as its own (``own_quarter``,
-    :func:`text_quarter`: a fiscal quarter is often not the calendar's, and people name a filing by its fiscal
+    :func:`text_own`: a fiscal quarter is often not the calendar's, and people name a filing by its fiscal
     one), then the calendar quarter of the period the cover states ("For the quarterly period ended June 30,
     2023" -> q2).
 
     A calendar quarter is the one that holds most of the period's three months, the middle one: ended October 29,
-    2023 (August to October) is q3, ended July 29 q2, ended January 28, 2024 q4 of 2023 (its year is added)."""
-    terms = naming_terms(identity)
+    2023 (August to October) is q3, ended July 29 q2, ended January 28, 2024 q4 of 2023 (its year is added).
+    ``own_fiscal_year`` (fy2024) is the fiscal year its text names as its own."""
+    terms = naming_terms(identity) | ({own_fiscal_year} if own_fiscal_year else set())
     if own_quarter and not any(_QUARTER_TERM.fullmatch(term) for term in terms):
         terms.add(own_quarter)
     if not any(_QUARTER_TERM.fullmatch(term) for term in terms):
@@ -165,7 +173,8 @@ class DocumentNames:
         """From each chunk's (source, its document's identity, its own text)."""
         index: dict[str, int] = {}
         written: list[str] = []  # each document's identity
-        quarters: list[Counter[int]] = []  # the quarters its text names with a year
+        quarters: list[Counter[str]] = []  # the quarters its text names with a year
+        fiscal_years: list[Counter[str]] = []  # the fiscal years its text names
         chunks: list[int] = []
         row_docs: list[int] = []
         for source, identity, text in rows:
@@ -174,12 +183,15 @@ class DocumentNames:
                 doc = index[source] = len(written)
                 written.append(identity)
                 quarters.append(Counter())
+                fiscal_years.append(Counter())
                 chunks.append(0)
             chunks[doc] += 1
             row_docs.append(doc)
-            quarters[doc].update(_ORDINALS[m.group(1).lower()] for m in _QUARTER_OF_YEAR.finditer(text))
-        identities = [identity_terms(identity, text_quarter(counts))
-                      for identity, counts in zip(written, quarters, strict=True)]
+            quarters[doc].update(f"q{_ORDINALS[m.group(1).lower()]}" for m in _QUARTER_OF_YEAR.finditer(text))
+            fiscal_years[doc].update(f"fy{year}" for year in _FISCAL_IN_TEXT.findall(text))
+        identities = [identity_terms(identity, text_own(quarter, TEXT_QUARTER_SHARE),
+                                     text_own(fiscal, TEXT_FISCAL_YEAR_SHARE))
+                      for identity, quarter, fiscal in zip(written, quarters, fiscal_years, strict=True)]
         dates = [newest_date(identity) for identity in written]
         carried: dict[str, list[int]] = {}
         for doc, terms in enumerate(identities):
@@ -215,7 +227,8 @@ class DocumentNames:
             return None
         weights, periods = np.zeros(n), np.zeros(n)
         used: list[str] = []
-        for term in sorted(naming_terms(question)):
+        asked = naming_terms(question)
+        for term in sorted(asked):
             use = self.terms.get(term)
             if use is None or len(use.docs) == n:
                 continue
@@ -223,7 +236,12 @@ class DocumentNames:
             if min(self.chunks[doc] for doc in docs) < 2:
                 continue  # a one-chunk document among its own (below)
             if _PERIOD_TERM.fullmatch(term):  # other periods' text speaks of this year too: it names only its own
-                periods[docs] += 1
+                fiscal = self.terms.get(f"fy{term}")
+                if f"fy{term}" in asked and fiscal is not None:
+                    # "Q3 FY2023": the filing whose text calls its year fiscal 2023 (ended October 2022) before one
+                    # that is only dated 2023; the year counts once
+                    docs = [doc for doc in docs if doc not in fiscal.docs]
+                periods[docs] += FISCAL_FIRST if f"fy{term}" in asked else 1.0
                 used.append(term)
                 continue
             if len(term) < 2 or use.outside > max_outside_share or use.inside < min_inside_share:

@@ -160,3 +160,24 @@ def test_file_names_periods_and_forms_name_an_annual_or_a_quarterly_filing() -> 
     assert named("What did Harbor Rail's FY23 10-K say of costs?") == ("HARBOR_2023_10K.pdf",)
     assert named("What did 3M sell?") == ("3M_2023Q2_10Q.pdf",)  # a name with a digit
     assert {"8k", "20f", "10q"} <= naming_terms("Its 8-K, its 20-F and its 10Q")
+
+
+def test_a_fiscal_year_asked_is_the_one_a_filings_text_calls_its_own() -> None:
+    """NVIDIA-like: the quarter ended October 30, 2022 is the third of fiscal 2023; its neighbour a year later,
+    of fiscal 2024, is the one a question dated "Q3 2023" asks about (the calendar's year)."""
+    def filing(source: str, ended: str, fiscal: str) -> list[tuple[str, str, str]]:
+        texts = [f"Revenue for the third quarter of fiscal year {fiscal} rose.", f"Orion Chips grew in fiscal {fiscal}.",
+                 f"Orion Chips' margin in the third quarter of fiscal year {fiscal} fell.", "Costs rose."]
+        return [(source, f"Orion Chips Corp · For the quarterly period ended {ended}", text) for text in texts]
+
+    rows = [*filing("a.pdf", "October 30, 2022", "2023"), *filing("b.pdf", "October 29, 2023", "2024"),
+            *[("z.pdf", "Zephyr Rail · 2024", text) for text in ("Zephyr Rail ran trains.", "Fares rose.")]]
+    names = DocumentNames.build(rows)
+
+    def named(question: str) -> tuple[str, ...] | None:
+        found = names.named(question, 0.02, 0.02)
+        return found.sources if found else None
+
+    assert named("What was Orion Chips' revenue in Q3 FY2023?") == ("a.pdf",)
+    assert named("What was Orion Chips' revenue in the third quarter of fiscal 2024?") == ("b.pdf",)
+    assert named("What was Orion Chips' revenue in Q3 2023?") == ("b.pdf",)  # a year not called fiscal: the dates'

@@ -24,7 +24,7 @@ A question word names documents only where it tells them apart and the text agre
   these only narrow what the names chose: other filings speak of 2023 too, so a year is not tested against their
   text. A document's quarter is the one its identity states ("Q3 2023 Form 10-Q"), else the one its text keeps
   naming as its own ("the second quarter of fiscal 2024"), else the calendar quarter of the period its cover
-  states.
+  states; its fiscal year is the one its text names most ("fiscal year 2024"), which "FY2024" prefers to a date.
 
 The documents holding the most of those words, weighted by how few documents carry each (IDF), are the ones asked.
 "the latest" / "most recent" / "最新" then keeps, among them, those whose identity states the newest date (never

@@ -11,8 +11,10 @@ as the model card states it), of symlinks into the package, once per installed f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -63,18 +65,22 @@ def package_folder(model: PackagedModel) -> Path | None:
 
 def model_folder(name: str) -> Path | None:
     """A loadable folder for the packaged model ``name`` (a key of :data:`PACKAGED`), laid out once per
-    installed file (its size and mtime name the folder, so a reinstalled package gets a fresh one); None
-    when the package is not installed. Written under a temporary name and renamed, so a killed process
-    never leaves half a folder in use."""
+    installed file (its place, size and mtime name the folder: a reinstalled package gets a fresh one, and two
+    environments installed from one wheel, whose files share size and mtime, get one each); None when the
+    package is not installed. Written under a temporary name and renamed, so a killed process never leaves half
+    a folder in use; a folder whose links lead nowhere (its environment deleted) is laid out again."""
     model = PACKAGED[name]
     source = package_folder(model)
     if source is None:
         return None
     stat = (source / "model.onnx").stat()
     slug = name.replace("/", "--")
-    out = cache_dir() / "packaged" / f"{slug}-{stat.st_size}-{int(stat.st_mtime)}-l{LAYOUT_VERSION}"
-    if (out / "config.json").is_file():
+    place = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:10]
+    out = cache_dir() / "packaged" / f"{slug}-{place}-{stat.st_size}-{int(stat.st_mtime)}-l{LAYOUT_VERSION}"
+    if (out / "config.json").is_file() and (out / "onnx" / "model_qint8.onnx").exists():  # exists(): the link leads
         return out
+    if out.is_dir():  # laid out for files no longer there
+        shutil.rmtree(out, ignore_errors=True)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         parent = out.parent if os.access(out.parent, os.W_OK) else None
@@ -94,7 +100,5 @@ def model_folder(name: str) -> Path | None:
     try:
         work.rename(out)
     except OSError:  # another process laid it out first: theirs is the same
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
     return out

@@ -33,3 +33,19 @@ def test_a_collection_built_with_bge_small_answers(tmp_path: Path) -> None:
     result = RagPipeline(settings).ask("How long does the battery take to charge?", generate=False)
     assert result.embedder == "BAAI/bge-small-en-v1.5"
     assert result.chunks[0].source == "product-faq.txt"
+
+
+def test_a_packaged_models_folder_whose_links_lead_nowhere_is_laid_out_again(tmp_path: Path, monkeypatch) -> None:
+    """Two environments installed from one wheel share the files' sizes and mtimes: the folder laid out for one
+    that was since deleted must not be read for the other."""
+    from rag.packaged import model_folder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = model_folder("BAAI/bge-small-en-v1.5")
+    assert folder is not None and (folder / "onnx" / "model_qint8.onnx").is_file()
+    link = folder / "onnx" / "model_qint8.onnx"
+    link.unlink()
+    link.symlink_to(tmp_path / "deleted-env" / "model.onnx")  # what a deleted environment leaves
+    again = model_folder("BAAI/bge-small-en-v1.5")
+    assert again == folder and (again / "onnx" / "model_qint8.onnx").is_file()
+    assert (again / "onnx" / "model_qint8.onnx").resolve().parent != tmp_path / "deleted-env"

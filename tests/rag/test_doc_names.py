@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,17 @@ FILINGS = {  # three companies, two quarters each: pages that never name their c
     "calypso-q1.pdf": ("Calypso Airlines Ltd.", "2,264", "3", "Q1 2024", "March 31, 2024"),
     "calypso-q2.pdf": ("Calypso Airlines Ltd.", "2,590", "15", "Q2 2024", "June 30, 2024"),
 }
+
+
+def namer(rows: list[tuple[str, str, str]]) -> Callable[[str], tuple[str, ...] | None]:
+    """The documents of ``rows`` (source, identity, text) that a question names, at the default shares."""
+    names, defaults = DocumentNames.build(rows), Settings()
+
+    def named(question: str) -> tuple[str, ...] | None:
+        found = names.named(question, defaults.route_max_outside_share, defaults.route_min_inside_share)
+        return found.sources if found else None
+
+    return named
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +104,7 @@ def test_a_word_the_other_documents_speak_of_or_its_own_do_not_names_none() -> N
                "United States rail volumes fell.", "Fuel was cheap."),
         ("d.md", "Glossary of rail terms", "A glossary of rail terms."),  # one chunk: its title is read with its text
     ]
-    names = DocumentNames.build(rows)
-
-    def named(question: str) -> tuple[str, ...] | None:
-        found = names.named(question, 0.02, 0.02)
-        return found.sources if found else None
+    named = namer(rows)
 
     assert named("What did United Freight report?") == ("a.pdf",)  # "freight": a's text says it, b's and c's not
     assert named("What did the United States report?") is None
@@ -133,11 +141,9 @@ def test_a_filing_is_named_by_the_quarter_its_text_calls_its_own() -> None:
                "The fourth quarter of 2023 is reviewed in the annual report."]  # one mention with a year: no own
     rows = [*filing("h2.pdf", "December 31, 2023", *fiscal), *filing("q3.pdf", "March 31, 2024", *outlook),
             *[("z.pdf", "Zephyr Rail · 2024", text) for text in ("Zephyr Rail ran trains.", "Fares rose.")]]
-    names = DocumentNames.build(rows)
-    found = names.named("What did Kestrel Packaging report for its second fiscal quarter?", 0.02, 0.02)
-    assert found is not None and found.sources == ("h2.pdf",)  # its text's second quarter, not December's q4
-    calendar = names.named("What did Kestrel Packaging report for the first quarter of 2024?", 0.02, 0.02)
-    assert calendar is not None and calendar.sources == ("q3.pdf",)  # no quarter of its own: March's q1
+    named = namer(rows)
+    assert named("What did Kestrel Packaging report for its second fiscal quarter?") == ("h2.pdf",)  # not q4
+    assert named("What did Kestrel Packaging report for the first quarter of 2024?") == ("q3.pdf",)  # March's q1
 
 
 def test_file_names_periods_and_forms_name_an_annual_or_a_quarterly_filing() -> None:
@@ -150,11 +156,7 @@ def test_file_names_periods_and_forms_name_an_annual_or_a_quarterly_filing() -> 
             *filing("HARBOR_2024Q2_10Q.pdf", "FORM 10-Q · For the quarterly period ended July 29, 2023", *texts),
             *[("3M_2023Q2_10Q.pdf", "3M Company · For the quarterly period ended June 30, 2023", text)
               for text in ("3M sold tape.", "3M's costs rose.")]]
-    names = DocumentNames.build(rows)
-
-    def named(question: str) -> tuple[str, ...] | None:
-        found = names.named(question, 0.02, 0.02)
-        return found.sources if found else None
+    named = namer(rows)
 
     assert named("What were Harbor Rail's fares in Q2 FY2024?") == ("HARBOR_2024Q2_10Q.pdf",)
     assert named("What did Harbor Rail's FY23 10-K say of costs?") == ("HARBOR_2023_10K.pdf",)
@@ -172,11 +174,7 @@ def test_a_fiscal_year_asked_is_the_one_a_filings_text_calls_its_own() -> None:
 
     rows = [*filing("a.pdf", "October 30, 2022", "2023"), *filing("b.pdf", "October 29, 2023", "2024"),
             *[("z.pdf", "Zephyr Rail · 2024", text) for text in ("Zephyr Rail ran trains.", "Fares rose.")]]
-    names = DocumentNames.build(rows)
-
-    def named(question: str) -> tuple[str, ...] | None:
-        found = names.named(question, 0.02, 0.02)
-        return found.sources if found else None
+    named = namer(rows)
 
     assert named("What was Orion Chips' revenue in Q3 FY2023?") == ("a.pdf",)
     assert named("What was Orion Chips' revenue in the third quarter of fiscal 2024?") == ("b.pdf",)

@@ -62,8 +62,8 @@ _QUARTER_OF_YEAR = re.compile(r"\b(first|second|third|fourth)\s+quarter\s+of\s+(
 _FISCAL_IN_TEXT = re.compile(r"\bfiscal\s+(?:year\s+)?((?:19|20)\d\d)\b", re.I)
 TEXT_OWN_MIN = 3  # a quarter or fiscal year the text names at least this often...
 TEXT_QUARTER_SHARE = 0.6  # ...and in this share of the quarters it names with a year is the document's own
-FISCAL_FIRST = 0.9  # a fiscal year asked: what a filing dated that year counts, against one of that fiscal year
 TEXT_FISCAL_YEAR_SHARE = 0.5  # ...or of the fiscal years it names (this year's against last year's: 61-68 %)
+FISCAL_FIRST = 0.9  # a fiscal year asked: what a filing dated that year counts, against one of that fiscal year
 _QUARTER_ZH = re.compile(r"第?([一二三四1-4])季度")
 _ZH_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4}
 _FISCAL_YEAR = re.compile(r"\bFY\s?'?((?:19|20)?\d\d)\b", re.I)  # "FY2023", "FY 23", "FY'23"
@@ -103,8 +103,8 @@ def _spelled_periods(text: str) -> str:
 
 
 def naming_terms(text: str) -> set[str]:
-    """The terms of ``text`` that can name a document: BM25's terms, numbers kept only as years or quarters, and
-    words with a letter ("3M")."""
+    """The terms of ``text`` that can name a document: BM25's terms, a number only as a year, and words with a
+    digit and a letter ("3M", "q3", "10k")."""
     return {term for term in tokenize(_spelled_periods(text))
             if not term.isdigit() or _YEAR.fullmatch(term)}
 

@@ -168,8 +168,8 @@ def test_a_fiscal_year_asked_is_the_one_a_filings_text_calls_its_own() -> None:
     """NVIDIA-like: the quarter ended October 30, 2022 is the third of fiscal 2023; its neighbour a year later,
     of fiscal 2024, is the one a question dated "Q3 2023" asks about (the calendar's year)."""
     def filing(source: str, ended: str, fiscal: str) -> list[tuple[str, str, str]]:
-        texts = [f"Revenue for the third quarter of fiscal year {fiscal} rose.", f"Orion Chips grew in fiscal {fiscal}.",
-                 f"Orion Chips' margin in the third quarter of fiscal year {fiscal} fell.", "Costs rose."]
+        texts = [f"Revenue for the third quarter of fiscal year {fiscal} rose.",
+                 f"Orion Chips grew in fiscal {fiscal}.", f"Orion Chips' margin in the third quarter of fiscal year {fiscal} fell.", "Costs rose."]
         return [(source, f"Orion Chips Corp · For the quarterly period ended {ended}", text) for text in texts]
 
     rows = [*filing("a.pdf", "October 30, 2022", "2023"), *filing("b.pdf", "October 29, 2023", "2024"),

@@ -5,6 +5,7 @@ listed."""
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def test_library_says_waiting_only_while_another_ingest_holds_the_store(data_dir
     assert not at.exception
     assert not any(c.value.startswith("Waited") for c in at.caption)  # nothing else ran: no wait to name
 
+    at.file_uploader[0].set_value([("more.md", b"# More\nThe shop closes at 17:00 on Sundays.", "text/markdown")])
+    at.run()
     held, release = threading.Event(), threading.Event()
 
     def other_session() -> None:  # another session's ingest holds the write lock for a moment
@@ -69,21 +72,20 @@ def test_library_says_waiting_only_while_another_ingest_holds_the_store(data_dir
             held.set()
             release.wait(10)
 
+    # taken only now, right before the click: an upload rerun slowed by a busy machine must not outlast it
     thread = threading.Thread(target=other_session)
     thread.start()
     held.wait(10)
-    timer = threading.Timer(1.0, release.set)
+    timer = threading.Timer(1.5, release.set)
     timer.start()
     try:
-        at.file_uploader[0].set_value([("more.md", b"# More\nThe shop closes at 17:00 on Sundays.", "text/markdown")])
-        at.run()
         next(b for b in at.button if b.label.startswith("Ingest")).click().run()
     finally:
         release.set()
         thread.join(10)
     assert not at.exception
     assert any(s.value.replace("\\", "").startswith("more.md: ok") for s in at.success)
-    assert any(c.value.startswith("Waited 1 s for another session's ingest") for c in at.caption), at.caption
+    assert any(re.match(r"Waited [12] s for another session's ingest", c.value) for c in at.caption), at.caption
 
 
 def test_evaluate_reads_run_i_of_n_and_explains_the_runs(data_dir: Path, tmp_path: Path,

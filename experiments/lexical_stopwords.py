@@ -1,0 +1,70 @@
+"""Does the extractive answer's lexical scorer read the question's function words? Measured with and without.
+
+    RAG_DATA_DIR=<cache> .venv/bin/python experiments/lexical_stopwords.py --cache /tmp/answer-focus [--sets ...]
+
+"What were NVIDIA's revenues in Q3 2023?" was answered by a sentence about a customer's share of revenue: the
+lexical overlap (rag.extract.lexical_overlap) weighs each question term by its IDF over the ~20 candidate
+sentences, where "were" and "what" are rare, so a sentence saying "were" outweighed the "Total revenue" row the
+reranker preferred. This recomputes only the lexical scorer on the chunks and raw scores that
+``scripts/answer_focus.py`` cached, with the question's English stop words (bm25s's STOPWORDS_EN_PLUS) left
+out, and prints the answer-focus table for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+import bm25s.stopwords  # noqa: E402
+from answer_focus import SETS, collect, measure  # noqa: E402
+
+from rag import extract  # noqa: E402
+from rag.lexical import tokenize  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+STOP = frozenset().union(*(tokenize(word) for word in bm25s.stopwords.STOPWORDS_EN_PLUS))
+
+
+def content_words(question: str) -> str:
+    """The question without its stop words (the whole question where nothing is left)."""
+    kept = " ".join(word for word in question.replace("'s", " ").split() if not set(tokenize(word)) <= STOP)
+    return kept or question
+
+
+def relexed(row: dict) -> dict:
+    """The row with its lexical scores recomputed from the question's content words."""
+    if not row.get("candidates") or row.get("raw") is None:
+        return row
+    texts, _ = extract._passages(row["sentences"], row["candidates"])
+    raw = row["raw"]
+    passages = dict(raw.passages)
+    passages["lexical"] = extract.lexical_overlap(content_words(row["question"]), texts, len(row["candidates"]))
+    return {**row, "raw": extract.RawScores(passages, raw.priors, raw.numeric)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets-root", default="../shared/datasets")
+    ap.add_argument("--sets", nargs="*", default=SETS)
+    ap.add_argument("--queries", type=int, default=120)
+    ap.add_argument("--cache", default="/tmp/answer-focus")
+    args = ap.parse_args()
+    settings = Settings()
+    print("| set | lexical reads | hits | lead ∋ gold given hit | gold words held given hit | ∋ gold given hit | chars |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.sets:
+        rows = collect(settings, name, Path(args.datasets_root), args.queries, Path(args.cache), False)
+        for label, measured in (("every word", rows), ("content words", [relexed(row) for row in rows])):
+            m = measure(measured)
+            print(f"| {name} | {label} | {m['hits']} | {m['lead_contains_given_hit']:.3f} | "
+                  f"{m['answer_word_recall_given_hit']:.3f} | {m['contains_given_hit']:.3f} | {m['answer_chars']:.0f} |",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

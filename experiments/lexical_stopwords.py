@@ -6,8 +6,8 @@
 lexical overlap (rag.extract.lexical_overlap) weighs each question term by its IDF over the ~20 candidate
 sentences, where "were" and "what" are rare, so a sentence saying "were" outweighed the "Total revenue" row the
 reranker preferred. This recomputes only the lexical scorer on the chunks and raw scores that
-``scripts/answer_focus.py`` cached, with the question's English stop words (bm25s's STOPWORDS_EN_PLUS) left
-out, and prints the answer-focus table for both.
+``scripts/answer_focus.py`` cached, with the question's English stop words left out (bm25s's STOPWORDS_EN_PLUS;
+or only a question's wh-words and auxiliary verbs), and prints the answer-focus table for each.
 """
 
 from __future__ import annotations
@@ -26,23 +26,28 @@ from rag import extract  # noqa: E402
 from rag.lexical import tokenize  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
-STOP = frozenset().union(*(tokenize(word) for word in bm25s.stopwords.STOPWORDS_EN_PLUS))
+STOPWORDS = {
+    "plus": frozenset().union(*(tokenize(word) for word in bm25s.stopwords.STOPWORDS_EN_PLUS)),
+    # a question's own words only: its wh-word and auxiliary verbs
+    "question": frozenset().union(*(tokenize(word) for word in "what which who whom whose when where why how do does "
+                                    "did was were is are be been has have had s".split())),
+}
 
 
-def content_words(question: str) -> str:
+def content_words(question: str, stop: frozenset[str]) -> str:
     """The question without its stop words (the whole question where nothing is left)."""
-    kept = " ".join(word for word in question.replace("'s", " ").split() if not set(tokenize(word)) <= STOP)
+    kept = " ".join(word for word in question.replace("'s", " ").split() if not set(tokenize(word)) <= stop)
     return kept or question
 
 
-def relexed(row: dict) -> dict:
+def relexed(row: dict, stop: frozenset[str]) -> dict:
     """The row with its lexical scores recomputed from the question's content words."""
     if not row.get("candidates") or row.get("raw") is None:
         return row
     texts, _ = extract._passages(row["sentences"], row["candidates"])
     raw = row["raw"]
     passages = dict(raw.passages)
-    passages["lexical"] = extract.lexical_overlap(content_words(row["question"]), texts, len(row["candidates"]))
+    passages["lexical"] = extract.lexical_overlap(content_words(row["question"], stop), texts, len(row["candidates"]))
     return {**row, "raw": extract.RawScores(passages, raw.priors, raw.numeric)}
 
 
@@ -58,7 +63,9 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|")
     for name in args.sets:
         rows = collect(settings, name, Path(args.datasets_root), args.queries, Path(args.cache), False)
-        for label, measured in (("every word", rows), ("content words", [relexed(row) for row in rows])):
+        variants = [("every word", rows)] + [(f"without {name} stop words", [relexed(row, stop) for row in rows])
+                                             for name, stop in STOPWORDS.items()]
+        for label, measured in variants:
             m = measure(measured)
             print(f"| {name} | {label} | {m['hits']} | {m['lead_contains_given_hit']:.3f} | "
                   f"{m['answer_word_recall_given_hit']:.3f} | {m['contains_given_hit']:.3f} | {m['answer_chars']:.0f} |",

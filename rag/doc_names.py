@@ -270,8 +270,9 @@ class DocumentNames:
 
 
 def _as_written(question: str, terms: Sequence[str]) -> tuple[str, ...]:
-    """The question's own words for BM25's terms ("Apple's" for "appl"), the term where no word stems to it."""
-    written: dict[str, str] = {}
+    """The question's own words for BM25's terms ("Apple's" for "appl", "10-K" for "10k"), the term where no word
+    stems to it."""
+    written: dict[str, str] = {m.group(1).replace("-", "").lower(): m.group(1) for m in _FORM.finditer(question)}
     for word in re.findall(r"[^\W_]+", question):
         if any(ord(char) >= 0x2E80 for char in word):
             continue  # CJK: BM25's terms are its characters and pairs, shown as they are

@@ -160,6 +160,8 @@ def test_file_names_periods_and_forms_name_an_annual_or_a_quarterly_filing() -> 
 
     assert named("What were Harbor Rail's fares in Q2 FY2024?") == ("HARBOR_2024Q2_10Q.pdf",)
     assert named("What did Harbor Rail's FY23 10-K say of costs?") == ("HARBOR_2023_10K.pdf",)
+    shown = DocumentNames.build(rows).named("What did Harbor Rail's FY23 10-K say?", 0.02, 0.02).terms
+    assert "10-K" in shown and "Harbor" in shown  # the question's own words, as the answer shows them
     assert named("What did 3M sell?") == ("3M_2023Q2_10Q.pdf",)  # a name with a digit
     assert {"8k", "20f", "10q"} <= naming_terms("Its 8-K, its 20-F and its 10Q")
 

@@ -12,7 +12,6 @@ or only a question's wh-words and auxiliary verbs), and prints the answer-focus 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import bm25s.stopwords  # noqa: E402
-from answer_focus import SETS, collect, measure  # noqa: E402
+from answer_focus import collect, header, measure, parser, table_row  # noqa: E402
 
 from rag import extract  # noqa: E402
 from rag.lexical import tokenize  # noqa: E402
@@ -52,24 +51,15 @@ def relexed(row: dict, stop: frozenset[str]) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets-root", default="../shared/datasets")
-    ap.add_argument("--sets", nargs="*", default=SETS)
-    ap.add_argument("--queries", type=int, default=120)
-    ap.add_argument("--cache", default="/tmp/answer-focus")
-    args = ap.parse_args()
+    args = parser(__doc__.splitlines()[0]).parse_args()
     settings = Settings()
-    print("| set | lexical reads | hits | lead ∋ gold given hit | gold words held given hit | ∋ gold given hit | chars |")
-    print("|---|---|---|---|---|---|---|")
+    print(header("set | lexical reads"))
     for name in args.sets:
         rows = collect(settings, name, Path(args.datasets_root), args.queries, Path(args.cache), False)
-        variants = [("every word", rows)] + [(f"without {name} stop words", [relexed(row, stop) for row in rows])
-                                             for name, stop in STOPWORDS.items()]
+        variants = [("every word", rows)] + [(f"without {kind} stop words", [relexed(row, stop) for row in rows])
+                                             for kind, stop in STOPWORDS.items()]
         for label, measured in variants:
-            m = measure(measured)
-            print(f"| {name} | {label} | {m['hits']} | {m['lead_contains_given_hit']:.3f} | "
-                  f"{m['answer_word_recall_given_hit']:.3f} | {m['contains_given_hit']:.3f} | {m['answer_chars']:.0f} |",
-                  flush=True)
+            print(table_row(f"{name} | {label}", measure(measured)), flush=True)
     return 0
 
 

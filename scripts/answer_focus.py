@@ -97,23 +97,38 @@ def measure(rows: list[dict]) -> dict:
             "answer_chars": sum(len(a) for a in answers) / max(len(answers), 1)}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options of this script (and of the experiments that read its cache)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--datasets-root", default="../shared/datasets")
     ap.add_argument("--sets", nargs="*", default=SETS)
     ap.add_argument("--queries", type=int, default=120)
     ap.add_argument("--cache", default="/tmp/answer-focus")
+    return ap
+
+
+def header(first: str) -> str:
+    """The Markdown table's head: ``first`` (the set, and what varies, "|"-separated), then the figures."""
+    head = f"| {first} | hits | lead ∋ gold given hit | gold words held given hit | ∋ gold given hit | chars |"
+    return head + "\n" + "|---" * (head.count("|") - 1) + "|"
+
+
+def table_row(first: str, m: dict) -> str:
+    """One Markdown row of :func:`measure`'s figures after ``first`` (the set, and what varies)."""
+    return (f"| {first} | {m['hits']} | {m['lead_contains_given_hit']:.3f} | {m['answer_word_recall_given_hit']:.3f} | "
+            f"{m['contains_given_hit']:.3f} | {m['answer_chars']:.0f} |")
+
+
+def main() -> int:
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--rescore", action="store_true", help="score the sentences again (the scorers changed)")
     args = ap.parse_args()
     settings = Settings()
-    print("| set | questions | hits | lead ∋ gold given hit | gold words held given hit | ∋ gold given hit | chars |")
-    print("|---|---|---|---|---|---|---|")
+    print(header("set | questions"))
     for name in args.sets:
         rows = collect(settings, name, Path(args.datasets_root), args.queries, Path(args.cache), args.rescore)
         m = measure(rows)
-        print(f"| {name} | {m['questions']} | {m['hits']} | {m['lead_contains_given_hit']:.3f} | "
-              f"{m['answer_word_recall_given_hit']:.3f} | {m['contains_given_hit']:.3f} | {m['answer_chars']:.0f} |",
-              flush=True)
+        print(table_row(f"{name} | {m['questions']}", m), flush=True)
     return 0
 
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from multidoc_check import score  # noqa: E402
 
 from evaluation.datasets import load_answers, load_dataset  # noqa: E402
+from ingest.loaders import read_document  # noqa: E402
 from ingest.recontext import recontext  # noqa: E402
 from rag.lexical import rebuild as rebuild_lexical  # noqa: E402
 from rag.pipeline import RagPipeline  # noqa: E402
@@ -57,6 +58,7 @@ def main() -> int:
     dataset, answers = load_dataset(folder), load_answers(folder / "answers.jsonl")
     docs = sorted((d for d in dataset.corpus.values() if not args.only or d.id in args.only), key=lambda d: d.id)
     names = {doc.id: doc.id for doc in docs}
+    pages = {doc.id: read_document(doc.id, doc.path.read_bytes()).pages for doc in docs}  # read once for every label
     queries = [q for q in dataset.queries_with_qrels() if dataset.relevant(q.id) & set(names)][: args.queries]
     work = Path(args.work)
     if {"bm25", "bm25+rerank"} & set(args.variants):
@@ -74,7 +76,7 @@ def main() -> int:
             continue
         StoredChunk.read_text = reads_context if rerank_context else text_alone  # BM25's index is built already
         pipeline = RagPipeline(base.model_copy(update={"data_dir": data_dir}))
-        results[label] = score(pipeline, dataset, answers, docs, names, queries)
+        results[label] = score(pipeline, dataset, answers, pages, names, queries)
         for run, row in results[label].items():
             print(f"| {label} {run} | {row['top1_asked']:.3f} | {row['top5_share']:.3f} | {row['page_mrr5']:.3f} "
                   f"({row['paged_queries']}) |", flush=True)

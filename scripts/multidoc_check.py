@@ -46,11 +46,11 @@ def store_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def score(pipeline: RagPipeline, dataset, answers: dict, docs: list, names: dict[str, str], queries: list) -> dict:
+def score(pipeline: RagPipeline, dataset, answers: dict, pages: dict[str, list], names: dict[str, str],
+          queries: list) -> dict:
     """Per run (first stage, reranked): top-1 from an asked filing, share of the top 5, page-level MRR@5."""
     # The pages that hold a figure each answer quotes, per filing (read as ingest reads them).
-    page_texts = {names[doc.id]: [(p.number, p.text) for p in read_document(doc.id, doc.path.read_bytes()).pages]
-                  for doc in docs}
+    page_texts = {names[doc_id]: [(p.number, p.text) for p in read] for doc_id, read in pages.items()}
     summary = {}
     for rerank in (False, True):
         top1 = share = mrr = 0.0
@@ -105,15 +105,15 @@ def statement_pages(pages) -> dict[str, int]:  # noqa: ANN001 - ingest's PageTex
     return found
 
 
-def statement_questions(docs: list, names: dict[str, str]) -> list[tuple[str, str, int]]:
+def statement_questions(pages: dict[str, list], names: dict[str, str]) -> list[tuple[str, str, int]]:
     """(question, filing, gold page): the dataset's file names ("2023 Q3 AAPL.pdf") give company and period."""
     out = []
-    for doc in docs:
-        year, quarter, ticker = Path(doc.id).stem.split()
-        pages = statement_pages(read_document(doc.id, doc.path.read_bytes()).pages)
+    for doc_id, read in pages.items():
+        year, quarter, ticker = Path(doc_id).stem.split()
+        opens = statement_pages(read)
         for kind, templates in STATEMENT_QUESTIONS.items():
-            out += [(t.format(co=COMPANIES[ticker], period=f"{quarter} {year}"), names[doc.id], pages[kind])
-                    for t in templates if kind in pages]
+            out += [(t.format(co=COMPANIES[ticker], period=f"{quarter} {year}"), names[doc_id], opens[kind])
+                    for t in templates if kind in opens]
     return out
 
 
@@ -165,9 +165,10 @@ def main() -> int:
     queries = [q for q in dataset.queries_with_qrels() if dataset.relevant(q.id) & set(names)][: args.queries]
     summary = {"ingest_s": round(ingest_s, 1), "chunks": chunks, "store_mb": round(size / 1e6, 2),
                "queries": len(queries)}
-    summary |= score(RagPipeline(settings), dataset, answers, docs, names, queries)
+    pages = {doc.id: read_document(doc.id, doc.path.read_bytes()).pages for doc in docs}  # read once, as ingest does
+    summary |= score(RagPipeline(settings), dataset, answers, pages, names, queries)
     if args.statements:
-        summary |= score_statements(RagPipeline(settings), statement_questions(docs, names))
+        summary |= score_statements(RagPipeline(settings), statement_questions(pages, names))
     print(f"ingest {summary['ingest_s']} s, {chunks} chunks, store {summary['store_mb']} MB, {len(queries)} questions")
     print("| run | top-1 from the asked filing | share of top-5 | page MRR@5 (questions) |\n|---|---|---|---|")
     for name in ("first stage", "reranked"):

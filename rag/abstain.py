@@ -6,8 +6,9 @@ hand) turns them into the probability that the documents do not answer; above th
 the answer says so (:func:`unanswered_answer`). Two families of evidence, each with its own model:
 
 * ``reranked``: the reranker's calibrated scores (the best, its margin over the next, how many candidates it
-  holds relevant), the first stage's agreement (dense and BM25 top-5 in common), the quoted sentence's own
-  rerank score, and whether the top passages carry the names and periods the question names.
+  holds relevant), the first stage's agreement (dense and BM25 top-5 in common), the quoted sentence's own rerank score, whether the top passages carry the
+  names and periods the question names, and whether the collection holds a document of the quarter it asks
+  about (rag.doc_names).
 * ``first_stage``: a question the reranker does not read (Chinese with the shipped English one) or no
   reranker: the best dense cosine and its margin over the next ones, how much of the question's words the
   top passages hold (BM25's tokens), the same agreement and names, and the quoted sentence's cosine.
@@ -43,6 +44,10 @@ _P_EDGE = 1e-4  # probabilities are clipped to [edge, 1 - edge] before their log
 _NAME = re.compile(r"(?<![\w'])([A-Z][\w&-]+(?:['’]s)?|\d[\d,.]*\d|\d)(?![\w])")  # "I" and "A" are no names
 _QUOTED = re.compile(r"《([^》]{1,40})》|\"([^\"]{2,60})\"|“([^”]{2,60})”")
 _FIRST_WORD = re.compile(r"^\W*\w+")
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")  # "... outcomes? Please provide ...": "Please" is no name
+# a filing's form names a kind of document, not one ("these 10-Qs"): doc_names reads forms; here "10" and "Qs"
+# would count as names no passage prints
+_FORM = re.compile(r"\b(?:10-?[KQ]|20-?F|[68]-?K)(?:'?s)?\b", re.I)
 
 
 def _logit(p: float) -> float:
@@ -51,10 +56,12 @@ def _logit(p: float) -> float:
 
 
 def named_terms(question: str) -> list[str]:
-    """The names and periods ``question`` names, lowercased: its capitalised words but the first, numbers,
-    quarters and quoted titles ("What was Microsoft's revenue in Q3 2023?" -> microsoft, q3, 2023)."""
-    rest = _FIRST_WORD.sub("", question, count=1)
-    terms = [m.group(1) for m in _NAME.finditer(rest)]
+    """The names and periods ``question`` names, lowercased: its capitalised words but each sentence's first,
+    numbers, quarters and quoted titles ("What was Microsoft's revenue in Q3 2023?" -> microsoft, q3, 2023); a
+    filing's form ("10-Q") is none."""
+    terms = []
+    for sentence in _SENTENCE_END.split(_FORM.sub(" ", question)):
+        terms += [m.group(1) for m in _NAME.finditer(_FIRST_WORD.sub("", sentence, count=1))]
     terms = [re.sub(r"['’]s$", "", t) for t in terms]
     terms += [next(g for g in m.groups() if g) for m in _QUOTED.finditer(question)]
     seen: dict[str, None] = {}
@@ -116,9 +123,13 @@ def agreement(candidates: Sequence[ChunkHit]) -> float | None:
 
 
 def gather(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[ChunkHit], *,
-           sentence_score: float | None = None) -> tuple[str, dict[str, float | None]]:
+           sentence_score: float | None = None,
+           quarters: tuple[float, list[str]] | None = None) -> tuple[str, dict[str, float | None]]:
     """(family, features) of one answer: ``chunks`` the top-n given to the answer, ``candidates`` all the first
-    stage found; ``sentence_score`` the quoted sentence's calibrated rerank score (reranked) or cosine."""
+    stage found; ``sentence_score`` the quoted sentence's calibrated rerank score (reranked) or cosine;
+    ``quarters`` the share of the quarters the question asks about that the collection holds a document of, and
+    the missing ones (:meth:`rag.doc_names.DocumentNames.quarters_held`; None: it asks none, or no periodic
+    reports)."""
     coverage, _ = name_coverage(question, chunks)
     agree = agreement(candidates)
     scores = sorted((c.rerank_score for c in candidates if c.rerank_score is not None), reverse=True)
@@ -129,6 +140,7 @@ def gather(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[Chunk
             "relevant_count": float(sum(s >= RELEVANT for s in scores)),
             "agreement": agree,
             "name_coverage": coverage,
+            "quarter_coverage": quarters[0] if quarters else None,
             "sentence_logit": None if sentence_score is None else _logit(sentence_score),
         }
         return "reranked", features
@@ -139,6 +151,7 @@ def gather(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[Chunk
         "word_coverage": word_coverage(question, chunks),
         "agreement": agree,
         "name_coverage": coverage,
+        "quarter_coverage": quarters[0] if quarters else None,  # the missing-quarter rule's (no dev data to fit)
         "sentence_cosine": sentence_score,
     }
     return "first_stage", features
@@ -169,25 +182,48 @@ def probability(model: dict, features: dict[str, float | None]) -> tuple[float, 
     return 1 / (1 + math.exp(-z)), pushes
 
 
+def warns(p: float, point: float, features: dict[str, float | None]) -> bool:
+    """Whether the decision fires: the probability at or above the operating point, or every quarter asked
+    missing from the collection (``quarter_coverage`` 0) at any point but 1 (the setting that never warns)."""
+    # A question about "Q3 2024" over Q1 and Q2's filings: whatever the passages score, they are another period's,
+    # and a quote from them the confident wrong answer this decision is for. A fact, not an estimate: in the dev
+    # data every such question was unanswerable (43 of 43), but the fitted model, which weighs it with the
+    # passages' scores, let a well-matching wrong quarter through (p .76 against .79 on the test filings).
+    return p >= point or _quarter_missing(point, features)
+
+
+def _quarter_missing(point: float, features: dict[str, float | None]) -> bool:
+    return features.get("quarter_coverage") == 0.0 and point < 1.0
+
+
 def decide(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[ChunkHit], *,
-           sentence_score: float | None = None, threshold: float | None = None,
-           models_path: str | Path = MODEL_FILE) -> Abstention:
-    """The decision for one answer (see the module's doc); ``threshold`` overrides the model's operating point."""
+           sentence_score: float | None = None, quarters: tuple[float, list[str]] | None = None,
+           threshold: float | None = None, models_path: str | Path = MODEL_FILE) -> Abstention:
+    """The decision for one answer (see the module's doc and :func:`gather`); ``threshold`` overrides the model's
+    operating point."""
     if not chunks:
         return Abstention(fires=True, reason="nothing in the collection matched the question", family="none")
-    family, features = gather(question, chunks, candidates, sentence_score=sentence_score)
+    family, features = gather(question, chunks, candidates, sentence_score=sentence_score, quarters=quarters)
     name = model_name(family, sentence_score is not None)
     model = load_models(models_path)[name]
     p, pushes = probability(model, features)
     point = model["threshold"] if threshold is None else threshold
-    fires = p >= point
-    reason = explain(question, chunks, features, pushes, p) if fires else None
+    missing_quarter = _quarter_missing(point, features)
+    fires = warns(p, point, features)
+    reason = None
+    if missing_quarter:
+        reason = (f"no document in the collection is of {', '.join(quarters[1])}, the period asked about; "
+                  + explain(question, chunks, features, pushes, p))
+    elif fires:
+        reason = explain(question, chunks, features, pushes, p, quarters[1] if quarters else [])
     return Abstention(fires=fires, probability=round(p, 4), threshold=point, family=family, model=name,
                       features={k: None if v is None else round(v, 4) for k, v in features.items()}, reason=reason)
 
 
-def _describe(name: str, features: dict[str, float | None], missing: list[str]) -> str:
+def _describe(name: str, features: dict[str, float | None], missing: list[str], quarters: list[str]) -> str:
     value = features[name]
+    if name == "quarter_coverage":
+        return "no document in the collection is of " + ", ".join(quarters)
     if name == "best_logit":
         return f"the best passage's rerank score is {1 / (1 + math.exp(-value)):.2f}"
     if name == "margin":
@@ -211,12 +247,14 @@ def _describe(name: str, features: dict[str, float | None], missing: list[str]) 
 
 
 def explain(question: str, chunks: Sequence[ChunkHit], features: dict[str, float | None],
-            pushes: dict[str, float], p: float) -> str:
-    """The reason in words: the estimate and the (at most two) pieces of evidence that pushed it most."""
+            pushes: dict[str, float], p: float, quarters: Sequence[str] = ()) -> str:
+    """The reason in words: the estimate and the (at most two) pieces of evidence that pushed it most;
+    ``quarters`` the asked quarters no document is of."""
     _, missing = name_coverage(question, chunks)
     strongest = [n for n in sorted(pushes, key=lambda n: -pushes[n]) if pushes[n] > 0 and features[n] is not None
-                 and (n != "name_coverage" or missing)][:2]
-    said = "; ".join(_describe(n, features, missing) for n in strongest) or "no single piece of evidence decides"
+                 and (n != "name_coverage" or missing) and (n != "quarter_coverage" or quarters)][:2]
+    said = ("; ".join(_describe(n, features, missing, list(quarters)) for n in strongest)
+            or "no single piece of evidence decides")
     return f"{p:.0%} likely unanswered by the documents: {said}"
 
 

@@ -49,7 +49,7 @@ from rag.bm25_tokens import tokenize
 from rag.types import NamedDocuments
 
 NAMES_FILE = "doc_names.json"
-NAMES_VERSION = 7  # in the BM25 manifest: an index whose names another version counted is rebuilt
+NAMES_VERSION = 8  # in the BM25 manifest: an index whose names another version counted is rebuilt
 
 _ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 _QUARTER_WORDS = re.compile(r"\b(first|1st|second|2nd|third|3rd|fourth|4th)\s+(?:fiscal\s+)?quarter\b", re.I)
@@ -78,6 +78,7 @@ _EARLIER = re.compile(r"\b(?:previous|prior|earlier|preceding|over\s+time|trends
 _PERIOD_TERM = re.compile(r"(?:fy)?(?:19|20)\d\d|q[1-4]|10[kq]|20f|[68]k")
 _FORM = re.compile(r"\b(10-?[KQ]|20-?F|[68]-?K)\b", re.I)  # "10-K", "8-K": one term, as a file name's "10K" is
 _QUARTER_TERM = re.compile(r"q[1-4]")
+_FORM_TERM = re.compile(r"10[kq]|20f|[68]k")
 _PERIOD_ENDED = re.compile(r"\b(?:quarterly\s+period|three\s+months|quarter)\s+ended\s+"
                            r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(\d{1,2}),?\s+((?:19|20)\d\d)",
                            re.I)
@@ -87,6 +88,14 @@ _DATE_ISO = re.compile(r"\b((?:19|20)\d\d)-(\d\d)-(\d\d)\b")
 _DATE_WORDS = re.compile(r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(\d{1,2}),?\s+((?:19|20)\d\d)\b",
                          re.I)
 _QUARTER_YEAR = re.compile(r"\bQ([1-4])\s*((?:19|20)\d\d)\b|\b((?:19|20)\d\d)\s*Q([1-4])\b", re.I)
+# a quarter with its year as questions ask it: "Q3 2023", "Q3 FY2024", "2023 Q3", "the third quarter of (fiscal)
+# 2023", "2023年第三季度"
+_ASKED_QUARTER = re.compile(
+    r"\bQ([1-4])\s*(?:of\s+)?(?:fiscal\s+(?:year\s+)?|FY\s?)?((?:19|20)\d\d)\b"
+    r"|\b(?:FY\s?)?((?:19|20)\d\d)\s*Q([1-4])\b"
+    r"|\b(first|second|third|fourth)\s+(?:fiscal\s+)?quarter\s+(?:of\s+)?(?:fiscal\s+(?:year\s+)?|FY\s?)?"
+    r"((?:19|20)\d\d)\b"
+    r"|((?:19|20)\d\d)\s*(?:财年|年)\s*第?([一二三四1-4])季度", re.I)
 
 
 def _spelled_periods(text: str) -> str:
@@ -116,6 +125,18 @@ def text_own(counts: Counter[str], share: float) -> str | None:
         return None
     term, count = counts.most_common(1)[0]
     return term if count >= TEXT_OWN_MIN and count >= share * counts.total() else None
+
+
+def asked_quarters(question: str) -> list[tuple[str, str]]:
+    """The quarters ``question`` asks about with their year, as identity terms, a fiscal year as one: "Q3 2023"
+    -> [("q3", "2023")], "the third quarter of fiscal 2024" -> [("q3", "fy2024")]."""
+    asked = []
+    for m in _ASKED_QUARTER.finditer(_GLUED_PERIOD.sub(" ", question.replace("_", " "))):  # file names' "_"
+        q1, y1, y2, q2, word, y3, y4, zh = m.groups()
+        quarter = q1 or q2 or (_ORDINALS[word.lower()] if word else None) or _ZH_DIGITS.get(zh) or zh
+        fiscal = "fy" if re.search(r"fiscal|fy|财年", m.group(0), re.I) else ""
+        asked.append((f"q{quarter}", f"{fiscal}{y1 or y2 or y3 or y4}"))
+    return list(dict.fromkeys(asked))
 
 
 def identity_terms(identity: str, own_quarter: str | None = None, own_fiscal_year: str | None = None) -> set[str]:
@@ -165,8 +186,9 @@ class DocumentNames:
     built with the BM25 index from the same pass over the chunks, kept beside it (rag.lexical)."""
 
     def __init__(self, sources: Sequence[str], chunks: Sequence[int], dates: Sequence[str | None],
-                 terms: dict[str, TermUse]) -> None:
+                 terms: dict[str, TermUse], periods: Sequence[Sequence[str]] = ()) -> None:
         self.sources, self.chunks, self.dates, self.terms = list(sources), list(chunks), list(dates), terms
+        self.periods = [set(p) for p in periods]  # each document's quarters, years and fiscal years (identity terms)
 
     @classmethod
     def build(cls, rows: Sequence[tuple[str, str, str]]) -> DocumentNames:
@@ -207,18 +229,43 @@ class DocumentNames:
             theirs = sum(chunks[doc] for doc in docs)
             others = len(row_docs) - theirs
             uses[term] = TermUse(tuple(docs), inside[term] / theirs, outside[term] / others if others else 0.0)
-        return cls(list(index), chunks, dates, uses)
+        periods = [sorted(t for t in terms if _PERIOD_TERM.fullmatch(t) and not _FORM_TERM.fullmatch(t))
+                   for terms in identities]
+        return cls(list(index), chunks, dates, uses, periods)
 
     def save(self, folder: Path) -> None:
         terms = {term: [list(use.docs), use.inside, use.outside] for term, use in self.terms.items()}
         (folder / NAMES_FILE).write_text(json.dumps({"sources": self.sources, "chunks": self.chunks,
-                                                     "dates": self.dates, "terms": terms}), encoding="utf-8")
+                                                     "dates": self.dates, "terms": terms,
+                                                     "periods": [sorted(p) for p in self.periods]}), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> DocumentNames:
         saved = json.loads((folder / NAMES_FILE).read_text(encoding="utf-8"))
         terms = {term: TermUse(tuple(docs), inside, outside) for term, (docs, inside, outside) in saved["terms"].items()}
-        return cls(saved["sources"], saved["chunks"], saved["dates"], terms)
+        return cls(saved["sources"], saved["chunks"], saved["dates"], terms, saved["periods"])
+
+    def quarters_held(self, question: str) -> tuple[float, list[str]] | None:
+        """(the share of the quarters ``question`` asks about that some document is of, those none is of: "Q3
+        2023"), the abstention's evidence (rag.abstain) that a question about a quarter the collection lacks is
+        not answered by the ones it holds. A document of a year and no quarter (an annual report) holds every
+        quarter of it. A fiscal year asked ("Q3 FY2024") is held by a document of that fiscal year or, where its
+        text names none, of that year; a year asked plainly only by one of that year (NVIDIA's quarter ended
+        October 2022 is Q3 of fiscal 2023, not of 2023). None when the question asks about no quarter with its
+        year, or when no document is of a quarter (not a collection of periodic reports: the asked quarter would
+        be missing from any)."""
+        asked = asked_quarters(question)
+        if not asked or not any(_QUARTER_TERM.fullmatch(term) for terms in self.periods for term in terms):
+            return None
+        missing = []
+        for quarter, year in asked:
+            plain = year.removeprefix("fy")
+            if not any((quarter in terms or not any(_QUARTER_TERM.fullmatch(t) for t in terms))
+                       and (year in terms or (year != plain and plain in terms
+                                              and not any(t.startswith("fy") for t in terms)))
+                       for terms in self.periods):
+                missing.append(f"{quarter.upper()} {year.replace('fy', 'FY')}")
+        return 1 - len(missing) / len(asked), missing
 
     def named(self, question: str, max_outside_share: float, min_inside_share: float) -> NamedDocuments | None:
         """The documents ``question`` names (see the module), or None when it names no strict subset of them."""

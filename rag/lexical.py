@@ -143,6 +143,10 @@ class LexicalIndex:
             return None
         return self.names.named(question, max_outside_share, min_inside_share)
 
+    def quarters_held(self, question: str) -> tuple[float, list[str]] | None:
+        """Which quarters ``question`` asks about the collection's documents are of (rag.doc_names), or None."""
+        return self.names.quarters_held(question) if self.names is not None else None
+
     def save(self, folder: str | Path) -> None:
         """Write the index into a new folder, the manifest last: a folder with a manifest is whole."""
         folder = Path(folder)
@@ -254,6 +258,12 @@ def named_documents(kb: KnowledgeBase, data_dir: str | Path, question: str, max_
                     min_inside_share: float) -> NamedDocuments | None:
     """The documents of ``kb`` that ``question`` names by their identities (rag.doc_names), or None."""
     return lexical_index(kb, data_dir).named_documents(question, max_outside_share, min_inside_share)
+
+
+def quarters_held(kb: KnowledgeBase, data_dir: str | Path, question: str) -> tuple[float, list[str]] | None:
+    """(the share of the quarters ``question`` asks about that some document of ``kb`` is of, the missing ones), or
+    None (:meth:`rag.doc_names.DocumentNames.quarters_held`)."""
+    return lexical_index(kb, data_dir).quarters_held(question)
 
 
 def lexical_coverage(kb: KnowledgeBase, data_dir: str | Path, query: str) -> float:

@@ -24,6 +24,9 @@ def test_named_terms_are_the_names_and_periods_past_the_first_word() -> None:
     assert abstain.named_terms("How much does the Kestrel Cargo cost?") == ["kestrel", "cargo"]
     assert abstain.named_terms("What is the refund window?") == []
     assert abstain.named_terms("《战国无双3》是由哪两个公司合作开发的？") == ["战国无双3"]
+    # each sentence's first word is no name, nor is a filing's form (its "10" and "Qs" no passage prints)
+    assert abstain.named_terms("What role have exchange rates played for NVIDIA? Please list them.") == ["nvidia"]
+    assert abstain.named_terms("Did Amazon's liquidity change in these 10-Qs?") == ["amazon"]
 
 
 def test_name_coverage_finds_what_the_top_passages_never_mention() -> None:
@@ -68,6 +71,26 @@ def test_reranked_evidence_best_margin_and_how_many_clear_it() -> None:
     assert features["margin"] == pytest.approx(0.3)
     assert features["relevant_count"] == 2
     assert features["sentence_logit"] == pytest.approx(math.log(0.8 / 0.2))
+
+
+def test_a_quarter_the_collection_holds_no_document_of_is_evidence_and_reason(tmp_path: Path) -> None:
+    model = write_model(tmp_path / "m.json", {"quarter_coverage": -4.0}, mean={"quarter_coverage": 1.0}, threshold=0.6)
+    question = "What were Apple's net sales in Q3 2023?"
+    passages = [hit(1, "Net sales were $94.8 billion in the quarter.", rerank=0.8, source="2023 Q2 AAPL.pdf")]
+    missing = abstain.decide(question, passages, passages, quarters=(0.0, ["Q3 2023"]), models_path=model)
+    assert missing.fires and missing.features["quarter_coverage"] == 0.0
+    assert "no document in the collection is of Q3 2023" in missing.reason
+    held = abstain.decide(question, passages, passages, quarters=(1.0, []), models_path=model)
+    assert not held.fires
+    unasked = abstain.decide(question, passages, passages, quarters=None, models_path=model)
+    assert unasked.features["quarter_coverage"] is None and not unasked.fires  # no evidence moves nothing
+    # every asked quarter missing fires whatever the model says (a fact); one of two missing is the model's
+    ignoring = write_model(tmp_path / "n.json", {"best_logit": -1.0}, mean={}, threshold=0.9)
+    gated = abstain.decide(question, passages, passages, quarters=(0.0, ["Q3 2023"]), models_path=ignoring)
+    assert gated.fires and gated.reason.startswith("no document in the collection is of Q3 2023")
+    assert not abstain.decide(question, passages, passages, quarters=(0.5, ["Q3 2023"]), models_path=ignoring).fires
+    assert not abstain.decide(question, passages, passages, quarters=(0.0, ["Q3 2023"]), models_path=ignoring,
+                              threshold=1.0).fires  # the setting that never warns
 
 
 def test_first_stage_evidence_when_nothing_was_reranked() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import Ingestor, SourceFile
-from rag.doc_names import DocumentNames, identity_terms, naming_terms, newest_date
+from rag.doc_names import DocumentNames, asked_quarters, identity_terms, naming_terms, newest_date
 from rag.pipeline import RagPipeline
 from rag.settings import Settings
 from tests.helpers import quarterly_filing
@@ -67,6 +67,19 @@ def test_the_latest_keeps_the_newest_filing_unless_the_question_compares_periods
                         generate=False)
     assert both.named_documents.sources == ("calypso-q1.pdf", "calypso-q2.pdf")
     assert not both.named_documents.latest
+
+
+def test_a_question_about_a_quarter_no_filing_is_of_says_the_documents_do_not_answer(filings) -> None:
+    pipeline = RagPipeline(filings)
+    held = pipeline.ask("What were Zenith's total net sales in the second quarter of 2024?")
+    assert held.abstention.features["quarter_coverage"] == 1.0 and not held.low_confidence
+    assert "5,106" in held.answer
+    missing = pipeline.ask("What were Zenith's total net sales in the third quarter of 2024?")
+    assert missing.abstention.features["quarter_coverage"] == 0.0
+    assert missing.low_confidence and "Q3 2024" in missing.low_confidence_reason
+    assert missing.answer.startswith("The documents do not seem to answer")
+    unasked = pipeline.ask("What were Zenith's total net sales?", generate=False)
+    assert unasked.abstention.features["quarter_coverage"] is None
 
 
 def test_a_question_naming_no_document_or_asked_of_chosen_ones_searches_as_asked(filings) -> None:
@@ -181,3 +194,35 @@ def test_a_fiscal_year_asked_is_the_one_a_filings_text_calls_its_own() -> None:
     assert named("What was Orion Chips' revenue in Q3 FY2023?") == ("a.pdf",)
     assert named("What was Orion Chips' revenue in the third quarter of fiscal 2024?") == ("b.pdf",)
     assert named("What was Orion Chips' revenue in Q3 2023?") == ("b.pdf",)  # a year not called fiscal: the dates'
+
+
+def test_the_quarters_a_question_asks_about_as_people_write_them() -> None:
+    assert asked_quarters("What were Apple's net sales in Q3 2023?") == [("q3", "2023")]
+    assert asked_quarters("In the second quarter of fiscal 2024, what was the margin?") == [("q2", "fy2024")]
+    assert asked_quarters("Compare Q3 FY2024 with the first quarter of 2023") == [("q3", "fy2024"), ("q1", "2023")]
+    assert asked_quarters("AMCOR_2023Q2_10Q: what was the revenue?") == [("q2", "2023")]
+    assert asked_quarters("2023年第三季度的营收是多少？") == [("q3", "2023")]
+    assert asked_quarters("What was the revenue in 2023?") == [] and asked_quarters("Which quarter?") == []
+
+
+def test_a_quarter_no_document_is_of_is_missing(tmp_path: Path) -> None:
+    rows = [("zenith-q1.pdf", "Zenith Foods Inc. Q1 2024 Form 10-Q", "Net sales were $4,812 million."),
+            ("zenith-q2.pdf", "Zenith Foods Inc. Q2 2024 Form 10-Q", "Net sales were $5,106 million."),
+            ("zenith-2022.pdf", "Zenith Foods Inc. Annual Report 2022 Form 10-K", "Net sales were $19 billion."),
+            ("nvidia-q3.pdf", "NVIDIA Form 10-Q For the quarterly period ended October 30, 2022",
+             "Revenue for the third quarter of fiscal 2023 was $5.93 billion. " * 3 + "Fiscal year 2023 " * 3)]
+    names = DocumentNames.build(rows)
+    assert names.quarters_held("What were Zenith's net sales in Q2 2024?") == (1.0, [])
+    assert names.quarters_held("What were Zenith's net sales in the third quarter of 2024?") == (0.0, ["Q3 2024"])
+    assert names.quarters_held("How did net sales change from Q1 2024 to Q3 2024?") == (0.5, ["Q3 2024"])
+    assert names.quarters_held("What were net sales in Q4 2022?") == (1.0, [])  # the annual report holds it
+    # NVIDIA's quarter ended October 2022 is Q3 of fiscal 2023, and of calendar 2022: not Q3 2023
+    assert names.quarters_held("What was NVIDIA's revenue in Q3 FY2023?") == (1.0, [])
+    assert names.quarters_held("What was NVIDIA's revenue in Q3 2023?") == (0.0, ["Q3 2023"])
+    assert names.quarters_held("What were net sales in 2024?") is None  # no quarter asked
+    names.save(tmp_path)
+    assert DocumentNames.load(tmp_path).quarters_held("Sales in Q3 2024?") == (0.0, ["Q3 2024"])
+    # a collection with no document of a quarter (articles, manuals) says nothing of an asked quarter
+    articles = DocumentNames.build([("olympics.txt", "2008 Summer Olympics", "The games opened in August 2008."),
+                                    ("apollo.txt", "Apollo 11", "The mission launched in July 1969.")])
+    assert articles.quarters_held("What happened in Q3 2008?") is None

@@ -166,7 +166,7 @@ class Settings(BaseSettings):
         None, ge=0.0, le=1.0,
         description="The probability that the documents do not answer (rag.abstain's fitted model) at which the "
         "answer says so instead of quoting; unset = the operating point fitted with the model, chosen by the worst "
-        "dev set (scripts/fit_abstention.py).")
+        "dev set (scripts/fit_abstention.py); 1 never warns, not even for a quarter no document is of.")
 
     datasets_dir: Path = Field(
         REPO_ROOT.parent / "shared" / "datasets",

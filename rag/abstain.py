@@ -6,9 +6,10 @@ hand) turns them into the probability that the documents do not answer; above th
 the answer says so (:func:`unanswered_answer`). Two families of evidence, each with its own model:
 
 * ``reranked``: the reranker's calibrated scores (the best, its margin over the next, how many candidates it
-  holds relevant), the first stage's agreement (dense and BM25 top-5 in common), the quoted sentence's own rerank score, whether the top passages carry the
-  names and periods the question names, and whether the collection holds a document of the quarter it asks
-  about (rag.doc_names).
+  holds relevant), the first stage's agreement (dense and BM25 top-5 in common), the quoted sentence's own
+  rerank score, whether the top passages carry the names and periods the question names, and whether the
+  collection holds a document of the quarter it asks about (rag.doc_names; every asked quarter missing fires
+  on its own: :func:`warns`).
 * ``first_stage``: a question the reranker does not read (Chinese with the shipped English one) or no
   reranker: the best dense cosine and its margin over the next ones, how much of the question's words the
   top passages hold (BM25's tokens), the same agreement and names, and the quoted sentence's cosine.

@@ -27,12 +27,13 @@ A question word names documents only where it tells them apart and the text agre
   states; its fiscal year is the one its text names most ("fiscal year 2024"), which "FY2024" prefers to a date.
 
 The documents holding the most of those words, weighted by how few documents carry each (IDF), are the ones asked.
-The same identities tell the abstention decision (rag.abstain) when a question asks about a quarter no document
-of the collection is of (:meth:`DocumentNames.quarters_held`).
 "the latest" / "most recent" / "最新" then keeps, among them, those whose identity states the newest date (never
 of a whole collection: "the latest firmware" names no document). Nothing
 here knows a company: the names come from the documents. Hand-written: llama-index's auto-retrievers ask an LLM
 to write a metadata filter, which the offline default has none of.
+
+The same identities tell the abstention decision (rag.abstain) when a question asks about a quarter no document
+of the collection is of (:meth:`DocumentNames.quarters_held`).
 """
 
 from __future__ import annotations

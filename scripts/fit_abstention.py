@@ -21,9 +21,12 @@ Its questions split by a hash of their id.
 
 Each model (``reranked``, ``first_stage``, each with and without the sentence's score) is a logistic regression
 (scikit-learn) on standardised features, every set and within it each class weighted alike (no set's size
-decides). Its operating point: the probability that warns on the most unanswerable questions of the WORST set
+decides); a feature whose fitted sign says more evidence of an answer warns more is left out and the model fitted
+again. Its operating point: the probability that warns on the most unanswerable questions of the WORST set
 while warning on at most --max-answerable of the answerable questions of EVERY set, read off out-of-fold
-probabilities of the fit part (5 folds). emanual/s10 is measured only (REPORT_ONLY): too few unanswerable.
+probabilities of the fit part (5 folds); the missing-quarter rule (``abstain.warns``) counts as warning.
+Measured only (REPORT_ONLY): emanual/s10 (too few unanswerable) and each titled set again with its articles
+as whole chunked documents ("as articles").
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ the answer says so (:func:`unanswered_answer`). Two families of evidence, each w
 
 * ``reranked``: the reranker's calibrated scores (the best, its margin over the next, how many candidates it
   holds relevant), the first stage's agreement (dense and BM25 top-5 in common), the quoted sentence's own
-  rerank score, whether the top passages carry the names and periods the question names, and whether the
-  collection holds a document of the quarter it asks about (rag.doc_names; every asked quarter missing fires
-  on its own: :func:`warns`).
+  rerank score, whether the top passages carry the names and periods the question names, whether the whole
+  collection's words hold those names, and whether the collection holds a document of the quarter it asks
+  about (rag.doc_names; every asked quarter missing fires on its own: :func:`warns`).
 * ``first_stage``: a question the reranker does not read (Chinese with the shipped English one) or no
   reranker: the best dense cosine and its margin over the next ones, how much of the question's words the
   top passages hold (BM25's tokens), the same agreement and names, and the quoted sentence's cosine.
@@ -71,6 +71,12 @@ def named_terms(question: str) -> list[str]:
     return list(seen)
 
 
+def entity_names(question: str) -> list[str]:
+    """The names among :func:`named_terms` that name a thing, not a number or a quarter ("microsoft", not "q3" or
+    "2023"): what ``names_held`` looks up in the whole collection (a quarter is ``quarter_coverage``'s)."""
+    return [t for t in named_terms(question) if any(c.isalpha() for c in t) and not re.fullmatch(r"q[1-4]", t)]
+
+
 def _identity(chunk: ChunkHit) -> str:
     """What the chunk says of its document besides its text: its source, and the title and context the
     chunk-context issue gives chunks where they have them (read only if there)."""
@@ -124,13 +130,14 @@ def agreement(candidates: Sequence[ChunkHit]) -> float | None:
 
 
 def gather(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[ChunkHit], *,
-           sentence_score: float | None = None,
-           quarters: tuple[float, list[str]] | None = None) -> tuple[str, dict[str, float | None]]:
+           sentence_score: float | None = None, quarters: tuple[float, list[str]] | None = None,
+           names_held: float | None = None) -> tuple[str, dict[str, float | None]]:
     """(family, features) of one answer: ``chunks`` the top-n given to the answer, ``candidates`` all the first
     stage found; ``sentence_score`` the quoted sentence's calibrated rerank score (reranked) or cosine;
     ``quarters`` the share of the quarters the question asks about that the collection holds a document of, and
     the missing ones (:meth:`rag.doc_names.DocumentNames.quarters_held`; None: it asks none, or no periodic
-    reports)."""
+    reports); ``names_held`` the share of the question's names the whole collection's words hold (None: no
+    names, or no BM25 side)."""
     coverage, _ = name_coverage(question, chunks)
     agree = agreement(candidates)
     scores = sorted((c.rerank_score for c in candidates if c.rerank_score is not None), reverse=True)
@@ -141,6 +148,7 @@ def gather(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[Chunk
             "relevant_count": float(sum(s >= RELEVANT for s in scores)),
             "agreement": agree,
             "name_coverage": coverage,
+            "names_held": names_held,
             "quarter_coverage": quarters[0] if quarters else None,
             "sentence_logit": None if sentence_score is None else _logit(sentence_score),
         }
@@ -199,12 +207,14 @@ def _quarter_missing(point: float, features: dict[str, float | None]) -> bool:
 
 def decide(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[ChunkHit], *,
            sentence_score: float | None = None, quarters: tuple[float, list[str]] | None = None,
-           threshold: float | None = None, models_path: str | Path = MODEL_FILE) -> Abstention:
+           names_held: float | None = None, threshold: float | None = None,
+           models_path: str | Path = MODEL_FILE) -> Abstention:
     """The decision for one answer (see the module's doc and :func:`gather`); ``threshold`` overrides the model's
     operating point."""
     if not chunks:
         return Abstention(fires=True, reason="nothing in the collection matched the question", family="none")
-    family, features = gather(question, chunks, candidates, sentence_score=sentence_score, quarters=quarters)
+    family, features = gather(question, chunks, candidates, sentence_score=sentence_score, quarters=quarters,
+                              names_held=names_held)
     name = model_name(family, sentence_score is not None)
     model = load_models(models_path)[name]
     p, pushes = probability(model, features)

@@ -143,6 +143,14 @@ class LexicalIndex:
             return None
         return self.names.named(question, max_outside_share, min_inside_share)
 
+    def names_held(self, names: Sequence[str]) -> float | None:
+        """The share of ``names`` (a question's names: rag.abstain.named_terms) whose BM25 terms the collection's
+        text holds, every one of them; None for no names or no BM25 side."""
+        if not names or self.retriever is None:
+            return None
+        held = [all(term in self.retriever.vocab_dict for term in tokenize(name)) for name in names]
+        return sum(held) / len(held)
+
     def quarters_held(self, question: str) -> tuple[float, list[str]] | None:
         """Which quarters ``question`` asks about the collection's documents are of (rag.doc_names), or None."""
         return self.names.quarters_held(question) if self.names is not None else None
@@ -264,6 +272,11 @@ def quarters_held(kb: KnowledgeBase, data_dir: str | Path, question: str) -> tup
     """(the share of the quarters ``question`` asks about that some document of ``kb`` is of, the missing ones), or
     None (:meth:`rag.doc_names.DocumentNames.quarters_held`)."""
     return lexical_index(kb, data_dir).quarters_held(question)
+
+
+def names_held(kb: KnowledgeBase, data_dir: str | Path, names: Sequence[str]) -> float | None:
+    """The share of ``names`` the collection's words hold (:meth:`LexicalIndex.names_held`), or None."""
+    return lexical_index(kb, data_dir).names_held(names)
 
 
 def lexical_coverage(kb: KnowledgeBase, data_dir: str | Path, query: str) -> float:

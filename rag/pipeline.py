@@ -16,7 +16,7 @@ from rag import abstain, catalog, followup, mark_memory
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.feedback import collection_reranker
-from rag.lexical import named_documents, quarters_held
+from rag.lexical import named_documents, names_held, quarters_held
 from rag.limits import clean_question
 from rag.embedders.models import Embedder, configured_embedder
 from rag.rerank import Reranker, blend, load_reranker, sigmoid
@@ -127,7 +127,8 @@ class RagPipeline:
         # Not for a follow-up that leans on the chat ("And the motor?"): its scores are the chat's blended with its
         # own few words, evidence the decision was never fitted on (it warned on 7 of 14 such answered turns).
         quarters = None if share else quarters_held(kb, self.settings.data_dir, searched)
-        doubt = None if share else abstain.decide(searched, chunks, candidates, quarters=quarters,
+        held = None if share else names_held(kb, self.settings.data_dir, abstain.entity_names(searched))
+        doubt = None if share else abstain.decide(searched, chunks, candidates, quarters=quarters, names_held=held,
                                                   threshold=self.settings.abstain_threshold)
         if generate:
             t = time.perf_counter()
@@ -137,7 +138,7 @@ class RagPipeline:
             answer, mode, error, spans, doubt = self._answer(
                 question if turns else searched, chunks, on_token, reranker, turns, extract_question=searched,
                 context=context if share else None, context_share=share or 0.0, doubt=doubt,
-                candidates=candidates, named=named.sources if named else (), quarters=quarters)
+                candidates=candidates, named=named.sources if named else (), quarters=quarters, names_held=held)
             generate_ms = _ms(t)
 
         return AskResult(
@@ -248,7 +249,7 @@ class RagPipeline:
         reranker: Reranker | None = None, history: Sequence[tuple[str, str]] = (),
         extract_question: str | None = None, context: str | None = None, context_share: float = 0.0,
         doubt: Abstention | None = None, candidates: Sequence[ChunkHit] = (), named: Sequence[str] = (),
-        quarters: tuple[float, list[str]] | None = None,
+        quarters: tuple[float, list[str]] | None = None, names_held: float | None = None,
     ) -> tuple[str, str, str | None, list[AnswerSpan], Abstention | None]:
         """(answer, mode, error, spans, doubt): the LLM's answer (told of ``doubt`` when it fired), or the
         extractive one (its sentences chosen by the reranker, or the embedder without one, for
@@ -269,7 +270,7 @@ class RagPipeline:
         if chunks and not context_share:
             score = abstain.sentence_score(asked, chunks, extracted.spans, reranker=reranker, embedder=self.embedder)
             doubt = abstain.decide(asked, chunks, candidates, sentence_score=score, quarters=quarters,
-                                   threshold=self.settings.abstain_threshold)
+                                   names_held=names_held, threshold=self.settings.abstain_threshold)
         if doubt is not None and doubt.fires and chunks:
             return abstain.unanswered_answer(asked, chunks), "extractive", error, [], doubt
         return extracted.answer, "extractive", error, extracted.spans, doubt

@@ -62,7 +62,8 @@ ARTICLES = "as articles"  # a set's label with this: its articles as whole docum
 # as a set; the articles' sets ask a set's questions again (a library's shape, not new evidence)
 REPORT_ONLY = {"emanual/s10", *(f"{label} {ARTICLES}" for label, *_ in SETS)}
 FEATURES = {
-    "reranked": ["best_logit", "margin", "relevant_count", "agreement", "name_coverage", "quarter_coverage"],
+    "reranked": ["best_logit", "margin", "relevant_count", "agreement", "name_coverage", "names_held",
+                 "quarter_coverage"],
     "first_stage": ["best_cosine", "cosine_margin", "word_coverage", "agreement", "name_coverage"],
 }
 SENTENCE = {"reranked": "sentence_logit", "first_stage": "sentence_cosine"}
@@ -248,7 +249,7 @@ def fit(done: dict, family: str, names: list[str], max_answerable: float) -> dic
 
     sets = {label: [r for r in rows if r["family"] == family and not r["held_out"]] for label, rows in done.items()
             if label not in REPORT_ONLY}
-    sets = {label: rows for label, rows in sets.items() if rows}
+    sets = {label: rows for label, rows in sorted(sets.items()) if rows}  # the folds by label, not recording order
     rows = [r for part in sets.values() for r in part]
     x = matrix(rows, names)
     mean = np.nanmean(x, axis=0)

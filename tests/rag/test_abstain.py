@@ -27,6 +27,9 @@ def test_named_terms_are_the_names_and_periods_past_the_first_word() -> None:
     # each sentence's first word is no name, nor is a filing's form (its "10" and "Qs" no passage prints)
     assert abstain.named_terms("What role have exchange rates played for NVIDIA? Please list them.") == ["nvidia"]
     assert abstain.named_terms("Did Amazon's liquidity change in these 10-Qs?") == ["amazon"]
+    # the names looked up in the whole collection: things, not numbers or quarters (those are the periods')
+    assert abstain.entity_names("What was Microsoft's revenue in Q3 2023?") == ["microsoft"]
+    assert abstain.entity_names("《战国无双3》是由哪两个公司合作开发的？") == ["战国无双3"]
 
 
 def test_name_coverage_finds_what_the_top_passages_never_mention() -> None:
@@ -71,6 +74,9 @@ def test_reranked_evidence_best_margin_and_how_many_clear_it() -> None:
     assert features["margin"] == pytest.approx(0.3)
     assert features["relevant_count"] == 2
     assert features["sentence_logit"] == pytest.approx(math.log(0.8 / 0.2))
+    assert features["names_held"] is None and features["quarter_coverage"] is None  # no collection evidence given
+    held = abstain.gather("Why?", candidates[:2], candidates, names_held=0.5, quarters=(1.0, []))[1]
+    assert held["names_held"] == 0.5 and held["quarter_coverage"] == 1.0
 
 
 def test_a_quarter_the_collection_holds_no_document_of_is_evidence_and_reason(tmp_path: Path) -> None:

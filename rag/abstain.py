@@ -131,13 +131,13 @@ def agreement(candidates: Sequence[ChunkHit]) -> float | None:
 
 def gather(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[ChunkHit], *,
            sentence_score: float | None = None, quarters: tuple[float, list[str]] | None = None,
-           names_held: float | None = None) -> tuple[str, dict[str, float | None]]:
+           names_held: tuple[float, list[str]] | None = None) -> tuple[str, dict[str, float | None]]:
     """(family, features) of one answer: ``chunks`` the top-n given to the answer, ``candidates`` all the first
     stage found; ``sentence_score`` the quoted sentence's calibrated rerank score (reranked) or cosine;
     ``quarters`` the share of the quarters the question asks about that the collection holds a document of, and
     the missing ones (:meth:`rag.doc_names.DocumentNames.quarters_held`; None: it asks none, or no periodic
-    reports); ``names_held`` the share of the question's names the whole collection's words hold (None: no
-    names, or no BM25 side)."""
+    reports); ``names_held`` the share of the question's names (:func:`entity_names`) the whole collection's
+    words hold, and those they do not (None: no names, or no BM25 side)."""
     coverage, _ = name_coverage(question, chunks)
     agree = agreement(candidates)
     scores = sorted((c.rerank_score for c in candidates if c.rerank_score is not None), reverse=True)
@@ -148,7 +148,7 @@ def gather(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[Chunk
             "relevant_count": float(sum(s >= RELEVANT for s in scores)),
             "agreement": agree,
             "name_coverage": coverage,
-            "names_held": names_held,
+            "names_held": names_held[0] if names_held else None,
             "quarter_coverage": quarters[0] if quarters else None,
             "sentence_logit": None if sentence_score is None else _logit(sentence_score),
         }
@@ -207,7 +207,7 @@ def _quarter_missing(point: float, features: dict[str, float | None]) -> bool:
 
 def decide(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[ChunkHit], *,
            sentence_score: float | None = None, quarters: tuple[float, list[str]] | None = None,
-           names_held: float | None = None, threshold: float | None = None,
+           names_held: tuple[float, list[str]] | None = None, threshold: float | None = None,
            models_path: str | Path = MODEL_FILE) -> Abstention:
     """The decision for one answer (see the module's doc and :func:`gather`); ``threshold`` overrides the model's
     operating point."""
@@ -224,17 +224,21 @@ def decide(question: str, chunks: Sequence[ChunkHit], candidates: Sequence[Chunk
     reason = None
     if missing_quarter:
         reason = (f"no document in the collection is of {', '.join(quarters[1])}, the period asked about; "
-                  + explain(question, chunks, features, pushes, p))
+                  + explain(question, chunks, features, pushes, p, unheld=names_held[1] if names_held else ()))
     elif fires:
-        reason = explain(question, chunks, features, pushes, p, quarters[1] if quarters else [])
+        reason = explain(question, chunks, features, pushes, p, quarters[1] if quarters else [],
+                         names_held[1] if names_held else ())
     return Abstention(fires=fires, probability=round(p, 4), threshold=point, family=family, model=name,
                       features={k: None if v is None else round(v, 4) for k, v in features.items()}, reason=reason)
 
 
-def _describe(name: str, features: dict[str, float | None], missing: list[str], quarters: list[str]) -> str:
+def _describe(name: str, features: dict[str, float | None], missing: list[str], quarters: list[str],
+              unheld: list[str]) -> str:
     value = features[name]
     if name == "quarter_coverage":
         return "no document in the collection is of " + ", ".join(quarters)
+    if name == "names_held":
+        return "no document in the collection mentions " + ", ".join(f"'{t}'" for t in unheld)
     if name == "best_logit":
         return f"the best passage's rerank score is {1 / (1 + math.exp(-value)):.2f}"
     if name == "margin":
@@ -254,17 +258,20 @@ def _describe(name: str, features: dict[str, float | None], missing: list[str], 
         return f"the best passage stands out from the next by only {value:.3f} similarity"
     if name == "word_coverage":
         return f"the top passages hold {value:.0%} of the question's words"
-    return f"the best sentence's embedding similarity is {value:.2f}"  # sentence_cosine
+    if name == "sentence_cosine":
+        return f"the best sentence's embedding similarity is {value:.2f}"
+    return f"{name} is {value:.2f}"  # a feature a refit adds before its words are written
 
 
 def explain(question: str, chunks: Sequence[ChunkHit], features: dict[str, float | None],
-            pushes: dict[str, float], p: float, quarters: Sequence[str] = ()) -> str:
+            pushes: dict[str, float], p: float, quarters: Sequence[str] = (), unheld: Sequence[str] = ()) -> str:
     """The reason in words: the estimate and the (at most two) pieces of evidence that pushed it most;
-    ``quarters`` the asked quarters no document is of."""
+    ``quarters`` the asked quarters no document is of, ``unheld`` the names no document mentions."""
     _, missing = name_coverage(question, chunks)
     strongest = [n for n in sorted(pushes, key=lambda n: -pushes[n]) if pushes[n] > 0 and features[n] is not None
-                 and (n != "name_coverage" or missing) and (n != "quarter_coverage" or quarters)][:2]
-    said = ("; ".join(_describe(n, features, missing, list(quarters)) for n in strongest)
+                 and (n != "name_coverage" or set(missing) - set(unheld)) and (n != "quarter_coverage" or quarters)
+                 and (n != "names_held" or unheld)][:2]
+    said = ("; ".join(_describe(n, features, missing, list(quarters), list(unheld)) for n in strongest)
             or "no single piece of evidence decides")
     return f"{p:.0%} likely unanswered by the documents: {said}"
 

@@ -143,13 +143,13 @@ class LexicalIndex:
             return None
         return self.names.named(question, max_outside_share, min_inside_share)
 
-    def names_held(self, names: Sequence[str]) -> float | None:
-        """The share of ``names`` (a question's names: rag.abstain.named_terms) whose BM25 terms the collection's
-        text holds, every one of them; None for no names or no BM25 side."""
+    def names_held(self, names: Sequence[str]) -> tuple[float, list[str]] | None:
+        """(the share of ``names``, a question's names (rag.abstain.entity_names), whose BM25 terms the collection's
+        text holds, every one of them; the names it does not); None for no names or no BM25 side."""
         if not names or self.retriever is None:
             return None
-        held = [all(term in self.retriever.vocab_dict for term in tokenize(name)) for name in names]
-        return sum(held) / len(held)
+        missing = [name for name in names if not all(term in self.retriever.vocab_dict for term in tokenize(name))]
+        return 1 - len(missing) / len(names), missing
 
     def quarters_held(self, question: str) -> tuple[float, list[str]] | None:
         """Which quarters ``question`` asks about the collection's documents are of (rag.doc_names), or None."""
@@ -274,8 +274,9 @@ def quarters_held(kb: KnowledgeBase, data_dir: str | Path, question: str) -> tup
     return lexical_index(kb, data_dir).quarters_held(question)
 
 
-def names_held(kb: KnowledgeBase, data_dir: str | Path, names: Sequence[str]) -> float | None:
-    """The share of ``names`` the collection's words hold (:meth:`LexicalIndex.names_held`), or None."""
+def names_held(kb: KnowledgeBase, data_dir: str | Path, names: Sequence[str]) -> tuple[float, list[str]] | None:
+    """(the share of ``names`` the collection's words hold, those it does not: :meth:`LexicalIndex.names_held`),
+    or None."""
     return lexical_index(kb, data_dir).names_held(names)
 
 

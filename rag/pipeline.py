@@ -249,7 +249,7 @@ class RagPipeline:
         reranker: Reranker | None = None, history: Sequence[tuple[str, str]] = (),
         extract_question: str | None = None, context: str | None = None, context_share: float = 0.0,
         doubt: Abstention | None = None, candidates: Sequence[ChunkHit] = (), named: Sequence[str] = (),
-        quarters: tuple[float, list[str]] | None = None, names_held: float | None = None,
+        quarters: tuple[float, list[str]] | None = None, names_held: tuple[float, list[str]] | None = None,
     ) -> tuple[str, str, str | None, list[AnswerSpan], Abstention | None]:
         """(answer, mode, error, spans, doubt): the LLM's answer (told of ``doubt`` when it fired), or the
         extractive one (its sentences chosen by the reranker, or the embedder without one, for

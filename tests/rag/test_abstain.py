@@ -75,7 +75,7 @@ def test_reranked_evidence_best_margin_and_how_many_clear_it() -> None:
     assert features["relevant_count"] == 2
     assert features["sentence_logit"] == pytest.approx(math.log(0.8 / 0.2))
     assert features["names_held"] is None and features["quarter_coverage"] is None  # no collection evidence given
-    held = abstain.gather("Why?", candidates[:2], candidates, names_held=0.5, quarters=(1.0, []))[1]
+    held = abstain.gather("Why?", candidates[:2], candidates, names_held=(0.5, ["tesla"]), quarters=(1.0, []))[1]
     assert held["names_held"] == 0.5 and held["quarter_coverage"] == 1.0
 
 
@@ -128,6 +128,17 @@ def test_the_decision_fires_above_its_operating_point_and_says_why(tmp_path: Pat
     strong = [hit(1, "The Kestrel Cargo costs $42,000.", rerank=0.95)]
     assert not abstain.decide(question, strong, strong, models_path=model).fires
     assert abstain.decide(question, strong, strong, models_path=model, threshold=0.0).fires  # the setting overrides
+
+
+def test_a_name_the_whole_collection_never_mentions_is_said_by_name(tmp_path: Path) -> None:
+    model = write_model(tmp_path / "m.json", {"names_held": -3.0, "name_coverage": -2.0},
+                        mean={"names_held": 1.0, "name_coverage": 1.0})
+    passages = [hit(1, "Apple's net sales were $81.8 billion.", rerank=0.6)]
+    decided = abstain.decide("What was Tesla's revenue?", passages, passages, names_held=(0.0, ["tesla"]),
+                             models_path=model)
+    assert decided.fires and "no document in the collection mentions 'tesla'" in decided.reason
+    assert "similarity" not in decided.reason  # the reranked family's reason names no embedding
+    assert "top passages never mention" not in decided.reason  # the same name is not said twice
 
 
 def test_nothing_found_fires_without_a_model() -> None:

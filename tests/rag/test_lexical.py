@@ -104,9 +104,9 @@ def test_search_ranks_by_bm25_and_drops_chunks_without_a_query_term() -> None:
 
 def test_names_held_are_the_question_names_the_whole_collections_words_hold() -> None:
     index = _index()
-    assert index.names_held(["battery", "microsoft"]) == 0.5  # a name no passage of the collection prints
-    assert index.names_held(["spare batteries"]) == 1.0  # every word of a name, stemmed as BM25 stems it
-    assert index.names_held(["spare kestrel"]) == 0.0
+    assert index.names_held(["battery", "microsoft"]) == (0.5, ["microsoft"])  # no passage prints it
+    assert index.names_held(["spare batteries"]) == (1.0, [])  # every word of a name, stemmed as BM25 stems it
+    assert index.names_held(["spare kestrel"]) == (0.0, ["spare kestrel"])
     assert index.names_held([]) is None  # no names: nothing to tell
 
 

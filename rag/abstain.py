@@ -196,8 +196,9 @@ def warns(p: float, point: float, features: dict[str, float | None]) -> bool:
     missing from the collection (``quarter_coverage`` 0) at any point but 1 (the setting that never warns)."""
     # A question about "Q3 2024" over Q1 and Q2's filings: whatever the passages score, they are another period's,
     # and a quote from them the confident wrong answer this decision is for. A fact, not an estimate: in the dev
-    # data every such question was unanswerable (43 of 43), but the fitted model, which weighs it with the
-    # passages' scores, let a well-matching wrong quarter through (p .76 against .79 on the test filings).
+    # data every such question was unanswerable (43 of 43). A model weighs it against the passages' scores: the
+    # shipped one warns on all 43 alone, a refit without names_held let the test filings' well-matching wrong
+    # quarter through (p .76 against .79). The rule keeps the answer whatever a refit weighs.
     return p >= point or _quarter_missing(point, features)
 
 

@@ -268,16 +268,15 @@ def named_documents(kb: KnowledgeBase, data_dir: str | Path, question: str, max_
     return lexical_index(kb, data_dir).named_documents(question, max_outside_share, min_inside_share)
 
 
-def quarters_held(kb: KnowledgeBase, data_dir: str | Path, question: str) -> tuple[float, list[str]] | None:
-    """(the share of the quarters ``question`` asks about that some document of ``kb`` is of, the missing ones), or
-    None (:meth:`rag.doc_names.DocumentNames.quarters_held`)."""
-    return lexical_index(kb, data_dir).quarters_held(question)
+Held = tuple[float, list[str]] | None  # (the share held, what is not), or None: nothing to tell
 
 
-def names_held(kb: KnowledgeBase, data_dir: str | Path, names: Sequence[str]) -> tuple[float, list[str]] | None:
-    """(the share of ``names`` the collection's words hold, those it does not: :meth:`LexicalIndex.names_held`),
-    or None."""
-    return lexical_index(kb, data_dir).names_held(names)
+def collection_holds(kb: KnowledgeBase, data_dir: str | Path, question: str, names: Sequence[str]) -> tuple[Held, Held]:
+    """What the whole of ``kb`` holds of ``question``, the abstention's evidence (rag.abstain): the quarters it asks
+    about (:meth:`rag.doc_names.DocumentNames.quarters_held`) and its ``names`` (:meth:`LexicalIndex.names_held`),
+    from one look at the index."""
+    index = lexical_index(kb, data_dir)
+    return index.quarters_held(question), index.names_held(names)
 
 
 def lexical_coverage(kb: KnowledgeBase, data_dir: str | Path, query: str) -> float:

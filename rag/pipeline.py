@@ -16,7 +16,7 @@ from rag import abstain, catalog, followup, mark_memory
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.feedback import collection_reranker
-from rag.lexical import named_documents, names_held, quarters_held
+from rag.lexical import collection_holds, named_documents
 from rag.limits import clean_question
 from rag.embedders.models import Embedder, configured_embedder
 from rag.rerank import Reranker, blend, load_reranker, sigmoid
@@ -126,8 +126,8 @@ class RagPipeline:
         # decided before any answer, so that an LLM is told; an extractive answer decides again with its sentence
         # Not for a follow-up that leans on the chat ("And the motor?"): its scores are the chat's blended with its
         # own few words, evidence the decision was never fitted on (it warned on 7 of 14 such answered turns).
-        quarters = None if share else quarters_held(kb, self.settings.data_dir, searched)
-        held = None if share else names_held(kb, self.settings.data_dir, abstain.entity_names(searched))
+        quarters, held = (None, None) if share else collection_holds(kb, self.settings.data_dir, searched,
+                                                                     abstain.entity_names(searched))
         doubt = None if share else abstain.decide(searched, chunks, candidates, quarters=quarters, names_held=held,
                                                   threshold=self.settings.abstain_threshold)
         if generate:

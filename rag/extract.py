@@ -347,14 +347,16 @@ def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, 
     """The extractive answer to ``question`` from ``chunks`` (best first): at most ``max_sentences``
     sentences, the best one first, each cited [n], scored by the lexical overlap and whichever of ``reranker``
     and ``embedder`` are given (and ``context``, see :func:`score_sentences`). ``named``: the documents (sources)
-    the question names (rag.doc_names); where any chunk is theirs, only their sentences are quoted."""
+    the question names (rag.doc_names); where any chunk is theirs, only their sentences are quoted, and of those,
+    where any stands in a statement the question names (``ChunkHit.in_named_statement``), only its rows."""
     if not chunks:
         return ExtractiveAnswer(NOTHING_FOUND)
     sentences, candidates, scores = score_sentences(question, chunks, reranker=reranker, embedder=embedder,
                                                     context=context, context_share=context_share)
-    if named and any(chunks[sentences[i].chunk - 1].source in named for i in candidates):
-        kept = [k for k, i in enumerate(candidates) if chunks[sentences[i].chunk - 1].source in named]
-        candidates, scores = [candidates[k] for k in kept], [scores[k] for k in kept]
+    for asked in (lambda chunk: chunk.source in named if named else False, lambda chunk: chunk.in_named_statement):
+        if any(asked(chunks[sentences[i].chunk - 1]) for i in candidates):
+            kept = [k for k, i in enumerate(candidates) if asked(chunks[sentences[i].chunk - 1])]
+            candidates, scores = [candidates[k] for k in kept], [scores[k] for k in kept]
     if not candidates:  # nothing but headings and questions: quote the best chunk's start
         text = chunks[0].text.strip()
         shown = _display(text)

@@ -171,13 +171,15 @@ def fuse(own: FirstStage, context: FirstStage, *, top_k: int, rrf_k: int = 60, c
         by_id[candidate.chunk.chunk_id] = candidate
     fused = rrf({"own": [c.chunk.chunk_id for c in own.candidates],
                  "context": [c.chunk.chunk_id for c in context.candidates]}, k=rrf_k,
-                weights={"own": 1.0, "context": context_weight})[:top_k]
+                weights={"own": 1.0, "context": context_weight})
+    fused = sorted(fused, key=lambda item: not by_id[item[0]].leads)[:top_k]  # a named statement's chunks lead
     candidates = []
     for rank, (chunk_id, score) in enumerate(fused, 1):
         found = by_id[chunk_id]
         candidates.append(Candidate(chunk=found.chunk, rank=rank, score=score, dense_rank=found.dense_rank,
                                     dense_score=found.dense_score, bm25_rank=found.bm25_rank,
-                                    bm25_score=found.bm25_score, fused_rank=rank, fused_score=score))
+                                    bm25_score=found.bm25_score, fused_rank=rank, fused_score=score,
+                                    leads=found.leads))
     timings = {name: round(own.timings_ms.get(name, 0.0) + context.timings_ms.get(name, 0.0), 2)
                for name in {*own.timings_ms, *context.timings_ms}}
     return FirstStage(candidates, timings)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rag import abstain, catalog, followup, mark_memory
+from rag.statements import named_statements, section_statement
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.feedback import collection_reranker
@@ -102,9 +103,10 @@ class RagPipeline:
             context = followup.context_query(question, history)
             share = followup.context_share(question) if context else None
         sources = sorted(set(sources)) if sources else None
-        first, named = self._first_stage(searched, kb, embedder, first_stage, top_k, sources)
+        statements = named_statements(searched) if self.settings.route_statements else frozenset()
+        first, named = self._first_stage(searched, kb, embedder, first_stage, top_k, sources, statements)
         if context:
-            also, _ = self._first_stage(context, kb, embedder, first_stage, top_k, sources)
+            also, _ = self._first_stage(context, kb, embedder, first_stage, top_k, sources, statements)
             first = followup.fuse(first, also, top_k=top_k, rrf_k=self.settings.rrf_k,
                                   context_weight=followup.fusion_weight(share or 0.0))
 
@@ -167,6 +169,7 @@ class RagPipeline:
             context_share=share,
             sources=sources,
             named_documents=named,
+            named_statements=sorted(statements),
             quotes_other_language=bool(answer) and mode == "extractive"
             and catalog.question_script_language(question) != catalog.question_script_language(answer),
         )
@@ -205,8 +208,9 @@ class RagPipeline:
             final_scores = (rerank_scores if rerank_weight >= 1.0 and not (marks_weight and any(marks)) else
                             blend(logits, [c.score for c in scored], blend_kind, rerank_weight,
                                   confidence=sigmoid(max(logits)), marks=marks, marks_weight=marks_weight))
-            # A stable sort: equal final scores keep their retrieval order; the unscored follow in theirs.
-            order = (sorted(scored_at, key=lambda i: -final_scores[at[i]])
+            # A stable sort: equal final scores keep their retrieval order; the unscored follow in theirs. The chunks
+            # of a statement the question names stay ahead of the others (rag.statements).
+            order = (sorted(scored_at, key=lambda i: (not found[i].leads, -final_scores[at[i]]))
                      + [i for i in range(len(found)) if i not in at])
             rerank_rank = {i: rank for rank, i in enumerate(order, 1)}
 
@@ -240,6 +244,7 @@ class RagPipeline:
                 marks_score=round(marks[at[i]], 6) if moved_by_marks(i, c) else None,
                 marked_question=lent[c.chunk.chunk_id].question if moved_by_marks(i, c) else None,
                 joined_by_marks=first_stage_count is not None and i >= first_stage_count,
+                in_named_statement=c.leads,
             )
             for i, c in enumerate(found)
         ]
@@ -284,16 +289,20 @@ class RagPipeline:
         return load_reranker(chosen, self.settings.device, self.settings.rerank_max_length)
 
     def _first_stage(self, query: str, kb: KnowledgeBase, embedder: Embedder, mode: RetrievalMode, top_k: int,
-                     sources: Sequence[str] | None) -> tuple[FirstStage, NamedDocuments | None]:
+                     sources: Sequence[str] | None,
+                     statements: frozenset[str] = frozenset()) -> tuple[FirstStage, NamedDocuments | None]:
         """The first stage over ``sources`` (the asker's choice) or, when the question names documents by their
-        identities (rag.doc_names), over those first; with the documents it named."""
+        identities (rag.doc_names), over those first; with the documents it named. The chunks of the
+        ``statements`` it names lead (rag.statements)."""
         share = self.settings.route_max_outside_share
         named = None if sources or share <= 0 else named_documents(
             kb, self.settings.data_dir, query, share, self.settings.route_min_inside_share)
+        lead = (lambda chunk: section_statement(chunk.section) in statements) if statements else None
         if named is not None:
             return retrieve_named(query, kb, embedder, self.settings, mode=mode, top_k=top_k,
-                                  named=named.sources), named
-        return retrieve(query, kb, embedder, self.settings, mode=mode, top_k=top_k, sources=sources), None
+                                  named=named.sources, lead=lead), named
+        return retrieve(query, kb, embedder, self.settings, mode=mode, top_k=top_k, sources=sources,
+                        lead=lead), None
 
     def _reranker_for(self, question: str, rerank: bool,
                       collection: str | None = None) -> tuple[Reranker | None, str | None]:

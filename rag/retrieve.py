@@ -20,7 +20,7 @@ extra queries.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rag.dense_index import dense_search
@@ -88,6 +88,7 @@ class Candidate:
     bm25_score: float | None = None
     fused_rank: int | None = None
     fused_score: float | None = None
+    leads: bool = False  # stands in what the question names to read first (a statement: rag.statements)
 
 
 @dataclass
@@ -104,13 +105,15 @@ def _ms(since: float) -> float:
 
 def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Settings, *,
              mode: RetrievalMode, top_k: int, sources: Sequence[str] | None = None,
-             query_embedding: Sequence[float] | None = None) -> FirstStage:
+             query_embedding: Sequence[float] | None = None,
+             lead: Callable[[StoredChunk], bool] | None = None) -> FirstStage:
     """The first stage's top ``top_k`` for ``question`` over ``kb``; with ``sources``, over those documents only
     (both sides filtered the same way, by the chunk's source). ``query_embedding``: the question's, when a search
-    before this one already embedded it."""
+    before this one already embedded it. ``lead``: the chunks the question names to read first (the statement it
+    names, rag.statements): those of each side's ``first_stage_k`` lead the candidates, in the order found."""
     if mode not in RETRIEVAL_MODES:
         raise ValueError(f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, not {mode!r}")
-    depth = top_k if mode != "hybrid" else max(top_k, settings.first_stage_k)
+    depth = top_k if mode != "hybrid" and lead is None else max(top_k, settings.first_stage_k)
     timings: dict[str, float] = {"embed": 0.0, "search": 0.0, "bm25": 0.0, "fuse": 0.0}
     dense: list[StoredChunk] = []
     lexical: list[StoredChunk] = []
@@ -141,9 +144,11 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
                                        "bm25": [(c.chunk_id, c.score) for c in lexical]},
                      k=settings.rrf_k, weights={"dense": settings.dense_weight, "bm25": bm25_weight})
         timings["fuse"] = _ms(t)
-        order = fused[:top_k]
+        order = fused
     else:
-        order = [(c.chunk_id, c.score) for c in (dense if mode == "dense" else lexical)[:top_k]]
+        order = [(c.chunk_id, c.score) for c in (dense if mode == "dense" else lexical)]
+    leading = {chunk_id for chunk_id, _ in order if lead(by_id[chunk_id])} if lead else set()
+    order = sorted(order, key=lambda item: item[0] not in leading)[:top_k]  # stable: each part in its order
 
     candidates = []
     for rank, (chunk_id, score) in enumerate(order, 1):
@@ -153,12 +158,14 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
             chunk=by_id[chunk_id], rank=rank, score=score,
             dense_rank=d_rank, dense_score=d_score, bm25_rank=b_rank, bm25_score=b_score,
             fused_rank=rank if mode == "hybrid" else None, fused_score=score if mode == "hybrid" else None,
+            leads=chunk_id in leading,
         ))
     return FirstStage(candidates, timings)
 
 
 def retrieve_named(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Settings, *,
-                   mode: RetrievalMode, top_k: int, named: Sequence[str]) -> FirstStage:
+                   mode: RetrievalMode, top_k: int, named: Sequence[str],
+                   lead: Callable[[StoredChunk], bool] | None = None) -> FirstStage:
     """The first stage over the documents the question ``named`` (rag.doc_names) first, then, where they hold
     fewer than ``top_k`` chunks (a titled passage is one chunk), the rest of the collection's best after them: a
     question that names a document reads its chunks before any other's, and still gets ``top_k`` candidates."""
@@ -166,11 +173,11 @@ def retrieve_named(question: str, kb: KnowledgeBase, embedder: Embedder, setting
     embedding = embedder.embed_queries([question])[0] if mode != "bm25" else None
     embed_ms = _ms(t) if embedding is not None else 0.0
     first = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k, sources=named,
-                     query_embedding=embedding)
+                     query_embedding=embedding, lead=lead)
     first.timings_ms["embed"] = embed_ms
     if len(first.candidates) >= top_k:
         return first
-    rest = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k, query_embedding=embedding)
+    rest = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k, query_embedding=embedding, lead=lead)
     seen = {c.chunk.chunk_id for c in first.candidates}
     candidates = first.candidates + [c for c in rest.candidates if c.chunk.chunk_id not in seen]
     for rank, candidate in enumerate(candidates[:top_k], 1):

@@ -53,6 +53,9 @@ class ChunkHit(BaseModel):
                                         "most in marks_score.")
     joined_by_marks: bool = Field(False, description="The first stage did not find the chunk: marks on a question "
                                   "alike to this one brought it in.")
+    in_named_statement: bool = Field(False, description="The chunk stands in a financial statement the question "
+                                     "names (\"per the balance sheet\"), whose chunks lead the candidates "
+                                     "(rag.statements; AskResult.named_statements).")
 
     @property
     def final_rank(self) -> int:
@@ -204,10 +207,19 @@ class AskResult(BaseModel):
     named_documents: NamedDocuments | None = Field(
         None, description="The documents the question named, which the first stage searched first (Settings."
         "route_max_outside_share); null when it named none or the asker chose the documents.")
+    named_statements: list[str] = Field(
+        default_factory=list, description="The financial statements the question names (\"income\", \"balance "
+        "sheet\", \"cash flows\", ...), whose chunks were read first (Settings.route_statements; rag.statements).")
 
     def public_json(self) -> dict:
         """The result as ``rerank-rag ask --json`` prints it and the HTTP API returns it (JSON-ready)."""
         return self.model_dump(mode="json", include=set(PUBLIC_FIELDS))
+
+    def statements_read_first(self) -> str | None:
+        """One line for people: the statements the question names whose chunks were read first; None: none led."""
+        if not any(c.in_named_statement for c in self.candidates):
+            return None
+        return "Read first the financial statements the question names: " + ", ".join(self.named_statements)
 
     @property
     def rerank_cost_ms(self) -> float:
@@ -243,5 +255,5 @@ class AskResult(BaseModel):
 PUBLIC_FIELDS: frozenset[str] = frozenset({
     "question", "answer", "answer_mode", "reranked", "chunks", "candidates", "timings_ms", "collection", "embedder",
     "retrieval", "reranker", "rerank_weight", "rerank_blend", "rerank_skipped", "error", "low_confidence", "low_confidence_reason", "abstention", "answer_spans", "searched_query",
-    "context_query", "context_share", "sources", "named_documents", "quotes_other_language",
+    "context_query", "context_share", "sources", "named_documents", "named_statements", "quotes_other_language",
 })

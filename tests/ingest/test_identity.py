@@ -65,7 +65,8 @@ def test_a_table_of_contents_situates_nothing() -> None:
 def test_a_pdf_without_numbered_headings_is_sectioned_by_its_bold_lines() -> None:
     """A report that numbers nothing: its lines set in bold situate the rows and sentences under them; a table's
     bold column heads, qualifiers, dates and a bold line on every page do not; nor does regular type. Where the
-    document numbers its structure, that structure alone is its sections."""
+    document numbers its structure, that structure is its sections, with a financial statement's title under it
+    (rag.statements), bold or not; its other bold lines are not."""
     def bold(line: str) -> tuple[str, int, bool]:
         return (line, 11, True)
 
@@ -94,7 +95,8 @@ def test_a_pdf_without_numbered_headings_is_sectioned_by_its_bold_lines() -> Non
 
     numbered = text_pdf([pages[0], [bold("Item 1. Financial Statements"), *statement], pages[2]])
     context = document_context("filing.pdf", numbered, read_document("filing.pdf", numbered).pages)
-    assert [h.text for h in context.headings] == ["Item 1. Financial Statements"]
+    assert [h.text for h in context.headings] == ["Item 1. Financial Statements",
+                                                  "CONSOLIDATED STATEMENTS OF OPERATIONS"]
 
 
 def test_html_title_and_headings() -> None:

@@ -52,7 +52,7 @@ def test_ask_json_has_the_documented_shape(ingested) -> None:
     fields = {"chunk_id", "doc_id", "source", "page", "text", "retrieval_rank", "retrieval_score",
               "dense_rank", "dense_score", "bm25_rank", "bm25_score", "fused_rank", "fused_score",
               "rerank_rank", "rerank_score", "final_score", "doc_title", "section", "context", "marks_score",
-              "marked_question", "joined_by_marks"}
+              "marked_question", "joined_by_marks", "in_named_statement"}
     assert all(set(chunk) == fields for chunk in payload["chunks"] + payload["candidates"])
     assert set(payload["timings_ms"]) == {"embed", "search", "bm25", "fuse", "rerank", "generate", "total"}
     assert payload["retrieval"] == "hybrid"  # the default first stage

@@ -1,0 +1,102 @@
+"""The financial statements a question names, and the chunks that stand in them (issue 33).
+
+"What did Apple spend on property and equipment in Q3 2023, per the cash flow statement?" names the page to
+read: the statement's. Retrieval alone rarely finds it first: the statement's rows are figures under a title
+only its first chunk carries, while the notes and the management's discussion say "property and equipment"
+in sentences. So ingest makes a statement's printed title the innermost section of the chunks under it
+(:func:`statement_kind` on a page's lines, ``ingest.identity``), and a question that names a statement
+(:func:`named_statements`: "the balance sheet", "statement of operations", "P&L", "现金流量表") reads the
+chunks of that statement first (``rag.retrieve``; ``Settings.route_statements``).
+
+Hand-written: no library we have knows what a financial statement is called. The vocabulary is the
+accounting standards' (US GAAP, IFRS, China's 企业会计准则), not any one filing's; it is the only domain
+knowledge here and lives in this one module.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A statement's title as a page prints it, alone on its line: "CONDENSED CONSOLIDATED STATEMENTS OF CASH FLOWS
+# (Unaudited)", "Consolidated Balance Sheets", "合并资产负债表". The kind each title is; a line that goes on
+# ("... for the years ended", a page number in an index) is no title.
+_PARENTHESES = r"(?:\s*\((?:unaudited|continued|in\s[^)]*|audited)\)|\s*[-–—]\s*continued|\s*,?\s*continued)*"
+_TITLE = re.compile(
+    r"^(?:(?:condensed|consolidated|combined|interim|unaudited|group)\s+){0,3}"
+    r"(?:statements?\s+of\s+(?:consolidated\s+)?(?P<what>[a-z'’()\s]+?)|(?P<balance>balance\s+sheets?))"
+    + _PARENTHESES + r"\s*$", re.IGNORECASE)
+_WHAT = [  # what follows "statements of", in the order it is tested
+    ("income", re.compile(r"^(?:operations|income|earnings|(?:net\s+)?loss)(?:\s+and\s+comprehensive\s+(?:income|loss)"
+                          r"(?:\s*\(loss\))?)?(?:\s*\(loss\))?$")),
+    ("comprehensive income", re.compile(r"^comprehensive\s+(?:income|loss|earnings)(?:\s*\(loss\))?$")),
+    ("balance sheet", re.compile(r"^financial\s+(?:position|condition)$")),
+    ("cash flows", re.compile(r"^cash\s+flows?$")),
+    ("equity", re.compile(r"^(?:changes\s+in\s+)?(?:(?:stockholders|shareholders|shareowners|owners)['’]?\s+)?"
+                          r"(?:equity|deficit)(?:\s*\(deficit\))?$")),
+]
+_CHINESE_TITLE = re.compile(r"^(?:合并及?)?(?:母公司)?(资产负债表|利润表|损益表|现金流量表|所有者权益变动表|股东权益变动表)"
+                            r"(?:[(（](?:续|未经审计)[)）])?$")
+_CHINESE_KIND = {"资产负债表": "balance sheet", "利润表": "income", "损益表": "income", "现金流量表": "cash flows",
+                 "所有者权益变动表": "equity", "股东权益变动表": "equity"}
+INDEX_KINDS = 3  # a page titled with this many kinds of statement lists them: an index, not a statement
+
+# How a question names a statement (case folded). Each kind's names; "comprehensive income" before "income",
+# whose "income statement" it would otherwise hold.
+_NAMED = [
+    ("comprehensive income", re.compile(r"statements?\s+of\s+comprehensive\s+(?:income|loss)|comprehensive\s+income\s+"
+                                        r"statement")),
+    ("income", re.compile(r"\bincome\s+statements?\b|\bstatements?\s+of\s+(?:consolidated\s+)?(?:operations|income|"
+                          r"earnings)\b|\bp\s*&\s*l\b|\bprofit\s+(?:and|&)\s+loss\b|\bearnings\s+statements?\b|"
+                          r"利润表|损益表")),
+    ("balance sheet", re.compile(r"\bbalance\s+sheets?\b|\bstatements?\s+of\s+financial\s+(?:position|condition)\b|"
+                                 r"资产负债表")),
+    ("cash flows", re.compile(r"\bcash[\s-]+flows?\s+statements?\b|\bstatements?\s+of\s+(?:consolidated\s+)?cash\s+"
+                              r"flows?\b|现金流量表")),
+    ("equity", re.compile(r"\bstatements?\s+of\s+(?:changes\s+in\s+)?(?:(?:stockholders|shareholders|shareowners)['’]?"
+                          r"\s+)?equity\b|\bequity\s+statements?\b|所有者权益变动表|股东权益变动表")),
+]
+
+
+def statement_kind(line: str) -> str | None:
+    """The kind of financial statement ``line`` is the title of ("income", "balance sheet", "cash flows",
+    "comprehensive income", "equity"), or None: a line that is not one such title alone."""
+    line = " ".join(line.split())
+    if not line or len(line) > 120:
+        return None
+    if match := _CHINESE_TITLE.match(line.replace(" ", "")):
+        return _CHINESE_KIND[match.group(1)]
+    if not (match := _TITLE.match(line)):
+        return None
+    if match.group("balance"):
+        return "balance sheet"
+    what = " ".join(match.group("what").lower().split())
+    return next((kind for kind, pattern in _WHAT if pattern.match(what)), None)
+
+
+def section_statement(section: str | None) -> str | None:
+    """The kind of statement a chunk's section path ends in ("... > Item 1 > CONSOLIDATED BALANCE SHEETS")."""
+    return statement_kind(section.rsplit(" > ", 1)[-1]) if section else None
+
+
+def named_statements(question: str) -> frozenset[str]:
+    """The kinds of statement ``question`` names ("per the cash flow statement", "Base the answer on the balance
+    sheet", "根据现金流量表"); empty when it names none."""
+    folded = question.casefold()
+    named = set()
+    for kind, pattern in _NAMED:
+        if pattern.search(folded):
+            named.add(kind)
+            folded = pattern.sub(" ", folded)
+    return frozenset(named)
+
+
+def statement_titles(text: str) -> list[tuple[int, str]]:
+    """(offset, title) of each statement title standing alone on a line of ``text``. A title next to another one,
+    page numbers between, is an entry of an index of the statements, not a statement: left out."""
+    lines, offset = [], 0
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line.strip().isdigit():  # an index's page numbers stand between its entries
+            lines.append((offset + len(line) - len(line.lstrip()), " ".join(line.split()), statement_kind(line)))
+        offset += len(line)
+    return [(at, title) for n, (at, title, kind) in enumerate(lines) if kind
+            and not any(lines[m][2] for m in (n - 1, n + 1) if 0 <= m < len(lines))]

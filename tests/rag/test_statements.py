@@ -1,0 +1,113 @@
+"""A question that names a financial statement reads that statement's chunks first (issue 33, rag.statements)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.pipeline import Ingestor, SourceFile
+from rag.pipeline import RagPipeline
+from rag.settings import Settings
+from rag.statements import named_statements, statement_kind, statement_titles
+from tests.helpers import text_pdf
+
+CASH_FLOWS = "CONDENSED CONSOLIDATED STATEMENTS OF CASH FLOWS (Unaudited)"
+BALANCE = "Condensed Consolidated Balance Sheets"
+
+
+def filing() -> bytes:
+    """A quarterly filing whose discussion and notes speak of property and equipment in sentences, while the
+    figures the questions ask for stand in the statements' rows, under titles only."""
+    return text_pdf([
+        [("Zenith Foods Inc.", 22), ("FORM 10-Q", 16), "For the quarterly period ended March 31, 2024"],
+        ["Item 2. Management's Discussion and Analysis",
+         "As the cash flow statement shows, we spent more on property and equipment this quarter than ever.",
+         "Property and equipment purchases will grow next year as we open distribution centers.",
+         "The balance sheet shows property and equipment grew with the new stores."],
+        ["Note 5 - Property and Equipment",
+         "Property and equipment are stated at cost less accumulated depreciation.",
+         "Depreciation of property and equipment is recorded on a straight-line basis over useful lives."],
+        ["Item 1. Financial Statements", "Zenith Foods Inc.", CASH_FLOWS, "(In millions)",
+         "Three Months Ended March 31, 2024 2023", "Net income 512 470", "Depreciation and amortization 120 104",
+         "Net cash provided by operating activities 1,204 1,050", "Purchases of property and equipment (310) (287)",
+         "Net cash used in investing activities (402) (355)"],
+        ["Zenith Foods Inc.", BALANCE, "(In millions)", "March 31, 2024 December 31, 2023",
+         "Cash and cash equivalents 2,110 1,980", "Property and equipment, net 4,876 4,702",
+         "Total assets 12,004 11,620", "Total current liabilities 3,311 3,150"],
+    ])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Settings:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("statements") / "store")
+    [result] = Ingestor(settings).ingest([SourceFile("zenith-q1.pdf", data=filing())])
+    assert result.status == "ok"
+    return settings
+
+
+def test_statement_titles_and_the_questions_that_name_them() -> None:
+    assert statement_kind(CASH_FLOWS) == "cash flows"
+    assert statement_kind("CONSOLIDATED STATEMENTS OF OPERATIONS (In millions, except per share amounts)") == "income"
+    assert statement_kind("Consolidated Statements of Comprehensive Income") == "comprehensive income"
+    assert statement_kind("Consolidated Statements of Changes in Shareholders' Equity") == "equity"
+    assert statement_kind("合并现金流量表（续）") == "cash flows"
+    # a sentence, the notes' heading and an index entry with its page are no titles
+    for line in ("The balance sheet remained strong.", "Notes to Condensed Consolidated Financial Statements",
+                 "Consolidated Statements of Cash Flows 45"):
+        assert statement_kind(line) is None
+    # an index lists the statements, page numbers between: none of its entries is a statement's title
+    assert statement_titles("Index\nConsolidated Statements of Operations\n3\nConsolidated Balance Sheets\n4\n") == []
+    assert statement_titles(f"Zenith Foods Inc.\n{BALANCE}\nCash 2,110\n") == [(18, BALANCE)]
+
+    assert named_statements("What did Apple spend on equipment, per the cash flow statement?") == {"cash flows"}
+    assert named_statements("Relying on the P&L and the statement of financial position, what is the margin?") == {
+        "income", "balance sheet"}
+    assert named_statements("Answer from the statement of comprehensive income.") == {"comprehensive income"}
+    assert named_statements("根据资产负债表，总资产是多少？") == {"balance sheet"}
+    assert named_statements("How did the company's cash flow change?") == frozenset()
+
+
+@pytest.mark.parametrize(("question", "kind", "page", "figure"), [
+    ("What did Zenith spend on property and equipment in the quarter, per the cash flow statement?",
+     "cash flows", 4, "(310)"),
+    ("What was Zenith's property and equipment, net? Base the answer on the balance sheet.",
+     "balance sheet", 5, "4,876"),
+])
+def test_a_question_naming_a_statement_reads_its_rows_first(store, question, kind, page, figure) -> None:
+    result = RagPipeline(store).ask(question, top_k=2, top_n=2)
+    assert result.named_statements == [kind]
+    first = result.chunks[0]
+    assert (first.page, first.in_named_statement) == (page, True) and figure in first.text
+    assert first.section.endswith(CASH_FLOWS if page == 4 else BALANCE)  # the title is the rows' section
+    assert [c.in_named_statement for c in result.candidates].count(True) == 1  # one page: one chunk of it
+    assert result.public_json()["named_statements"] == [kind]
+    assert result.statements_read_first() == f"Read first the financial statements the question names: {kind}"
+    assert figure in result.answer  # the extractive answer quotes the statement's row
+
+
+def test_without_the_statement_named_the_sentences_lead(store) -> None:
+    """The same question without naming a statement, or with the routing off, is ranked by retrieval and the
+    reranker alone: the discussion's sentence about property and equipment comes before the statement's row."""
+    asked = "What did Zenith spend on property and equipment in the quarter"
+    plain = RagPipeline(store).ask(asked + "?", generate=False)
+    off = RagPipeline(store.model_copy(update={"route_statements": False})).ask(
+        asked + ", per the cash flow statement?", generate=False)
+    for result in (plain, off):
+        assert result.named_statements == [] and not any(c.in_named_statement for c in result.candidates)
+        assert result.statements_read_first() is None
+        assert result.chunks[0].page == 2
+
+
+def test_reindex_gives_a_collection_ingested_without_context_its_statements(tmp_path) -> None:
+    from rag.cli import main
+
+    bare = Settings(data_dir=tmp_path / "store", chunk_context="off")
+    [result] = Ingestor(bare).ingest([SourceFile("zenith-q1.pdf", data=filing())])
+    assert result.status == "ok"
+    asked = "What did Zenith spend on property and equipment in the quarter, per the cash flow statement?"
+    before = RagPipeline(Settings(data_dir=bare.data_dir)).ask(asked, generate=False)
+    assert before.named_statements == ["cash flows"] and not any(c.in_named_statement for c in before.candidates)
+
+    assert main(["reindex", "--data-dir", str(bare.data_dir), "--context"]) == 0
+    after = RagPipeline(Settings(data_dir=bare.data_dir)).ask(asked, generate=False)
+    assert (after.chunks[0].page, after.chunks[0].in_named_statement) == (4, True)
+    assert after.chunks[0].section.endswith(CASH_FLOWS)

@@ -110,7 +110,9 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
     """The first stage's top ``top_k`` for ``question`` over ``kb``; with ``sources``, over those documents only
     (both sides filtered the same way, by the chunk's source). ``query_embedding``: the question's, when a search
     before this one already embedded it. ``lead``: the chunks the question names to read first (the statement it
-    names, rag.statements): those of each side's ``first_stage_k`` lead the candidates, in the order found."""
+    names, rag.statements): those of each side's ``first_stage_k`` lead the candidates, in the order found, if
+    they are of the ``sources`` or, with none given, of the first hit's document (where the question named no
+    document, another company's statement does not lead its own discussion)."""
     if mode not in RETRIEVAL_MODES:
         raise ValueError(f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, not {mode!r}")
     depth = top_k if mode != "hybrid" and lead is None else max(top_k, settings.first_stage_k)
@@ -147,7 +149,8 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
         order = fused
     else:
         order = [(c.chunk_id, c.score) for c in (dense if mode == "dense" else lexical)]
-    leading = {chunk_id for chunk_id, _ in order if lead(by_id[chunk_id])} if lead else set()
+    near = set(sources) if sources is not None else {by_id[chunk_id].source for chunk_id, _ in order[:1]}
+    leading = {chunk_id for chunk_id, _ in order if lead and by_id[chunk_id].source in near and lead(by_id[chunk_id])}
     order = sorted(order, key=lambda item: item[0] not in leading)[:top_k]  # stable: each part in its order
 
     candidates = []

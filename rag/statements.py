@@ -18,13 +18,17 @@ from __future__ import annotations
 import re
 
 # A statement's title as a page prints it, alone on its line: "CONDENSED CONSOLIDATED STATEMENTS OF CASH FLOWS
-# (Unaudited)", "Consolidated Balance Sheets", "合并资产负债表". The kind each title is; a line that goes on
-# ("... for the years ended", a page number in an index) is no title.
+# (Unaudited)", "Consolidated Balance Sheets", "合并资产负债表", and the kind each title is. A line that goes on
+# past the title's period and parentheses (a page number in an index, a sentence) is no title.
 _PARENTHESES = r"(?:\s*\((?:unaudited|continued|in\s[^)]*|audited)\)|\s*[-–—]\s*continued|\s*,?\s*continued)*"
+# "... for the years ended December 31, 2023", "Years Ended June 30": the period a title may run on with.
+_PERIOD_TAIL = (r"(?:\s*,?\s+(?:for\s+the\s+)?(?:(?:three|six|nine|twelve)(?:\s+and\s+\w+)?\s+months"
+                r"|(?:fiscal\s+)?years?|quarters?|periods?)\s+end(?:ed|ing)\b[^()]*)?")
 _TITLE = re.compile(
     r"^(?:(?:condensed|consolidated|combined|interim|unaudited|group)\s+){0,3}"
-    r"(?:statements?\s+of\s+(?:consolidated\s+)?(?P<what>[a-z'’()\s]+?)|(?P<balance>balance\s+sheets?))"
-    + _PARENTHESES + r"\s*$", re.IGNORECASE)
+    r"(?:statements?\s+of\s+(?:consolidated\s+)?(?P<what>[a-z'’()\s]+?)|(?P<balance>balance\s+sheets?)"
+    r"|(?P<named>(?:comprehensive\s+)?income|cash\s+flows?)\s+statements?)"  # Microsoft's "INCOME STATEMENTS"
+    + _PERIOD_TAIL + _PARENTHESES + r"\s*$", re.IGNORECASE)
 _WHAT = [  # what follows "statements of", in the order it is tested
     ("income", re.compile(r"^(?:operations|income|earnings|(?:net\s+)?loss)(?:\s+and\s+comprehensive\s+(?:income|loss)"
                           r"(?:\s*\(loss\))?)?(?:\s*\(loss\))?$")),
@@ -69,7 +73,7 @@ def statement_kind(line: str) -> str | None:
         return None
     if match.group("balance"):
         return "balance sheet"
-    what = " ".join(match.group("what").lower().split())
+    what = " ".join((match.group("what") or match.group("named")).lower().split())
     return next((kind for kind, pattern in _WHAT if pattern.match(what)), None)
 
 

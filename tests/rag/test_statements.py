@@ -14,11 +14,11 @@ CASH_FLOWS = "CONDENSED CONSOLIDATED STATEMENTS OF CASH FLOWS (Unaudited)"
 BALANCE = "Condensed Consolidated Balance Sheets"
 
 
-def filing() -> bytes:
+def filing(company: str = "Zenith Foods Inc.", spent: str = "(310) (287)") -> bytes:
     """A quarterly filing whose discussion and notes speak of property and equipment in sentences, while the
     figures the questions ask for stand in the statements' rows, under titles only."""
     return text_pdf([
-        [("Zenith Foods Inc.", 22), ("FORM 10-Q", 16), "For the quarterly period ended March 31, 2024"],
+        [(company, 22), ("FORM 10-Q", 16), "For the quarterly period ended March 31, 2024"],
         ["Item 2. Management's Discussion and Analysis",
          "As the cash flow statement shows, we spent more on property and equipment this quarter than ever.",
          "Property and equipment purchases will grow next year as we open distribution centers.",
@@ -26,11 +26,11 @@ def filing() -> bytes:
         ["Note 5 - Property and Equipment",
          "Property and equipment are stated at cost less accumulated depreciation.",
          "Depreciation of property and equipment is recorded on a straight-line basis over useful lives."],
-        ["Item 1. Financial Statements", "Zenith Foods Inc.", CASH_FLOWS, "(In millions)",
+        ["Item 1. Financial Statements", company, CASH_FLOWS, "(In millions)",
          "Three Months Ended March 31, 2024 2023", "Net income 512 470", "Depreciation and amortization 120 104",
-         "Net cash provided by operating activities 1,204 1,050", "Purchases of property and equipment (310) (287)",
+         "Net cash provided by operating activities 1,204 1,050", f"Purchases of property and equipment {spent}",
          "Net cash used in investing activities (402) (355)"],
-        ["Zenith Foods Inc.", BALANCE, "(In millions)", "March 31, 2024 December 31, 2023",
+        [company, BALANCE, "(In millions)", "March 31, 2024 December 31, 2023",
          "Cash and cash equivalents 2,110 1,980", "Property and equipment, net 4,876 4,702",
          "Total assets 12,004 11,620", "Total current liabilities 3,311 3,150"],
     ])
@@ -50,6 +50,9 @@ def test_statement_titles_and_the_questions_that_name_them() -> None:
     assert statement_kind("Consolidated Statements of Comprehensive Income") == "comprehensive income"
     assert statement_kind("Consolidated Statements of Changes in Shareholders' Equity") == "equity"
     assert statement_kind("合并现金流量表（续）") == "cash flows"
+    assert statement_kind("CASH FLOWS STATEMENTS") == "cash flows"  # Microsoft's titles
+    assert statement_kind("Consolidated Statements of Operations for the Three and Nine Months Ended September 30, "
+                          "2023 and 2022 (Unaudited)") == "income"
     # a sentence, the notes' heading and an index entry with its page are no titles
     for line in ("The balance sheet remained strong.", "Notes to Condensed Consolidated Financial Statements",
                  "Consolidated Statements of Cash Flows 45"):
@@ -95,6 +98,24 @@ def test_without_the_statement_named_the_sentences_lead(store) -> None:
         assert result.named_statements == [] and not any(c.in_named_statement for c in result.candidates)
         assert result.statements_read_first() is None
         assert result.chunks[0].page == 2
+
+
+def test_where_no_document_is_named_only_the_first_hits_statement_leads(tmp_path) -> None:
+    """Two companies' filings alike, the naming of documents off: the statement of the company the first stage
+    ranks first leads, and the other company's statement stays where retrieval put it."""
+    settings = Settings(data_dir=tmp_path / "store", route_max_outside_share=0)
+    borealis = filing("Borealis Mining Corp.", "(912) (877)")
+    results = Ingestor(settings).ingest([SourceFile("zenith-q1.pdf", data=filing()),
+                                         SourceFile("borealis-q1.pdf", data=borealis)])
+    assert [r.status for r in results] == ["ok", "ok"]
+    for company, source, other in (("Zenith", "zenith-q1.pdf", "borealis-q1.pdf"),
+                                   ("Borealis", "borealis-q1.pdf", "zenith-q1.pdf")):
+        result = RagPipeline(settings).ask(f"What did {company} spend on property and equipment in the quarter, per "
+                                           "the cash flow statement?", generate=False)
+        assert result.named_documents is None
+        first = result.chunks[0]
+        assert (first.source, first.page, first.in_named_statement) == (source, 4, True)
+        assert [c.in_named_statement for c in result.candidates if c.source == other] == [False] * 5
 
 
 def test_reindex_gives_a_collection_ingested_without_context_its_statements(tmp_path) -> None:

@@ -121,3 +121,18 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert weight.stderr.strip() == "error: invalid settings: rerank_weight: Input should be less than or equal to 1"
     debug = run("ask", "hello", "--reranker", str(tmp_path / "nope"), "--debug", data_dir=tmp_path)
     assert "Traceback" in debug.stderr
+
+
+def test_ask_says_which_statement_it_read_first(ingested) -> None:
+    """A question that names a financial statement: the filing's statement page leads, and the CLI says why."""
+    data_dir, _ = ingested
+    asked = "What were Apple's total assets at the end of the quarter ended July 1, 2023? Base it on the balance sheet."
+    done = run("ask", asked, "--json", data_dir=data_dir)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["named_statements"] == ["balance sheet"]
+    first = payload["chunks"][0]
+    assert first["in_named_statement"] and first["section"].endswith("CONDENSED CONSOLIDATED BALANCE SHEETS (Unaudited)")
+    assert "Total assets" in first["text"] and "Total assets" in payload["answer"]
+    shown = run("ask", asked, data_dir=data_dir)
+    assert "Read first the financial statements the question names: balance sheet" in shown.stdout

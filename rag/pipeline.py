@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rag import abstain, catalog, followup, mark_memory
-from rag.statements import named_statements, section_statement
 from rag.answer import LlmAnswerer, LlmError
 from rag.extract import ExtractiveAnswer, extract_answer
 from rag.feedback import collection_reranker
@@ -24,6 +23,7 @@ from rag.rerank import Reranker, blend, load_reranker, sigmoid
 from rag.mark_memory import Lent
 from rag.retrieve import Candidate, FirstStage, retrieve, retrieve_named
 from rag.settings import RerankBlend, RetrievalMode, Settings
+from rag.statements import named_statements, section_statement
 from rag.store import KnowledgeBase
 from rag.types import Abstention, AnswerSpan, AskResult, ChunkHit, NamedDocuments, StageTimings
 

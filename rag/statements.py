@@ -21,9 +21,9 @@ import re
 # (Unaudited)", "Consolidated Balance Sheets", "合并资产负债表", and the kind each title is. A line that goes on
 # past the title's period and parentheses (a page number in an index, a sentence) is no title.
 _PARENTHESES = r"(?:\s*\((?:unaudited|continued|in\s[^)]*|audited)\)|\s*[-–—]\s*continued|\s*,?\s*continued)*"
-# "... for the years ended December 31, 2023", "Years Ended June 30": the period a title may run on with.
+# "... for the years ended December 31, 2023", "Years Ended June 30", "as of": the period a title may run on with.
 _PERIOD_TAIL = (r"(?:\s*,?\s+(?:for\s+the\s+)?(?:(?:three|six|nine|twelve)(?:\s+and\s+\w+)?\s+months"
-                r"|(?:fiscal\s+)?years?|quarters?|periods?)\s+end(?:ed|ing)\b[^()]*)?")
+                r"|(?:fiscal\s+)?years?|quarters?|periods?)\s+end(?:ed|ing)\b[^()]*|\s*,?\s+as\s+of\b[^()]*)?")
 _TITLE = re.compile(
     r"^(?:(?:condensed|consolidated|combined|interim|unaudited|group)\s+){0,3}"
     r"(?:statements?\s+of\s+(?:consolidated\s+)?(?P<what>[a-z'’()\s]+?)|(?P<balance>balance\s+sheets?)"
@@ -42,7 +42,9 @@ _CHINESE_TITLE = re.compile(r"^(?:合并及?)?(?:母公司)?(资产负债表|利
                             r"(?:[(（](?:续|未经审计)[)）])?$")
 _CHINESE_KIND = {"资产负债表": "balance sheet", "利润表": "income", "损益表": "income", "现金流量表": "cash flows",
                  "所有者权益变动表": "equity", "股东权益变动表": "equity"}
-INDEX_KINDS = 3  # a page titled with this many kinds of statement lists them: an index, not a statement
+INDEX_KINDS, INDEX_PAGE_CHARS = 3, 8000  # a page (no longer) with titles of 3 kinds lists them: an index
+INDEX_NEIGHBOURS = 2  # a title with another among the lines this near is an index's entry (page numbers aside)
+_PAGE_NUMBER_AFTER = re.compile(r"(?:(?:19|20)\d\d|\d{1,2}),?\s+\d{1,3}$")  # "... 2018 and 2017 52": an index's
 
 # How a question names a statement (case folded). Each kind's names; "comprehensive income" before "income",
 # whose "income statement" it would otherwise hold.
@@ -69,7 +71,7 @@ def statement_kind(line: str) -> str | None:
         return None
     if match := _CHINESE_TITLE.match(line.replace(" ", "")):
         return _CHINESE_KIND[match.group(1)]
-    if not (match := _TITLE.match(line)):
+    if not (match := _TITLE.match(line)) or _PAGE_NUMBER_AFTER.search(line):
         return None
     if match.group("balance"):
         return "balance sheet"
@@ -95,12 +97,16 @@ def named_statements(question: str) -> frozenset[str]:
 
 
 def statement_titles(text: str) -> list[tuple[int, str]]:
-    """(offset, title) of each statement title standing alone on a line of ``text``. A title next to another one,
-    page numbers between, is an entry of an index of the statements, not a statement: left out."""
+    """(offset, title) of each statement title standing alone on a line of ``text``. An index of the statements
+    is left out: titles within ``INDEX_NEIGHBOURS`` lines of each other (page numbers between), or a page's
+    titles of ``INDEX_KINDS`` kinds."""
     lines, offset = [], 0
     for line in text.splitlines(keepends=True):
         if line.strip() and not line.strip().isdigit():  # an index's page numbers stand between its entries
             lines.append((offset + len(line) - len(line.lstrip()), " ".join(line.split()), statement_kind(line)))
         offset += len(line)
-    return [(at, title) for n, (at, title, kind) in enumerate(lines) if kind
-            and not any(lines[m][2] for m in (n - 1, n + 1) if 0 <= m < len(lines))]
+    titles = [(n, at, title, kind) for n, (at, title, kind) in enumerate(lines) if kind]
+    if len(text) <= INDEX_PAGE_CHARS and len({kind for *_, kind in titles}) >= INDEX_KINDS:
+        return []
+    return [(at, title) for n, at, title, _ in titles
+            if not any(0 < abs(m - n) <= INDEX_NEIGHBOURS for m, *_ in titles)]

@@ -59,6 +59,11 @@ def test_statement_titles_and_the_questions_that_name_them() -> None:
         assert statement_kind(line) is None
     # an index lists the statements, page numbers between: none of its entries is a statement's title
     assert statement_titles("Index\nConsolidated Statements of Operations\n3\nConsolidated Balance Sheets\n4\n") == []
+    index = ("Index to Consolidated Financial Statements\nConsolidated Statements of Operations for the years ended "
+             "December 31, 2019, 2018 and 2017\nReport of the auditors\nConsolidated Balance Sheets as of December 31, "
+             "2019 and 2018\nNotes\nNotes\nConsolidated Statements of Cash Flows\n")
+    assert statement_titles(index) == []  # a page with three kinds of title lists them
+    assert statement_kind("Consolidated Statements of Cash Flows for the years ended June 30, 2023 and 2022 45") is None
     assert statement_titles(f"Zenith Foods Inc.\n{BALANCE}\nCash 2,110\n") == [(18, BALANCE)]
 
     assert named_statements("What did Apple spend on equipment, per the cash flow statement?") == {"cash flows"}

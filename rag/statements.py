@@ -9,8 +9,7 @@ in sentences. So ingest makes a statement's printed title the innermost section 
 chunks of that statement first (``rag.retrieve``; ``Settings.route_statements``).
 
 Hand-written: no library we have knows what a financial statement is called. The vocabulary is the
-accounting standards' (US GAAP, IFRS, China's 企业会计准则), not any one filing's; it is the only domain
-knowledge here and lives in this one module.
+accounting standards' (US GAAP, IFRS, China's 企业会计准则), not any one filing's, and lives in this module only.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import re
 # A statement's title as a page prints it, alone on its line: "CONDENSED CONSOLIDATED STATEMENTS OF CASH FLOWS
 # (Unaudited)", "Consolidated Balance Sheets", "合并资产负债表", and the kind each title is. A line that goes on
 # past the title's period and parentheses (a page number in an index, a sentence) is no title.
-_PARENTHESES = r"(?:\s*\((?:unaudited|continued|in\s[^)]*|audited)\)|\s*[-–—]\s*continued|\s*,?\s*continued)*"
+_PARENTHESES = r"(?:\s*\([^()]{1,60}\)|\s*[-–—]\s*continued|\s*,?\s*continued)*"  # "(Unaudited)", "(In millions)"
 # "... for the years ended December 31, 2023", "Years Ended June 30", "as of": the period a title may run on with.
 _PERIOD_TAIL = (r"(?:\s*,?\s+(?:for\s+the\s+)?(?:(?:three|six|nine|twelve)(?:\s+and\s+\w+)?\s+months"
                 r"|(?:fiscal\s+)?years?|quarters?|periods?)\s+end(?:ed|ing)\b[^()]*|\s*,?\s+as\s+of\b[^()]*)?")
@@ -30,8 +29,8 @@ _TITLE = re.compile(
     r"|(?P<named>(?:comprehensive\s+)?income|cash\s+flows?)\s+statements?)"  # Microsoft's "INCOME STATEMENTS"
     + _PERIOD_TAIL + _PARENTHESES + r"\s*$", re.IGNORECASE)
 _WHAT = [  # what follows "statements of", in the order it is tested
-    ("income", re.compile(r"^(?:operations|income|earnings|(?:net\s+)?loss)(?:\s+and\s+comprehensive\s+(?:income|loss)"
-                          r"(?:\s*\(loss\))?)?(?:\s*\(loss\))?$")),
+    ("income", re.compile(r"^(?:operations|income|earnings|(?:net\s+)?loss)"
+                          r"(?:\s+and\s+comprehensive\s+(?:income|loss)(?:\s*\(loss\))?)?(?:\s*\(loss\))?$")),
     ("comprehensive income", re.compile(r"^comprehensive\s+(?:income|loss|earnings)(?:\s*\(loss\))?$")),
     ("balance sheet", re.compile(r"^financial\s+(?:position|condition)$")),
     ("cash flows", re.compile(r"^cash\s+flows?$")),
@@ -44,13 +43,13 @@ _CHINESE_KIND = {"资产负债表": "balance sheet", "利润表": "income", "损
                  "所有者权益变动表": "equity", "股东权益变动表": "equity"}
 INDEX_KINDS, INDEX_PAGE_CHARS = 3, 8000  # a page (no longer) with titles of 3 kinds lists them: an index
 INDEX_NEIGHBOURS = 2  # a title with another among the lines this near is an index's entry (page numbers aside)
-_PAGE_NUMBER_AFTER = re.compile(r"(?:(?:19|20)\d\d|\d{1,2}),?\s+\d{1,3}$")  # "... 2018 and 2017 52": an index's
+_PAGE_NUMBER_AFTER = re.compile(r"(?:(?:19|20)\d\d|\d{1,2}),?\s+\d{1,3}$")  # "... and 2017 52": an index's page
 
 # How a question names a statement (case folded). Each kind's names; "comprehensive income" before "income",
 # whose "income statement" it would otherwise hold.
 _NAMED = [
-    ("comprehensive income", re.compile(r"statements?\s+of\s+comprehensive\s+(?:income|loss)|comprehensive\s+income\s+"
-                                        r"statement")),
+    ("comprehensive income", re.compile(r"statements?\s+of\s+comprehensive\s+(?:income|loss)"
+                                        r"|comprehensive\s+income\s+statement")),
     ("income", re.compile(r"\bincome\s+statements?\b|\bstatements?\s+of\s+(?:consolidated\s+)?(?:operations|income|"
                           r"earnings)\b|\bp\s*&\s*l\b|\bprofit\s+(?:and|&)\s+loss\b|\bearnings\s+statements?\b|"
                           r"利润表|损益表")),
@@ -81,7 +80,7 @@ def statement_kind(line: str) -> str | None:
 
 def section_statement(section: str | None) -> str | None:
     """The kind of statement a chunk's section path ends in ("... > Item 1 > CONSOLIDATED BALANCE SHEETS")."""
-    return statement_kind(section.rsplit(" > ", 1)[-1]) if section else None
+    return statement_kind(section.rsplit(" > ", 1)[-1]) if section else None  # ingest.identity's separator
 
 
 def named_statements(question: str) -> frozenset[str]:

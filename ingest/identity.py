@@ -289,9 +289,8 @@ def _headings(suffix: str, pages: list[PageText], outline: list[Heading]) -> lis
         elif suffix in (".md", ".markdown"):
             found.extend(markdown_headings(page))
     known = {(h.page, h.text.casefold()) for h in found}  # a title the format marks as a heading already
-    titles = [(page.number, at, title) for page in pages for at, title in statement_titles(page.text)]
-    found += [Heading(number, at, STATEMENT_LEVEL, title) for number, at, title in titles
-              if (number, title.casefold()) not in known]
+    titles = [(p.number, at, title) for p in pages for at, title in statement_titles(p.text, p.number is not None)]
+    found += [Heading(n, at, STATEMENT_LEVEL, t) for n, at, t in titles if (n, t.casefold()) not in known]
     return sorted(found, key=lambda h: (h.page or 0, h.offset))
 
 
@@ -394,15 +393,16 @@ def chunk_sections(context: DocumentContext, pages: list[PageText], texts: list[
     """Each chunk's section path ("" where the document has none)."""
     if not context.headings:
         return [""] * len(texts)
-    return [section_at(context.headings, number, _past_opening_headings(context.headings, number, offset))
-            for number, offset in zip(page_numbers, chunk_offsets(pages, texts, page_numbers), strict=True)]
+    offsets = chunk_offsets(pages, texts, page_numbers)
+    return [section_at(context.headings, number, _past_opening_headings(context.headings, number, offset, len(text)))
+            for text, number, offset in zip(texts, page_numbers, offsets, strict=True)]
 
 
-def _past_opening_headings(headings: tuple[Heading, ...], page: int | None, offset: int) -> int:
-    """Where a chunk's body starts: past the heading lines it opens with ("PART I" then "Item 2.", or a statement's
-    title within ``STATEMENT_REACH`` characters, under its company's name), so that those are its section."""
+def _past_opening_headings(headings: tuple[Heading, ...], page: int | None, offset: int, length: int) -> int:
+    """Where a chunk (``length`` characters) starts: past the heading lines it opens with ("PART I" then "Item 2.",
+    or a statement's title it holds in its first ``STATEMENT_REACH``, under its company's name): its section."""
     for heading in headings:
-        reach = STATEMENT_REACH if heading.level == STATEMENT_LEVEL else 2
+        reach = min(STATEMENT_REACH, length - len(heading.text)) if heading.level == STATEMENT_LEVEL else 2
         if heading.page == page and offset <= heading.offset <= offset + reach:
             offset = heading.offset + len(heading.text)
     return offset

@@ -41,7 +41,7 @@ _CHINESE_TITLE = re.compile(r"^(?:合并及?)?(?:母公司)?(资产负债表|利
                             r"(?:[(（](?:续|未经审计)[)）])?$")
 _CHINESE_KIND = {"资产负债表": "balance sheet", "利润表": "income", "损益表": "income", "现金流量表": "cash flows",
                  "所有者权益变动表": "equity", "股东权益变动表": "equity"}
-INDEX_KINDS, INDEX_PAGE_CHARS = 3, 8000  # a page (no longer) with titles of 3 kinds lists them: an index
+INDEX_KINDS = 3  # a page with titles of this many kinds lists them: an index
 INDEX_NEIGHBOURS = 2  # a title with another among the lines this near is an index's entry (page numbers aside)
 _PAGE_NUMBER_AFTER = re.compile(r"(?:(?:19|20)\d\d|\d{1,2}),?\s+\d{1,3}$")  # "... and 2017 52": an index's page
 
@@ -95,17 +95,17 @@ def named_statements(question: str) -> frozenset[str]:
     return frozenset(named)
 
 
-def statement_titles(text: str) -> list[tuple[int, str]]:
+def statement_titles(text: str, paged: bool = True) -> list[tuple[int, str]]:
     """(offset, title) of each statement title standing alone on a line of ``text``. An index of the statements
-    is left out: titles within ``INDEX_NEIGHBOURS`` lines of each other (page numbers between), or a page's
-    titles of ``INDEX_KINDS`` kinds."""
+    is left out: titles within ``INDEX_NEIGHBOURS`` lines of each other (page numbers between), or, where ``text``
+    is a page (not a whole HTML or DOCX document), its titles of ``INDEX_KINDS`` kinds."""
     lines, offset = [], 0
     for line in text.splitlines(keepends=True):
         if line.strip() and not line.strip().isdigit():  # an index's page numbers stand between its entries
             lines.append((offset + len(line) - len(line.lstrip()), " ".join(line.split()), statement_kind(line)))
         offset += len(line)
     titles = [(n, at, title, kind) for n, (at, title, kind) in enumerate(lines) if kind]
-    if len(text) <= INDEX_PAGE_CHARS and len({kind for *_, kind in titles}) >= INDEX_KINDS:
+    if paged and len({kind for *_, kind in titles}) >= INDEX_KINDS:
         return []
     return [(at, title) for n, at, title, _ in titles
             if not any(0 < abs(m - n) <= INDEX_NEIGHBOURS for m, *_ in titles)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ingest.identity import chunk_sections, document_context
+from ingest.loaders import read_document
 from ingest.pipeline import Ingestor, SourceFile
 from rag.pipeline import RagPipeline
 from rag.settings import Settings
@@ -72,6 +74,26 @@ def test_statement_titles_and_the_questions_that_name_them() -> None:
     assert named_statements("Answer from the statement of comprehensive income.") == {"comprehensive income"}
     assert named_statements("根据资产负债表，总资产是多少？") == {"balance sheet"}
     assert named_statements("How did the company's cash flow change?") == frozenset()
+
+
+def test_an_html_filing_sections_its_statement_and_not_its_index() -> None:
+    """A whole HTML document is one text: its index of the statements lists them two lines apart (page numbers
+    between) and titles nothing; the statement's own title is the section of its rows, under the Item."""
+    html = (b"<html><body><h2>Item 8. Financial Statements</h2><p>Index</p><table>"
+            b"<tr><td>Consolidated Statements of Operations</td><td>45</td></tr>"
+            b"<tr><td>Consolidated Balance Sheets</td><td>46</td></tr>"
+            b"<tr><td>Consolidated Statements of Cash Flows</td><td>47</td></tr></table>"
+            b"<p>We have audited the accompanying consolidated balance sheets.</p><p><b>ZENITH FOODS INC.</b></p>"
+            b"<p><b>CONSOLIDATED STATEMENTS OF CASH FLOWS</b></p><p>(In millions)</p><table><tr>"
+            b"<td>Purchases of property and equipment</td><td>(310)</td><td>(287)</td></tr></table>"
+            b"<h3>Notes to Consolidated Financial Statements</h3><p>Note 1. The statements follow GAAP.</p></body></html>")
+    pages = read_document("zenith-10k.html", html).pages
+    context = document_context("zenith-10k.html", html, pages)
+    texts = ["We have audited the accompanying consolidated balance sheets.", "Purchases of property and equipment",
+             "Note 1. The statements follow GAAP."]
+    assert chunk_sections(context, pages, texts, [None] * 3) == [
+        "Item 8. Financial Statements", "Item 8. Financial Statements > CONSOLIDATED STATEMENTS OF CASH FLOWS",
+        "Item 8. Financial Statements > Notes to Consolidated Financial Statements"]
 
 
 @pytest.mark.parametrize(("question", "kind", "page", "figure"), [

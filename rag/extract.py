@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.lexical import tokenize
+from rag.statements import statement_kind
 from rag.table_rows import TABLE_HEADER_LINES, is_table_row, table_sentences  # noqa: F401 - re-exported
 from rag.types import AnswerSpan, ChunkHit
 
@@ -84,6 +85,8 @@ _LIST_ITEM = re.compile(r"(?:\d{1,3}|[A-Za-z]|[ivx]{1,4})[.)]\s")  # a numbered 
 _STARTS_MID_SENTENCE = re.compile(r"^(?:[a-z][a-z\s'’,;:]|[)\]”’,;:])")
 _QUESTION = re.compile(r"[?？]\s*[\"'”’)\]]*\s*$")
 _HEADING_END = re.compile(r"[.!?。！？:：;；…)\]）\"”’]\s*$")
+# A table's header of dates, which reads as a row of figures ("December 31, 2022 September 30, 2023 (...)")
+_DATES_ROW = re.compile(r"^(?:[A-Z][a-z]{2,8}\.?\s+\d{1,2},?\s+(?:19|20)\d\d\s*)+(?:\(|$)")
 
 
 @dataclass(frozen=True)
@@ -208,9 +211,10 @@ def sentences_of(chunks: Sequence[ChunkHit]) -> list[Sentence]:
 
 
 def answerable(sentence: Sentence) -> bool:
-    """Whether a sentence may be quoted as an answer: not a question, not a heading, not a fragment."""
-    return (_weighted_len(sentence.text) >= 20 and not is_question(sentence.text)
-            and not is_heading(sentence.text))
+    """Whether a sentence may be quoted as an answer: not a question, not a heading (a statement's title, a
+    table's dates among them), not a fragment."""
+    return (_weighted_len(sentence.text) >= 20 and not is_question(sentence.text) and not is_heading(sentence.text)
+            and statement_kind(sentence.text) is None and not _DATES_ROW.match(sentence.text))
 
 
 def _passages(sentences: list[Sentence], candidates: list[int]) -> tuple[list[str], list[int | None]]:

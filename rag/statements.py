@@ -19,7 +19,7 @@ import re
 # A statement's title as a page prints it, alone on its line: "CONDENSED CONSOLIDATED STATEMENTS OF CASH FLOWS
 # (Unaudited)", "Consolidated Balance Sheets", "合并资产负债表", and the kind each title is. A line that goes on
 # past the title's period and parentheses (a page number in an index, a sentence) is no title.
-_PARENTHESES = r"(?:\s*\([^()]{1,60}\)|\s*[-–—]\s*continued|\s*,?\s*continued)*"  # "(Unaudited)", "(In millions)"
+_PARENTHESES = r"(?:\s*\([^()]{1,100}\)|\s*[-–—]\s*continued|\s*,?\s*continued)*"  # "(Unaudited)", "(In millions)"
 # "... for the years ended December 31, 2023", "Years Ended June 30", "as of": the period a title may run on with.
 _PERIOD_TAIL = (r"(?:\s*,?\s+(?:for\s+the\s+)?(?:(?:three|six|nine|twelve)(?:\s+and\s+\w+)?\s+months"
                 r"|(?:fiscal\s+)?years?|quarters?|periods?)\s+end(?:ed|ing)\b[^()]*|\s*,?\s+as\s+of\b[^()]*)?")
@@ -66,7 +66,7 @@ def statement_kind(line: str) -> str | None:
     """The kind of financial statement ``line`` is the title of ("income", "balance sheet", "cash flows",
     "comprehensive income", "equity"), or None: a line that is not one such title alone."""
     line = " ".join(line.split())
-    if not line or len(line) > 120:
+    if not line or len(line) > 200:
         return None
     if match := _CHINESE_TITLE.match(line.replace(" ", "")):
         return _CHINESE_KIND[match.group(1)]

@@ -10,7 +10,7 @@ from ingest.pipeline import Ingestor, SourceFile
 from rag.pipeline import RagPipeline
 from rag.settings import Settings
 from rag.statements import named_statements, statement_kind, statement_titles
-from tests.helpers import text_pdf
+from tests.helpers import SEC_PDFS, text_pdf
 
 CASH_FLOWS = "CONDENSED CONSOLIDATED STATEMENTS OF CASH FLOWS (Unaudited)"
 BALANCE = "Condensed Consolidated Balance Sheets"
@@ -159,3 +159,18 @@ def test_reindex_gives_a_collection_ingested_without_context_its_statements(tmp_
     after = RagPipeline(Settings(data_dir=bare.data_dir)).ask(asked, generate=False)
     assert (after.chunks[0].page, after.chunks[0].in_named_statement) == (4, True)
     assert after.chunks[0].section.endswith(CASH_FLOWS)
+
+
+def test_a_filings_statement_answers_with_its_row_not_its_title(tmp_path) -> None:
+    """Amazon's 10-Q: the cash flow statement's title and its header of dates read like the answer to "per the
+    cash flow statement"; the answer quotes the row with the figure, from the statement's page."""
+    settings = Settings(data_dir=tmp_path / "store")
+    source = SEC_PDFS / "2023 Q3 AMZN.pdf"
+    [result] = Ingestor(settings).ingest([SourceFile(source.name, data=source.read_bytes())])
+    assert result.status == "ok"
+    result = RagPipeline(settings).ask("What did Amazon spend on property and equipment in Q3 2023, per the cash "
+                                       "flow statement?")
+    assert result.chunks[0].in_named_statement and result.chunks[0].page == 3
+    assert result.answer.startswith("Purchases of property and equipment (")
+    lead = result.answer_spans[0]
+    assert result.chunks[lead.chunk - 1].page == 3

@@ -140,4 +140,3 @@ def test_the_ask_page_bolds_the_quoted_sentence_as_escaped_text() -> None:
                      "After \\[link\\]\\(x\\)\\.")
     cjk = "长城位于中国北方。它全长约两万一千公里。"
     assert highlighted_markdown(cjk, [(9, 20)]) == "长城位于中国北方。 **它全长约两万一千公里。**"
-

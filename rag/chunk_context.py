@@ -2,7 +2,7 @@
 
 Ingest writes the line into each chunk's metadata (``context``, beside ``doc_title`` and ``section``;
 :mod:`ingest.identity`); the embedder embeds and BM25 indexes :func:`with_context` of it and the chunk, and the
-reranker reads the same beside the question (``Settings.rerank_reads_context``). The chunk's own text, which the
+reranker reads the same beside the question, and a feedback fine-tune trains on it. The chunk's own text, which the
 answer quotes and the page image marks, stays as the document has it.
 """
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rag.chroma_client import StoreError, open_client, writing
+from rag.chunk_context import CONTEXT, with_context
 from rag.limits import clean_question
 from rag.mark_memory import MarkMemory, remember_mark
 from rag.settings import Settings
@@ -212,15 +213,17 @@ class FeedbackStore:
         return "".join(lines)
 
     def chunk_texts(self, collection: str, ids: list[str]) -> dict[str, str]:
-        """chunk id -> text, for the ids still in the collection (a deleted document's chunks are gone)."""
+        """chunk id -> what the reranker reads of it (its context line, then its text: rag.chunk_context), for the
+        ids still in the collection (a deleted document's chunks are gone): a fine-tune learns what it will read."""
         ids = sorted(set(ids))
         if not ids:
             return {}
         chunks = open_client(self.settings).get_collection(collection, embedding_function=None)
         out = {}
         for start in range(0, len(ids), _PAGE):
-            got = chunks.get(ids=ids[start:start + _PAGE], include=["documents"])
-            out.update(zip(got["ids"], got["documents"], strict=True))
+            got = chunks.get(ids=ids[start:start + _PAGE], include=["documents", "metadatas"])
+            out.update((chunk_id, with_context((meta or {}).get(CONTEXT), text))
+                       for chunk_id, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True))
         return out
 
     # ---- the reranker a collection uses ----------------------------------------------------------

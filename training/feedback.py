@@ -85,7 +85,7 @@ def dev_set_dir(settings: Settings) -> Path | None:
 
 
 def _candidates(found, key: Callable) -> list[dict]:
-    return [{"id": c.chunk.chunk_id, "key": key(c.chunk), "text": c.chunk.text, "score": c.score}
+    return [{"id": c.chunk.chunk_id, "key": key(c.chunk), "text": c.chunk.read_text, "score": c.score}
             for c in found.candidates]
 
 
@@ -117,7 +117,7 @@ def prepare(settings: Settings, collection: str, job_dir: Path, log: Callable[[s
         found = retrieve(question, kb, embedder, settings, mode=settings.retrieval, top_k=depth)
         mined = [c.chunk.chunk_id for c in found.candidates if c.chunk.chunk_id not in m["relevant"]]
         negatives = [texts[c] for c in m["irrelevant"] if c in texts]
-        negatives += [c.chunk.text for c in found.candidates if c.chunk.chunk_id in mined]
+        negatives += [c.chunk.read_text for c in found.candidates if c.chunk.chunk_id in mined]  # as reranked
         train.append(TrainQuery(collection, question, positives, list(dict.fromkeys(negatives))[:NEGATIVES_PER_QUESTION]))
     held = []
     for question in held_qs:

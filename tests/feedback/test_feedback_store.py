@@ -85,6 +85,10 @@ def test_exports_read_as_eval_questions_and_training_pairs(store_copy: Path, tmp
     pairs.write_text(store.pairs_jsonl("default"))
     loaded = load_pairs_jsonl(pairs)
     assert len(loaded) == 3 and all(len(p["negatives"]) == 1 and p["positive"] for p in loaded)
+    # each pair reads as the reranker reads the chunk: its context line, then its text
+    marked = json.loads(store.questions_jsonl("default").splitlines()[0])["expected_chunk_id"]  # a list of ids
+    chunk = KnowledgeBase(settings, "default").get_chunks(marked)[0]
+    assert chunk.context and chunk.read_text in {p["positive"] for p in loaded}
     assert json.loads(store.questions_jsonl("default").splitlines()[0])["expected_chunk_id"]
 
 

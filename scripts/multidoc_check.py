@@ -15,7 +15,9 @@ Markdown table; ingest seconds and the store's size on disk are printed too.
 ``--statements`` also asks, of every filing, nine questions of FinanceBench's kind ("What were Apple's total
 assets at the end of Q3 2023? Base the answer on the balance sheet."): a figure that a financial statement
 holds, whose page is exact (the page the statement's title opens), unlike the figures' pages above.
-``--no-ingest`` asks over a store ingested before (query-time changes).
+Reranked, each of those is answered too (the extractive answer, or the LLM's where one is configured): the share
+whose answer leads with a figure of the statement's page. ``--no-ingest`` asks over a store ingested before
+(query-time changes).
 """
 
 from __future__ import annotations
@@ -117,18 +119,25 @@ def statement_questions(pages: dict[str, list], names: dict[str, str]) -> list[t
     return out
 
 
-def score_statements(pipeline: RagPipeline, questions: list[tuple[str, str, int]]) -> dict:
-    """Per run: top-1 from the asked filing and the statement page's MRR@5 (its rank among the top-5 chunks)."""
+def score_statements(pipeline: RagPipeline, questions: list[tuple[str, str, int]],
+                     page_texts: dict[tuple[str, int], str]) -> dict:
+    """Per run: top-1 from the asked filing and the statement page's MRR@5 (its rank among the top-5 chunks);
+    reranked, with the answer: the share whose lead (the text before its first citation) quotes a figure of the
+    statement's page (a number with a thousands separator or decimals: "384" is not told)."""
     summary = {}
     for rerank in (False, True):
-        top1 = mrr = 0.0
+        top1 = mrr = quoted = 0.0
         for question, filing, page in questions:
-            top = pipeline.ask(question, rerank=rerank, generate=False).chunks[:5]
+            result = pipeline.ask(question, rerank=rerank, generate=rerank)
+            top = result.chunks[:5]
             top1 += bool(top) and top[0].source == filing
             mrr += next((1 / rank for rank, c in enumerate(top, 1) if (c.source, c.page) == (filing, page)), 0.0)
+            quoted += bool(figures(result.answer.split("[", 1)[0]) & figures(page_texts[filing, page]))
         summary["statements " + ("reranked" if rerank else "first stage")] = {
             "top1_asked": round(top1 / len(questions), 3), "page_mrr5": round(mrr / len(questions), 3),
             "queries": len(questions)}
+        if rerank:
+            summary["statements reranked"]["answer_lead_quotes_page"] = round(quoted / len(questions), 3)
     return summary
 
 
@@ -168,7 +177,8 @@ def main() -> int:
     pages = {doc.id: read_document(doc.id, doc.path.read_bytes()).pages for doc in docs}  # read once, as ingest does
     summary |= score(RagPipeline(settings), dataset, answers, pages, names, queries)
     if args.statements:
-        summary |= score_statements(RagPipeline(settings), statement_questions(pages, names))
+        page_texts = {(names[doc_id], p.number): p.text for doc_id, read in pages.items() for p in read}
+        summary |= score_statements(RagPipeline(settings), statement_questions(pages, names), page_texts)
     print(f"ingest {summary['ingest_s']} s, {chunks} chunks, store {summary['store_mb']} MB, {len(queries)} questions")
     print("| run | top-1 from the asked filing | share of top-5 | page MRR@5 (questions) |\n|---|---|---|---|")
     for name in ("first stage", "reranked"):
@@ -177,7 +187,9 @@ def main() -> int:
               f"{row['page_mrr5']:.3f} ({row['paged_queries']}) |")
     for name in [key for key in summary if key.startswith("statements ")]:
         row = summary[name]
-        print(f"| {args.label} {name} | {row['top1_asked']:.3f} | | {row['page_mrr5']:.3f} ({row['queries']}) |")
+        quoted = row.get("answer_lead_quotes_page")
+        lead = "" if quoted is None else f"; answer's lead quotes the page {quoted:.3f}"
+        print(f"| {args.label} {name} | {row['top1_asked']:.3f} | | {row['page_mrr5']:.3f} ({row['queries']}){lead} |")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

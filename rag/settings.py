@@ -109,14 +109,14 @@ class Settings(BaseSettings):
         description="A question word that some documents' identities carry (a company, a quarter, a year) names "
         "them, and the first stage searches only those, when at most this share of the other documents' chunks "
         "use it (rag.doc_names), so that a word every document speaks of names none; 0 turns naming off.")
-    route_statements: bool = Field(
-        True, description="A question that names a financial statement (\"per the cash flow statement\") reads the "
-        "chunks under that statement's title first (rag.statements), since its rows name no statement themselves.")
     route_min_inside_share: float = Field(
         0.02, ge=0.0, le=1.0,
         description="A word in some documents' identities names them only when at least this share of their own "
         "chunks use it, so that a document is named by what its text speaks of (a company) and not by a word only "
         "its title holds.")
+    route_statements: bool = Field(
+        True, description="A question that names a financial statement (\"per the cash flow statement\") reads the "
+        "chunks under that statement's title first (rag.statements), since its rows name no statement themselves.")
     dense_exact_max_chunks: int = Field(
         500_000, ge=0, le=10_000_000,
         description="Dense search is exact (one matrix product over the collection's vectors, kept beside the store "

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from rag.statements import section_statement
+
 AnswerMode = Literal["llm", "extractive"]
 
 
@@ -217,9 +219,8 @@ class AskResult(BaseModel):
 
     def statements_read_first(self) -> str | None:
         """One line for people: the statements the question names whose chunks were read first; None: none led."""
-        if not any(c.in_named_statement for c in self.candidates):
-            return None
-        return "Read first the financial statements the question names: " + ", ".join(self.named_statements)
+        led = sorted({section_statement(c.section) or "" for c in self.candidates if c.in_named_statement})
+        return "Read first the financial statements the question names: " + ", ".join(led) if led else None
 
     @property
     def rerank_cost_ms(self) -> float:

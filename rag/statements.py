@@ -43,6 +43,7 @@ _CHINESE_KIND = {"资产负债表": "balance sheet", "利润表": "income", "损
                  "所有者权益变动表": "equity", "股东权益变动表": "equity"}
 INDEX_KINDS = 3  # a page with titles of this many kinds lists them: an index
 INDEX_NEIGHBOURS = 2  # a title with another among the lines this near is an index's entry (page numbers aside)
+_SMALL_CAPS = re.compile(r"\b([A-Z]) (?=[A-Z]{2,}\b)")  # "C ONSOLIDATED B ALANCE S HEETS": small capitals as read
 _PAGE_NUMBER_AFTER = re.compile(r"(?:(?:19|20)\d\d|\d{1,2}),?\s+\d{1,3}$")  # "... and 2017 52": an index's page
 
 # How a question names a statement (case folded). Each kind's names; "comprehensive income" before "income",
@@ -65,7 +66,7 @@ _NAMED = [
 def statement_kind(line: str) -> str | None:
     """The kind of financial statement ``line`` is the title of ("income", "balance sheet", "cash flows",
     "comprehensive income", "equity"), or None: a line that is not one such title alone."""
-    line = " ".join(line.split())
+    line = _SMALL_CAPS.sub(r"\1", " ".join(line.split()))
     if not line or len(line) > 200:
         return None
     if match := _CHINESE_TITLE.match(line.replace(" ", "")):
@@ -104,6 +105,9 @@ def statement_titles(text: str, paged: bool = True) -> list[tuple[int, str]]:
         if line.strip() and not line.strip().isdigit():  # an index's page numbers stand between its entries
             lines.append((offset + len(line) - len(line.lstrip()), " ".join(line.split()), statement_kind(line)))
         offset += len(line)
+    for n, (at, line, kind) in enumerate(lines[:-1]):  # a title wrapped after its "of" ("STATEMENTS OF" / "CASH FLOWS")
+        if not kind and line.lower().endswith(" of") and (joined := statement_kind(f"{line} {lines[n + 1][1]}")):
+            lines[n], lines[n + 1] = (at, f"{line} {lines[n + 1][1]}", joined), (lines[n + 1][0], lines[n + 1][1], None)
     titles = [(n, at, title, kind) for n, (at, title, kind) in enumerate(lines) if kind]
     if paged and len({kind for *_, kind in titles}) >= INDEX_KINDS:
         return []

@@ -53,6 +53,7 @@ def test_statement_titles_and_the_questions_that_name_them() -> None:
     assert statement_kind("Consolidated Statements of Changes in Shareholders' Equity") == "equity"
     assert statement_kind("合并现金流量表（续）") == "cash flows"
     assert statement_kind("CASH FLOWS STATEMENTS") == "cash flows"  # Microsoft's titles
+    assert statement_kind("C ONSOLIDATED B ALANCE S HEETS") == "balance sheet"  # small capitals as a PDF gives them
     assert statement_kind("Consolidated Statements of Operations for the Three and Nine Months Ended September 30, "
                           "2023 and 2022 (Unaudited)") == "income"
     # a sentence, the notes' heading and an index entry with its page are no titles
@@ -67,6 +68,8 @@ def test_statement_titles_and_the_questions_that_name_them() -> None:
     assert statement_titles(index) == []  # a page with three kinds of title lists them
     assert statement_kind("Consolidated Statements of Cash Flows for the years ended June 30, 2023 and 2022 45") is None
     assert statement_titles(f"Zenith Foods Inc.\n{BALANCE}\nCash 2,110\n") == [(18, BALANCE)]
+    assert statement_titles("Zenith Foods Inc.\nCONSOLIDATED STATEMENTS OF\nCASH FLOWS\nNet income 512 470\n") == [
+        (18, "CONSOLIDATED STATEMENTS OF CASH FLOWS")]  # a title wrapped after its "of"
 
     assert named_statements("What did Apple spend on equipment, per the cash flow statement?") == {"cash flows"}
     assert named_statements("Relying on the P&L and the statement of financial position, what is the margin?") == {

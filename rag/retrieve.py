@@ -180,7 +180,8 @@ def retrieve_named(question: str, kb: KnowledgeBase, embedder: Embedder, setting
     first.timings_ms["embed"] = embed_ms
     if len(first.candidates) >= top_k:
         return first
-    rest = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k, query_embedding=embedding, lead=lead)
+    # the rest of the collection fills after them unled: another document's statement does not pass the named ones
+    rest = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k, query_embedding=embedding)
     seen = {c.chunk.chunk_id for c in first.candidates}
     candidates = first.candidates + [c for c in rest.candidates if c.chunk.chunk_id not in seen]
     for rank, candidate in enumerate(candidates[:top_k], 1):

@@ -15,9 +15,10 @@ Markdown table; ingest seconds and the store's size on disk are printed too.
 ``--statements`` also asks, of every filing, nine questions of FinanceBench's kind ("What were Apple's total
 assets at the end of Q3 2023? Base the answer on the balance sheet."): a figure that a financial statement
 holds, whose page is exact (the page the statement's title opens), unlike the figures' pages above.
-Reranked, each of those is answered too (the extractive answer, or the LLM's where one is configured): the share
-whose answer leads with a figure of the statement's page. ``--no-ingest`` asks over a store ingested before
-(query-time changes).
+``--unnamed`` asks them again without the words that name the statement ("What were Apple's total assets at the
+end of Q3 2023?"). Reranked, each of those is answered too (the extractive answer, or the LLM's where one is
+configured): the share whose answer leads with a figure of the statement's page. ``--no-ingest`` asks over a
+store ingested before (query-time changes).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ingest.loaders import read_document  # noqa: E402
 from ingest.pipeline import Ingestor, SourceFile  # noqa: E402
 from rag.pipeline import RagPipeline  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+from rag.statements import named_statements  # noqa: E402
 
 _FIGURE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+")
 
@@ -93,6 +95,18 @@ STATEMENT_QUESTIONS = {
              "What was {co}'s depreciation and amortization in {period}, as shown in the cash flow statement?"],
 }
 COMPANIES = {"AAPL": "Apple", "AMZN": "Amazon", "NVDA": "NVIDIA"}  # the dataset's file names' tickers
+_NAMING = [(re.compile(r"\? (?:Use|Base the answer on|Answer from) the [a-z ]+\.$"), "?"),
+           (re.compile(r",? (?:as shown in|according to|per) (?:the|its) [a-z ]+(?=\?$)"), "")]
+
+
+def unnamed(question: str) -> str:
+    """The question without the words that name its statement: "What were Apple's total assets at the end of
+    Q3 2023?" (the kind of question that asks a statement's figure and leaves the statement to the reader)."""
+    for pattern, replacement in _NAMING:
+        question = pattern.sub(replacement, question)
+    if named_statements(question):
+        raise ValueError(f"still names a statement: {question}")
+    return question
 
 
 def statement_pages(pages) -> dict[str, int]:  # noqa: ANN001 - ingest's PageText list
@@ -120,7 +134,7 @@ def statement_questions(pages: dict[str, list], names: dict[str, str]) -> list[t
 
 
 def score_statements(pipeline: RagPipeline, questions: list[tuple[str, str, int]],
-                     page_texts: dict[tuple[str, int], str]) -> dict:
+                     page_texts: dict[tuple[str, int], str], label: str = "statements") -> dict:
     """Per run: top-1 from the asked filing and the statement page's MRR@5 (its rank among the top-5 chunks);
     reranked, with the answer: the share whose lead (the text before its first citation) quotes a figure of the
     statement's page (a number with a thousands separator or decimals: "384" is not told)."""
@@ -133,11 +147,11 @@ def score_statements(pipeline: RagPipeline, questions: list[tuple[str, str, int]
             top1 += bool(top) and top[0].source == filing
             mrr += next((1 / rank for rank, c in enumerate(top, 1) if (c.source, c.page) == (filing, page)), 0.0)
             quoted += bool(figures(result.answer.split("[", 1)[0]) & figures(page_texts[filing, page]))
-        summary["statements " + ("reranked" if rerank else "first stage")] = {
+        summary[f"{label} " + ("reranked" if rerank else "first stage")] = {
             "top1_asked": round(top1 / len(questions), 3), "page_mrr5": round(mrr / len(questions), 3),
             "queries": len(questions)}
         if rerank:
-            summary["statements reranked"]["answer_lead_quotes_page"] = round(quoted / len(questions), 3)
+            summary[f"{label} reranked"]["answer_lead_quotes_page"] = round(quoted / len(questions), 3)
     return summary
 
 
@@ -151,6 +165,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="these filings alone (a one-document collection: its questions, its pages)")
     ap.add_argument("--statements", action="store_true",
                     help="also ask 9 questions per filing whose answer is on a financial statement's page")
+    ap.add_argument("--unnamed", action="store_true",
+                    help="with --statements: ask them again without the words that name the statement")
     ap.add_argument("--no-ingest", action="store_true", help="ask over the store as it is (ingested before)")
     ap.add_argument("--label", default="run")
     ap.add_argument("--out", default=None, help="a JSON file the figures are added to, under --label")
@@ -178,7 +194,11 @@ def main() -> int:
     summary |= score(RagPipeline(settings), dataset, answers, pages, names, queries)
     if args.statements:
         page_texts = {(names[doc_id], p.number): p.text for doc_id, read in pages.items() for p in read}
-        summary |= score_statements(RagPipeline(settings), statement_questions(pages, names), page_texts)
+        asked = statement_questions(pages, names)
+        summary |= score_statements(RagPipeline(settings), asked, page_texts)
+        if args.unnamed:
+            plain = [(unnamed(question), filing, page) for question, filing, page in asked]
+            summary |= score_statements(RagPipeline(settings), plain, page_texts, "statements unnamed")
     print(f"ingest {summary['ingest_s']} s, {chunks} chunks, store {summary['store_mb']} MB, {len(queries)} questions")
     print("| run | top-1 from the asked filing | share of top-5 | page MRR@5 (questions) |\n|---|---|---|---|")
     for name in ("first stage", "reranked"):

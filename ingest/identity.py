@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from ingest.document import PageText
 from ingest.furniture import line_key
 from rag.chunk_context import CONTEXT, DOC_TITLE, SECTION
-from rag.statements import statement_titles
+from rag.statements import read_section, statement_titles
 
 if TYPE_CHECKING:
     from rag.settings import Settings
@@ -423,13 +423,13 @@ def context_line(parts: tuple[str, ...], section: str, limit: int) -> str:
 
 
 def chunk_metadata(context: DocumentContext, sections: list[str], limit: int) -> list[dict]:
-    """The metadata each chunk carries: ``doc_title``, ``section`` (where there is one), ``context``."""
+    """What each chunk carries: ``doc_title``, ``section``, ``context`` (without a statement's title: read_section)."""
     title = context.identity.title.casefold()
     # a heading that is the title too (a Markdown file's "# Pump guide") says nothing twice
     sections = [SECTION_SEPARATOR.join(part for i, part in enumerate(section.split(SECTION_SEPARATOR))
                                        if i or part.casefold() != title) for section in sections]
-    return [{DOC_TITLE: context.identity.title, CONTEXT: context_line(context.identity.parts, section, limit),
-             **({SECTION: section} if section else {})} for section in sections]
+    return [{DOC_TITLE: context.identity.title, **({SECTION: section} if section else {}),
+             CONTEXT: context_line(context.identity.parts, read_section(section), limit)} for section in sections]
 
 
 def situate_chunks(settings: Settings, name: str, data: bytes | None, pages: list[PageText], texts: list[str],

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.lexical import tokenize
-from rag.statements import statement_kind
+from rag.statements import statement_kind, without_statement_names
 from rag.table_rows import TABLE_HEADER_LINES, is_table_row, table_sentences  # noqa: F401 - re-exported
 from rag.types import AnswerSpan, ChunkHit
 
@@ -355,6 +355,8 @@ def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, 
     where any stands in a statement the question names (``ChunkHit.in_named_statement``), only its rows."""
     if not chunks:
         return ExtractiveAnswer(NOTHING_FOUND)
+    if any(chunk.in_named_statement for chunk in chunks):  # the statement is chosen: its name scores no row
+        question = without_statement_names(question)
     sentences, candidates, scores = score_sentences(question, chunks, reranker=reranker, embedder=embedder,
                                                     context=context, context_share=context_share)
     for asked in (lambda chunk: chunk.source in named if named else False, lambda chunk: chunk.in_named_statement):

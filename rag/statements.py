@@ -84,6 +84,23 @@ def section_statement(section: str | None) -> str | None:
     return statement_kind(section.rsplit(" > ", 1)[-1]) if section else None  # ingest.identity's separator
 
 
+def read_section(section: str) -> str:
+    """The section as the context line gives it to retrieval and the reranker: without a statement's title at its
+    end. Read before every row of a statement, the title lowered the statement's page for a question that does not
+    name it (BENCHMARKS.md); the title stays the section people see and the routing reads."""
+    if not section_statement(section):
+        return section
+    return section.rsplit(" > ", 1)[0] if " > " in section else ""
+
+
+def without_statement_names(question: str) -> str:
+    """``question`` without the words that name a statement ("What did Apple spend on equipment, per the ?"): once
+    the statement is read first, its name would score its title and header rows as the answer."""
+    for _, pattern in _NAMED:
+        question = re.sub(pattern.pattern, " ", question, flags=re.IGNORECASE)
+    return " ".join(question.split())
+
+
 def named_statements(question: str) -> frozenset[str]:
     """The kinds of statement ``question`` names ("per the cash flow statement", "Base the answer on the balance
     sheet", "根据现金流量表"); empty when it names none."""

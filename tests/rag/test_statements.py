@@ -110,7 +110,8 @@ def test_a_question_naming_a_statement_reads_its_rows_first(store, question, kin
     assert result.named_statements == [kind]
     first = result.chunks[0]
     assert (first.page, first.in_named_statement) == (page, True) and figure in first.text
-    assert first.section.endswith(CASH_FLOWS if page == 4 else BALANCE)  # the title is the rows' section
+    title = CASH_FLOWS if page == 4 else BALANCE
+    assert first.section.endswith(title) and title not in first.context  # the rows' section; retrieval reads it not
     assert [c.in_named_statement for c in result.candidates].count(True) == 1  # one page: one chunk of it
     assert result.public_json()["named_statements"] == [kind]
     assert result.statements_read_first() == f"Read first the financial statements the question names: {kind}"

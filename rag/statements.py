@@ -4,9 +4,9 @@
 read: the statement's. Retrieval alone rarely finds it first: the statement's rows are figures under a title
 only its first chunk carries, while the notes and the management's discussion say "property and equipment"
 in sentences. So ingest makes a statement's printed title the innermost section of the chunks under it
-(:func:`statement_kind` on a page's lines, ``ingest.identity``), and a question that names a statement
-(:func:`named_statements`: "the balance sheet", "statement of operations", "P&L", "现金流量表") reads the
-chunks of that statement first (``rag.retrieve``; ``Settings.route_statements``).
+(:func:`statement_titles`, ``ingest.identity``; kept out of the context line retrieval reads: :func:`read_section`),
+and a question that names a statement (:func:`named_statements`: "the balance sheet", "statement of operations",
+"P&L", "现金流量表") reads the chunks of that statement first (``rag.retrieve``; ``Settings.route_statements``).
 
 Hand-written: no library we have knows what a financial statement is called. The vocabulary is the
 accounting standards' (US GAAP, IFRS, China's 企业会计准则), not any one filing's, and lives in this module only.

@@ -121,8 +121,8 @@ def answer_notices(result: AskResult, settings: Settings) -> None:
         st.caption(f":material/translate: Not reranked: {escape_md(result.rerank_skipped)}.")
     if result.named_documents:
         st.caption(f":material/filter_alt: {escape_md(result.named_documents.describe())}.")
-    if result.statements_read_first():
-        st.caption(f":material/table_view: {escape_md(result.statements_read_first())}.")
+    if read_first := result.statements_read_first():
+        st.caption(f":material/table_view: {escape_md(read_first)}.")
     if result.error:
         st.error(f"The LLM could not answer, so this is an extractive answer from the passages instead. "
                  f"Reason: {escape_md(result.error)}", icon=":material/error:")

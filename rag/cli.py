@@ -96,8 +96,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         print(f"not reranked: {result.rerank_skipped}")
     if result.named_documents:
         print(result.named_documents.describe())
-    if result.statements_read_first():
-        print(result.statements_read_first())
+    if read_first := result.statements_read_first():
+        print(read_first)
     for n, chunk in enumerate(result.chunks, 1):
         moved = "" if chunk.rank_change is None else f", was #{chunk.retrieval_rank}"
         rerank = "" if chunk.rerank_score is None else f" rerank {chunk.rerank_score:.3f}"

@@ -46,20 +46,20 @@ INDEX_NEIGHBOURS = 2  # a title with another among the lines this near is an ind
 _SMALL_CAPS = re.compile(r"\b([A-Z]) (?=[A-Z]{2,}\b)")  # "C ONSOLIDATED B ALANCE S HEETS": small capitals as read
 _PAGE_NUMBER_AFTER = re.compile(r"(?:(?:19|20)\d\d|\d{1,2}),?\s+\d{1,3}$")  # "... and 2017 52": an index's page
 
-# How a question names a statement (case folded). Each kind's names; "comprehensive income" before "income",
+# How a question names a statement. Each kind's names; "comprehensive income" before "income",
 # whose "income statement" it would otherwise hold.
 _NAMED = [
     ("comprehensive income", re.compile(r"statements?\s+of\s+comprehensive\s+(?:income|loss)"
-                                        r"|comprehensive\s+income\s+statement")),
+                                        r"|comprehensive\s+income\s+statement", re.IGNORECASE)),
     ("income", re.compile(r"\bincome\s+statements?\b|\bstatements?\s+of\s+(?:consolidated\s+)?(?:operations|income|"
                           r"earnings)\b|\bp\s*&\s*l\b|\bprofit\s+(?:and|&)\s+loss\b|\bearnings\s+statements?\b|"
-                          r"利润表|损益表")),
+                          r"利润表|损益表", re.IGNORECASE)),
     ("balance sheet", re.compile(r"\bbalance\s+sheets?\b|\bstatements?\s+of\s+financial\s+(?:position|condition)\b|"
-                                 r"资产负债表")),
+                                 r"资产负债表", re.IGNORECASE)),
     ("cash flows", re.compile(r"\bcash[\s-]+flows?\s+statements?\b|\bstatements?\s+of\s+(?:consolidated\s+)?cash\s+"
-                              r"flows?\b|现金流量表")),
+                              r"flows?\b|现金流量表", re.IGNORECASE)),
     ("equity", re.compile(r"\bstatements?\s+of\s+(?:changes\s+in\s+)?(?:(?:stockholders|shareholders|shareowners)['’]?"
-                          r"\s+)?equity\b|\bequity\s+statements?\b|所有者权益变动表|股东权益变动表")),
+                          r"\s+)?equity\b|\bequity\s+statements?\b|所有者权益变动表|股东权益变动表", re.IGNORECASE)),
 ]
 
 
@@ -97,19 +97,18 @@ def without_statement_names(question: str) -> str:
     """``question`` without the words that name a statement ("What did Apple spend on equipment, per the ?"): once
     the statement is read first, its name would score its title and header rows as the answer."""
     for _, pattern in _NAMED:
-        question = re.sub(pattern.pattern, " ", question, flags=re.IGNORECASE)
+        question = pattern.sub(" ", question)
     return " ".join(question.split())
 
 
 def named_statements(question: str) -> frozenset[str]:
     """The kinds of statement ``question`` names ("per the cash flow statement", "Base the answer on the balance
     sheet", "根据现金流量表"); empty when it names none."""
-    folded = question.casefold()
     named = set()
-    for kind, pattern in _NAMED:
-        if pattern.search(folded):
+    for kind, pattern in _NAMED:  # in order: a name found is taken out before the next kind's are sought
+        if pattern.search(question):
             named.add(kind)
-            folded = pattern.sub(" ", folded)
+            question = pattern.sub(" ", question)
     return frozenset(named)
 
 

@@ -23,7 +23,7 @@ from rag.rerank import Reranker, blend, load_reranker, sigmoid
 from rag.mark_memory import Lent
 from rag.retrieve import Candidate, FirstStage, retrieve, retrieve_named
 from rag.settings import RerankBlend, RetrievalMode, Settings
-from rag.statements import named_statements, section_statement
+from rag.statements import line_item_statements, named_statements, section_statement
 from rag.store import KnowledgeBase
 from rag.types import Abstention, AnswerSpan, AskResult, ChunkHit, NamedDocuments, StageTimings
 
@@ -103,10 +103,11 @@ class RagPipeline:
             context = followup.context_query(question, history)
             share = followup.context_share(question) if context else None
         sources = sorted(set(sources)) if sources else None
-        statements = named_statements(searched) if self.settings.route_statements else frozenset()
-        first, named = self._first_stage(searched, kb, embedder, first_stage, top_k, sources, statements)
+        statements, line_items = self._statements_first(searched)
+        leads = statements or line_items
+        first, named = self._first_stage(searched, kb, embedder, first_stage, top_k, sources, leads, not statements)
         if context:
-            also, _ = self._first_stage(context, kb, embedder, first_stage, top_k, sources, statements)
+            also, _ = self._first_stage(context, kb, embedder, first_stage, top_k, sources, leads, not statements)
             first = followup.fuse(first, also, top_k=top_k, rrf_k=self.settings.rrf_k,
                                   context_weight=followup.fusion_weight(share or 0.0))
 
@@ -120,7 +121,7 @@ class RagPipeline:
                                 context=context if share else None, context_share=share or 0.0,
                                 depth=self.settings.rerank_depth, blend_kind=self.settings.rerank_blend, lent=lent,
                                 marks_weight=self.settings.feedback_memory_weight, scored_at=scored_at,
-                                first_stage_count=len(first.candidates))
+                                first_stage_count=len(first.candidates), leads_named=bool(statements))
         rerank_ms = _ms(t) if reranker else 0.0
         chunks = sorted(candidates, key=lambda c: c.final_rank)[:top_n]
 
@@ -170,6 +171,7 @@ class RagPipeline:
             sources=sources,
             named_documents=named,
             named_statements=sorted(statements),
+            line_item_statements=sorted(line_items),
             quotes_other_language=bool(answer) and mode == "extractive"
             and catalog.question_script_language(question) != catalog.question_script_language(answer),
         )
@@ -179,7 +181,7 @@ class RagPipeline:
               rerank_weight: float = 1.0, context: str | None = None, depth: int | None = None,
               blend_kind: RerankBlend = "linear", context_share: float = 0.0, lent: dict[str, Lent] | None = None,
               marks_weight: float = 0.0, scored_at: list[int] | None = None,
-              first_stage_count: int | None = None) -> list[ChunkHit]:
+              first_stage_count: int | None = None, leads_named: bool = True) -> list[ChunkHit]:
         """All candidates in first-stage order, with their rerank rank and scores when reranked. With a
         ``context`` query (an elliptical follow-up's previous question with it), a chunk's logit moves
         ``context_share`` of the way to the context's (:func:`rag.followup.blend`): the follow-up leads.
@@ -189,7 +191,8 @@ class RagPipeline:
         is the readable one (``Reranker.readable``). ``lent``: what marks on near questions say of chunks
         (:mod:`rag.mark_memory`), mixed into that blend times ``marks_weight``; ``scored_at``: the candidates the
         reranker scores when not the top ``depth`` (lent ones below it too); the candidates from
-        ``first_stage_count`` on are the ones marks brought in."""
+        ``first_stage_count`` on are the ones marks brought in. ``leads_named``: the leading candidates stand in a
+        statement the question names, else in one whose line item it asks for."""
         lent = lent or {}
         scored_at = scored_at if scored_at is not None else list(range(len(found[:depth] if depth else found)))
         scored = [found[i] for i in scored_at]
@@ -244,7 +247,8 @@ class RagPipeline:
                 marks_score=round(marks[at[i]], 6) if moved_by_marks(i, c) else None,
                 marked_question=lent[c.chunk.chunk_id].question if moved_by_marks(i, c) else None,
                 joined_by_marks=first_stage_count is not None and i >= first_stage_count,
-                in_named_statement=c.leads,
+                in_named_statement=c.leads and leads_named,
+                in_line_item_statement=c.leads and not leads_named,
             )
             for i, c in enumerate(found)
         ]
@@ -290,19 +294,32 @@ class RagPipeline:
 
     def _first_stage(self, query: str, kb: KnowledgeBase, embedder: Embedder, mode: RetrievalMode, top_k: int,
                      sources: Sequence[str] | None,
-                     statements: frozenset[str] = frozenset()) -> tuple[FirstStage, NamedDocuments | None]:
+                     statements: frozenset[str] = frozenset(),
+                     line_items: bool = False) -> tuple[FirstStage, NamedDocuments | None]:
         """The first stage over ``sources`` (the asker's choice) or, when the question names documents by their
         identities (rag.doc_names), over those first; with the documents it named. The chunks of the
-        ``statements`` it names lead (rag.statements)."""
+        ``statements`` it names lead (rag.statements); where they are the ones whose ``line_items`` it asks for,
+        only the best ``Settings.line_item_leads`` of each."""
         share = self.settings.route_max_outside_share
         named = None if sources or share <= 0 else named_documents(
             kb, self.settings.data_dir, query, share, self.settings.route_min_inside_share)
-        lead = (lambda chunk: section_statement(chunk.section) in statements) if statements else None
+        lead = (lambda chunk: kind if (kind := section_statement(chunk.section)) in statements else None
+                ) if statements else None
+        each = self.settings.line_item_leads if line_items else None
         if named is not None:
             return retrieve_named(query, kb, embedder, self.settings, mode=mode, top_k=top_k,
-                                  named=named.sources, lead=lead), named
+                                  named=named.sources, lead=lead, lead_each=each), named
         return retrieve(query, kb, embedder, self.settings, mode=mode, top_k=top_k, sources=sources,
-                        lead=lead), None
+                        lead=lead, lead_each=each), None
+
+    def _statements_first(self, question: str) -> tuple[frozenset[str], frozenset[str]]:
+        """(the statements ``question`` names, those whose line items it asks for where it names none): the
+        chunks the first stage reads first (rag.statements; Settings.route_statements, line_item_leads)."""
+        if not self.settings.route_statements:
+            return frozenset(), frozenset()
+        if named := named_statements(question):
+            return named, frozenset()
+        return frozenset(), line_item_statements(question) if self.settings.line_item_leads else frozenset()
 
     def _reranker_for(self, question: str, rerank: bool,
                       collection: str | None = None) -> tuple[Reranker | None, str | None]:

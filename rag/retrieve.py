@@ -20,7 +20,8 @@ extra queries.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rag.dense_index import dense_search
@@ -106,13 +107,15 @@ def _ms(since: float) -> float:
 def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Settings, *,
              mode: RetrievalMode, top_k: int, sources: Sequence[str] | None = None,
              query_embedding: Sequence[float] | None = None,
-             lead: Callable[[StoredChunk], bool] | None = None) -> FirstStage:
+             lead: Callable[[StoredChunk], Hashable | None] | None = None,
+             lead_each: int | None = None) -> FirstStage:
     """The first stage's top ``top_k`` for ``question`` over ``kb``; with ``sources``, over those documents only
     (both sides filtered the same way, by the chunk's source). ``query_embedding``: the question's, when a search
-    before this one already embedded it. ``lead``: the chunks the question names to read first (the statement it
-    names, rag.statements): those of each side's ``first_stage_k`` lead the candidates, in the order found, if
-    they are of the ``sources`` or, with none given, of the first hit's document (where the question named no
-    document, another company's statement does not lead its own discussion)."""
+    before this one already embedded it. ``lead``: what the question asks to read first (the statement it names or
+    whose line item it asks for, rag.statements), as the group a chunk leads in (its statement's kind) or None:
+    those of each side's ``first_stage_k`` lead the candidates, in the order found, at most ``lead_each`` of each
+    group (None: all), if they are of the ``sources`` or, with none given, of the first hit's document (where the
+    question named no document, another company's statement does not lead its own discussion)."""
     if mode not in RETRIEVAL_MODES:
         raise ValueError(f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, not {mode!r}")
     depth = top_k if mode != "hybrid" and lead is None else max(top_k, settings.first_stage_k)
@@ -150,7 +153,12 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
     else:
         order = [(c.chunk_id, c.score) for c in (dense if mode == "dense" else lexical)]
     near = set(sources) if sources is not None else {by_id[chunk_id].source for chunk_id, _ in order[:1]}
-    leading = {chunk_id for chunk_id, _ in order if lead and by_id[chunk_id].source in near and lead(by_id[chunk_id])}
+    leading, taken = set(), Counter()
+    for chunk_id, _ in order if lead else ():
+        group = lead(by_id[chunk_id]) if by_id[chunk_id].source in near else None
+        if group is not None and (lead_each is None or taken[group] < lead_each):
+            leading.add(chunk_id)
+            taken[group] += 1
     order = sorted(order, key=lambda item: item[0] not in leading)[:top_k]  # stable: each part in its order
 
     candidates = []
@@ -168,7 +176,8 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
 
 def retrieve_named(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Settings, *,
                    mode: RetrievalMode, top_k: int, named: Sequence[str],
-                   lead: Callable[[StoredChunk], bool] | None = None) -> FirstStage:
+                   lead: Callable[[StoredChunk], Hashable | None] | None = None,
+                   lead_each: int | None = None) -> FirstStage:
     """The first stage over the documents the question ``named`` (rag.doc_names) first, then, where they hold
     fewer than ``top_k`` chunks (a titled passage is one chunk), the rest of the collection's best after them: a
     question that names a document reads its chunks before any other's, and still gets ``top_k`` candidates."""
@@ -176,7 +185,7 @@ def retrieve_named(question: str, kb: KnowledgeBase, embedder: Embedder, setting
     embedding = embedder.embed_queries([question])[0] if mode != "bm25" else None
     embed_ms = _ms(t) if embedding is not None else 0.0
     first = retrieve(question, kb, embedder, settings, mode=mode, top_k=top_k, sources=named,
-                     query_embedding=embedding, lead=lead)
+                     query_embedding=embedding, lead=lead, lead_each=lead_each)
     first.timings_ms["embed"] = embed_ms
     if len(first.candidates) >= top_k:
         return first

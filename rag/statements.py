@@ -7,6 +7,8 @@ in sentences. So ingest makes a statement's printed title the innermost section 
 (:func:`statement_titles`, ``ingest.identity``; kept out of the context line retrieval reads: :func:`read_section`),
 and a question that names a statement (:func:`named_statements`: "the balance sheet", "statement of operations",
 "P&L", "现金流量表") reads the chunks of that statement first (``rag.retrieve``; ``Settings.route_statements``).
+A question that names none but asks for a line item a statement prints (:func:`line_item_statements`: "total
+assets", "capital expenditures") reads the best chunk of that statement first (``Settings.line_item_leads``).
 
 Hand-written: no library we have knows what a financial statement is called. The vocabulary is the
 accounting standards' (US GAAP, IFRS, China's 企业会计准则), not any one filing's, and lives in this module only.
@@ -110,6 +112,37 @@ def named_statements(question: str) -> frozenset[str]:
             named.add(kind)
             question = pattern.sub(" ", question)
     return frozenset(named)
+
+
+# The line items each statement prints, as the accounting standards name them (US GAAP, IFRS, 企业会计准则): a
+# question that asks for one ("What were Apple's total assets?") asks for a figure its statement holds, though it
+# names no statement. Only items one statement owns: bare "sales" or "income taxes" are as often the notes' words.
+_LINE_ITEMS = [
+    ("income", re.compile(
+        r"\b(?:revenues?|net\s+sales|turnover|cost\s+of\s+(?:sales|revenues?|goods\s+sold)|gross\s+(?:margin|profit)|"
+        r"operating\s+(?:income|expenses?|profit|loss|costs?)|research\s+and\s+development|r\s*&\s*d|"
+        r"selling,?\s+general|sg\s*&\s*a|net\s+(?:income|earnings|loss)|earnings\s+per\s+share|eps|"
+        r"interest\s+expenses?|ebitda?)\b|营业(?:总)?收入|营业成本|毛利|净利润|每股收益|研发费用|销售费用|管理费用",
+        re.IGNORECASE)),
+    ("balance sheet", re.compile(
+        r"\b(?:total\s+assets|(?:total|current)\s+liabilities|current\s+assets|inventor(?:y|ies)|"
+        r"accounts\s+(?:receivable|payable)|(?:stockholders|shareholders)['’]?\s+equity|working\s+capital|"
+        r"quick\s+ratio|current\s+ratio|debt[\s-]+to[\s-]+equity|goodwill|long[\s-]+term\s+debt|retained\s+earnings|"
+        r"cash\s+and\s+cash\s+equivalents)\b|总资产|资产总计|负债合计|总负债|流动资产|流动负债|存货|应收账款|应付账款|"
+        r"货币资金|商誉", re.IGNORECASE)),
+    ("cash flows", re.compile(
+        r"\b(?:operating\s+activities|cash\s+flows?\s+from\s+operations|operating\s+cash\s+flows?|capital\s+"
+        r"expenditures?|capex|purchases?\s+of\s+property|free\s+cash\s+flows?|depreciation\s+and\s+amortization|"
+        r"dividends\s+paid|repurchases?\s+of\s+(?:common\s+)?stock|investing\s+activities|financing\s+activities)\b|"
+        r"经营活动|投资活动|筹资活动|资本开支|资本支出|购建固定资产|自由现金流", re.IGNORECASE)),
+]
+
+
+def line_item_statements(question: str) -> frozenset[str]:
+    """The kinds of statement that print a line item ``question`` asks for ("total assets": "balance sheet",
+    "capital expenditures": "cash flows", "净利润": "income"); empty when it asks for none. Read where the question
+    names no statement: the best chunk of each leads (``Settings.line_item_leads``)."""
+    return frozenset(kind for kind, pattern in _LINE_ITEMS if pattern.search(question))
 
 
 def statement_titles(text: str, paged: bool = True) -> list[tuple[int, str]]:

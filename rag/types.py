@@ -58,6 +58,10 @@ class ChunkHit(BaseModel):
     in_named_statement: bool = Field(False, description="The chunk stands in a financial statement the question "
                                      "names (\"per the balance sheet\"), whose chunks lead the candidates "
                                      "(rag.statements; AskResult.named_statements).")
+    in_line_item_statement: bool = Field(False, description="The chunk stands in the financial statement that "
+                                         "prints a line item the question asks for without naming a statement "
+                                         "(\"total assets\": the balance sheet), one of the best such chunks, which "
+                                         "lead the candidates (AskResult.line_item_statements).")
 
     @property
     def final_rank(self) -> int:
@@ -212,15 +216,23 @@ class AskResult(BaseModel):
     named_statements: list[str] = Field(
         default_factory=list, description="The financial statements the question names (\"income\", \"balance "
         "sheet\", \"cash flows\", ...), whose chunks were read first (Settings.route_statements; rag.statements).")
+    line_item_statements: list[str] = Field(
+        default_factory=list, description="Where the question names no statement: those that print a line item it "
+        "asks for (\"total assets\": balance sheet), whose best chunks were read first (Settings.line_item_leads).")
 
     def public_json(self) -> dict:
         """The result as ``rerank-rag ask --json`` prints it and the HTTP API returns it (JSON-ready)."""
         return self.model_dump(mode="json", include=set(PUBLIC_FIELDS))
 
     def statements_read_first(self) -> str | None:
-        """One line for people: the statements the question names whose chunks were read first; None: none led."""
-        led = sorted({section_statement(c.section) or "" for c in self.candidates if c.in_named_statement})
-        return "Read first the financial statements the question names: " + ", ".join(led) if led else None
+        """One line for people: the statements whose chunks were read first (those the question names, or those that
+        print a line item it asks for); None: none led."""
+        named = sorted({section_statement(c.section) or "" for c in self.candidates if c.in_named_statement})
+        if named:
+            return "Read first the financial statements the question names: " + ", ".join(named)
+        asked = sorted({section_statement(c.section) or "" for c in self.candidates if c.in_line_item_statement})
+        return "Read first the financial statements that print what the question asks for: " + ", ".join(
+            asked) if asked else None
 
     @property
     def rerank_cost_ms(self) -> float:
@@ -256,5 +268,6 @@ class AskResult(BaseModel):
 PUBLIC_FIELDS: frozenset[str] = frozenset({
     "question", "answer", "answer_mode", "reranked", "chunks", "candidates", "timings_ms", "collection", "embedder",
     "retrieval", "reranker", "rerank_weight", "rerank_blend", "rerank_skipped", "error", "low_confidence", "low_confidence_reason", "abstention", "answer_spans", "searched_query",
-    "context_query", "context_share", "sources", "named_documents", "named_statements", "quotes_other_language",
+    "context_query", "context_share", "sources", "named_documents", "named_statements", "line_item_statements",
+    "quotes_other_language",
 })

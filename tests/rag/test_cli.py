@@ -52,7 +52,7 @@ def test_ask_json_has_the_documented_shape(ingested) -> None:
     fields = {"chunk_id", "doc_id", "source", "page", "text", "retrieval_rank", "retrieval_score",
               "dense_rank", "dense_score", "bm25_rank", "bm25_score", "fused_rank", "fused_score",
               "rerank_rank", "rerank_score", "final_score", "doc_title", "section", "context", "marks_score",
-              "marked_question", "joined_by_marks", "in_named_statement"}
+              "marked_question", "joined_by_marks", "in_named_statement", "in_line_item_statement"}
     assert all(set(chunk) == fields for chunk in payload["chunks"] + payload["candidates"])
     assert set(payload["timings_ms"]) == {"embed", "search", "bm25", "fuse", "rerank", "generate", "total"}
     assert payload["retrieval"] == "hybrid"  # the default first stage
@@ -87,8 +87,11 @@ def test_ask_retrieval_bm25_fills_only_the_bm25_fields(ingested) -> None:
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert payload["retrieval"] == "bm25"
-    assert all(c["dense_rank"] is None and c["fused_rank"] is None and c["bm25_rank"] == c["retrieval_rank"]
-               for c in payload["candidates"])
+    candidates = payload["candidates"]
+    assert all(c["dense_rank"] is None and c["fused_rank"] is None and c["bm25_rank"] for c in candidates)
+    # "net sales" is an income statement's row: its best chunk leads; the others keep BM25's order
+    assert payload["line_item_statements"] == ["income"] and candidates[0]["in_line_item_statement"]
+    assert [c["bm25_rank"] for c in candidates[1:]] == sorted(c["bm25_rank"] for c in candidates[1:])
     assert payload["candidates"][0]["source"] == "2023 Q3 AAPL.pdf"
 
 

@@ -9,7 +9,7 @@ from ingest.loaders import read_document
 from ingest.pipeline import Ingestor, SourceFile
 from rag.pipeline import RagPipeline
 from rag.settings import Settings
-from rag.statements import named_statements, statement_kind, statement_titles
+from rag.statements import line_item_statements, named_statements, statement_kind, statement_titles
 from tests.helpers import SEC_PDFS, text_pdf
 
 CASH_FLOWS = "CONDENSED CONSOLIDATED STATEMENTS OF CASH FLOWS (Unaudited)"
@@ -131,6 +131,34 @@ def test_without_the_statement_named_the_sentences_lead(store) -> None:
         assert result.chunks[0].page == 2
 
 
+def test_the_line_items_a_question_asks_for_tell_their_statement() -> None:
+    assert line_item_statements("What were Apple's total assets at the end of Q3 2023?") == {"balance sheet"}
+    assert line_item_statements("What is the FY2019 capital expenditure amount for 3M?") == {"cash flows"}
+    assert line_item_statements("How did NVIDIA's operating expenses compare to its inventories?") == {
+        "income", "balance sheet"}
+    assert line_item_statements("公司2023年的净利润是多少？") == {"income"}
+    # words as common in the notes and the discussion as in a statement ask for no line item
+    for question in ("What were the iPhone's sales in Q3?", "What risks does Apple list?", "Who audits NVIDIA?"):
+        assert line_item_statements(question) == frozenset()
+
+
+def test_a_question_asking_for_a_line_item_reads_its_statements_best_chunk_first(store) -> None:
+    """No statement named, but "purchases of property and equipment" is a cash flow statement's row: its best chunk
+    leads, and only that one; the answer quotes the row. With line_item_leads 0 the discussion's sentence leads."""
+    asked = "How much did Zenith's purchases of property and equipment come to in the quarter?"
+    result = RagPipeline(store).ask(asked, top_k=4, top_n=2)
+    assert (result.named_statements, result.line_item_statements) == ([], ["cash flows"])
+    first = result.chunks[0]
+    assert (first.page, first.in_line_item_statement, first.in_named_statement) == (4, True, False)
+    assert [c.in_line_item_statement for c in result.candidates].count(True) == 1
+    assert result.statements_read_first() == ("Read first the financial statements that print what the question "
+                                              "asks for: cash flows")
+    assert result.answer.startswith("Purchases of property and equipment (310)")
+    off = RagPipeline(store.model_copy(update={"line_item_leads": 0})).ask(asked, top_k=4, top_n=2)
+    assert off.line_item_statements == [] and not any(c.in_line_item_statement for c in off.candidates)
+    assert off.chunks[0].page == 2 and off.statements_read_first() is None
+
+
 def test_where_no_document_is_named_only_the_first_hits_statement_leads(tmp_path) -> None:
     """Two companies' filings alike, the naming of documents off: the statement of the company the first stage
     ranks first leads, and the other company's statement stays where retrieval put it."""
@@ -178,3 +206,6 @@ def test_a_filings_statement_answers_with_its_row_not_its_title(tmp_path) -> Non
     assert result.answer.startswith("Purchases of property and equipment (")
     lead = result.answer_spans[0]
     assert result.chunks[lead.chunk - 1].page == 3
+    # the same filing asked for a line item without naming the balance sheet: its page is read first
+    result = RagPipeline(settings).ask("What were Amazon's total assets at the end of Q3 2023?", generate=False)
+    assert result.chunks[0].in_line_item_statement and result.chunks[0].page == 6

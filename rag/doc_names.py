@@ -52,7 +52,7 @@ from rag.bm25_tokens import tokenize
 from rag.types import NamedDocuments
 
 NAMES_FILE = "doc_names.json"
-NAMES_VERSION = 8  # in the BM25 manifest: an index whose names another version counted is rebuilt
+NAMES_VERSION = 9  # in the BM25 manifest: an index whose names another version counted is rebuilt
 
 _ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 _QUARTER_WORDS = re.compile(r"\b(first|1st|second|2nd|third|3rd|fourth|4th)\s+(?:fiscal\s+)?quarter\b", re.I)
@@ -189,9 +189,11 @@ class DocumentNames:
     built with the BM25 index from the same pass over the chunks, kept beside it (rag.lexical)."""
 
     def __init__(self, sources: Sequence[str], chunks: Sequence[int], dates: Sequence[str | None],
-                 terms: dict[str, TermUse], periods: Sequence[Sequence[str]] = ()) -> None:
+                 terms: dict[str, TermUse], periods: Sequence[Sequence[str]] = (),
+                 row_docs: Sequence[int] = ()) -> None:
         self.sources, self.chunks, self.dates, self.terms = list(sources), list(chunks), list(dates), terms
         self.periods = [set(p) for p in periods]  # each document's quarters, years and fiscal years (identity terms)
+        self.row_docs = np.asarray(row_docs, dtype=np.int32)  # each indexed chunk's document (its place in sources)
 
     @classmethod
     def build(cls, rows: Sequence[tuple[str, str, str]]) -> DocumentNames:
@@ -234,19 +236,20 @@ class DocumentNames:
             uses[term] = TermUse(tuple(docs), inside[term] / theirs, outside[term] / others if others else 0.0)
         periods = [sorted(t for t in terms if _PERIOD_TERM.fullmatch(t) and not _FORM_TERM.fullmatch(t))
                    for terms in identities]
-        return cls(list(index), chunks, dates, uses, periods)
+        return cls(list(index), chunks, dates, uses, periods, row_docs)
 
     def save(self, folder: Path) -> None:
         terms = {term: [list(use.docs), use.inside, use.outside] for term, use in self.terms.items()}
         (folder / NAMES_FILE).write_text(json.dumps({"sources": self.sources, "chunks": self.chunks,
                                                      "dates": self.dates, "terms": terms,
-                                                     "periods": [sorted(p) for p in self.periods]}), encoding="utf-8")
+                                                     "periods": [sorted(p) for p in self.periods],
+                                                     "row_docs": self.row_docs.tolist()}), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> DocumentNames:
         saved = json.loads((folder / NAMES_FILE).read_text(encoding="utf-8"))
         terms = {term: TermUse(tuple(docs), inside, outside) for term, (docs, inside, outside) in saved["terms"].items()}
-        return cls(saved["sources"], saved["chunks"], saved["dates"], terms, saved["periods"])
+        return cls(saved["sources"], saved["chunks"], saved["dates"], terms, saved["periods"], saved["row_docs"])
 
     def quarters_held(self, question: str) -> tuple[float, list[str]] | None:
         """(the share of the quarters ``question`` asks about that some document is of, those none is of: "Q3

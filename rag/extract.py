@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.lexical import tokenize
-from rag.statements import statement_kind, without_statement_names
+from rag.statements import line_items, statement_kind, without_statement_names
 from rag.table_rows import TABLE_HEADER_LINES, is_table_row, table_sentences  # noqa: F401 - re-exported
 from rag.types import AnswerSpan, ChunkHit
 
@@ -352,16 +352,25 @@ def extract_answer(question: str, chunks: Sequence[ChunkHit], *, reranker=None, 
     sentences, the best one first, each cited [n], scored by the lexical overlap and whichever of ``reranker``
     and ``embedder`` are given (and ``context``, see :func:`score_sentences`). ``named``: the documents (sources)
     the question names (rag.doc_names); where any chunk is theirs, only their sentences are quoted, and of those,
-    where any stands in a statement the question names (``ChunkHit.in_named_statement``), only its rows."""
+    where any stands in a statement the question names (``ChunkHit.in_named_statement``), only its rows; where it
+    names none, the rows that hold a line item it asks for, of the statement read first for it, where any does."""
     if not chunks:
         return ExtractiveAnswer(NOTHING_FOUND)
     if any(chunk.in_named_statement for chunk in chunks):  # the statement is chosen: its name scores no row
         question = without_statement_names(question)
     sentences, candidates, scores = score_sentences(question, chunks, reranker=reranker, embedder=embedder,
                                                     context=context, context_share=context_share)
-    for asked in (lambda chunk: chunk.source in named if named else False, lambda chunk: chunk.in_named_statement):
-        if any(asked(chunks[sentences[i].chunk - 1]) for i in candidates):
-            kept = [k for k, i in enumerate(candidates) if asked(chunks[sentences[i].chunk - 1])]
+    items = line_items(question)
+
+    def holds_item(i: int) -> bool:  # a row of the statement read for the line item: that item and its figures
+        text = sentences[i].text
+        return (chunks[sentences[i].chunk - 1].in_line_item_statement and bool(items & line_items(text))
+                and any(char.isdigit() for char in text))
+
+    for asked in (lambda i: chunks[sentences[i].chunk - 1].source in named if named else False,
+                  lambda i: chunks[sentences[i].chunk - 1].in_named_statement, holds_item):
+        if any(asked(i) for i in candidates):
+            kept = [k for k, i in enumerate(candidates) if asked(i)]
             candidates, scores = [candidates[k] for k in kept], [scores[k] for k in kept]
     if not candidates:  # nothing but headings and questions: quote the best chunk's start
         text = chunks[0].text.strip()

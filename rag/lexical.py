@@ -110,19 +110,28 @@ class LexicalIndex:
         names = DocumentNames.build(identities) if identities is not None else None
         return cls(list(chunk_ids), retriever, manifest, names)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        """The ``k`` best (chunk id, BM25 score), best first; [] when no query term is in the index."""
+    def search(self, query: str, k: int, sources: Collection[str] | None = None) -> list[tuple[str, float]]:
+        """The ``k`` best (chunk id, BM25 score), best first; [] when no query term is in the index. ``sources``:
+        of those documents only (:attr:`filters`)."""
         if k < 1 or self.retriever is None:
             return []
         token_ids = self.retriever.get_tokens_ids(tokenize(query))
         if not token_ids:
             return []
         scores = self.retriever.get_scores_from_ids(token_ids)
+        if sources is not None:
+            wanted = [doc for doc, source in enumerate(self.names.sources) if source in sources]
+            scores = np.where(np.isin(self.names.row_docs, wanted), scores, 0.0)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         # bm25s scores every chunk: those sharing no term with the query score 0, and are no hit.
         return [(self.chunk_ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    @property
+    def filters(self) -> bool:
+        """Whether :meth:`search` can keep to some documents itself: it knows each chunk's document."""
+        return self.names is not None and len(self.names.row_docs) == len(self.chunk_ids)
 
     def coverage(self, query: str) -> float:
         """The share of ``query``'s distinct terms that occur in the index: about 1 when the question's words are
@@ -247,16 +256,22 @@ FILTERED_DEPTH = 20  # a filtered BM25 search reads this many times k hits befor
 def lexical_search(kb: KnowledgeBase, data_dir: str | Path, query: str, k: int,
                    sources: Collection[str] | None = None) -> list[StoredChunk]:
     """The BM25 top-``k`` chunks of ``kb`` for ``query``, best first, ``score`` the BM25 score; with ``sources``,
-    of those documents only (the same filter as the dense side's Chroma ``where``: BM25's best
-    ``FILTERED_DEPTH`` x ``k`` hits are read and those of other documents dropped).
+    of those documents only (the same filter as the dense side's Chroma ``where``): the index's own filter where it
+    knows each chunk's document, else BM25's best ``FILTERED_DEPTH`` x ``k`` hits are read and those of other
+    documents dropped.
 
     A hit whose document was replaced or deleted after the freshness check is left out (see
     ``KnowledgeBase.get_chunks``), so this can return fewer than ``k``.
     """
-    hits = lexical_index(kb, data_dir).search(query, k if sources is None else k * FILTERED_DEPTH)
+    index = lexical_index(kb, data_dir)
+    filtered = sources is not None and index.filters
+    if filtered:
+        hits = index.search(query, k, sources=set(sources))
+    else:
+        hits = index.search(query, k if sources is None else k * FILTERED_DEPTH)
     scores = dict(hits)
     chunks = [dataclasses.replace(chunk, score=scores[chunk.chunk_id]) for chunk in kb.get_chunks(list(scores))]
-    if sources is not None:
+    if sources is not None and not filtered:
         wanted = set(sources)
         chunks = [chunk for chunk in chunks if chunk.source in wanted][:k]
     return chunks

@@ -76,6 +76,11 @@ def fuse(method: Fusion, ranked: Mapping[str, Sequence[tuple[str, float]]], *, k
     return sorted(scores.items(), key=lambda pair: -pair[1])
 
 
+# Where none of what the fusion reads leads (a statement's chunks, rag.statements), the lead is sought this many
+# times deeper: a statement prints a line item once, in a row of figures, among the many pages that discuss it.
+LEAD_REACH = 4
+
+
 @dataclass
 class Candidate:
     """A chunk the first stage returned, with what each side said of it (1-based ranks; None = not found)."""
@@ -113,32 +118,42 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
     (both sides filtered the same way, by the chunk's source). ``query_embedding``: the question's, when a search
     before this one already embedded it. ``lead``: what the question asks to read first (the statement it names or
     whose line item it asks for, rag.statements), as the group a chunk leads in (its statement's kind) or None:
-    those of each side's ``first_stage_k`` lead the candidates, in the order found, at most ``lead_each`` of each
-    group (None: all), if they are of the ``sources`` or, with none given, of the first hit's document (where the
-    question named no document, another company's statement does not lead its own discussion)."""
+    those of each side's ``first_stage_k`` (where none is, of ``LEAD_REACH`` times as many) lead the candidates, in
+    the order found, at most ``lead_each`` of each group (None: all), if they are of the ``sources`` or, with none
+    given, of the first hit's document (where the question named no document, another company's statement does
+    not lead its own discussion)."""
     if mode not in RETRIEVAL_MODES:
         raise ValueError(f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, not {mode!r}")
     depth = top_k if mode != "hybrid" and lead is None else max(top_k, settings.first_stage_k)
     timings: dict[str, float] = {"embed": 0.0, "search": 0.0, "bm25": 0.0, "fuse": 0.0}
-    dense: list[StoredChunk] = []
-    lexical: list[StoredChunk] = []
-    bm25_weight = settings.bm25_weight  # less when the collection lacks the question's words (bm25_coverage_full)
-    if mode in ("dense", "hybrid"):
-        if query_embedding is None:
-            t = time.perf_counter()
-            query_embedding = embedder.embed_queries([question])[0]
-            timings["embed"] = _ms(t)
+    if mode in ("dense", "hybrid") and query_embedding is None:
         t = time.perf_counter()
-        dense = dense_search(kb, settings, query_embedding, depth, sources)
-        timings["search"] = _ms(t)
-    if mode in ("bm25", "hybrid"):
-        from rag.lexical import lexical_coverage, lexical_search
+        query_embedding = embedder.embed_queries([question])[0]
+        timings["embed"] = _ms(t)
+
+    def search(k: int) -> tuple[list[StoredChunk], list[StoredChunk]]:
+        """Each side's top ``k`` (dense, BM25), the time added to ``timings``."""
+        dense, lexical = [], []
+        if mode in ("dense", "hybrid"):
+            t = time.perf_counter()
+            dense = dense_search(kb, settings, query_embedding, k, sources)
+            timings["search"] += _ms(t)
+        if mode in ("bm25", "hybrid"):
+            from rag.lexical import lexical_search
+
+            t = time.perf_counter()
+            lexical = lexical_search(kb, settings.data_dir, question, k, sources=sources)
+            timings["bm25"] += _ms(t)
+        return dense, lexical
+
+    dense, lexical = search(depth)
+    bm25_weight = settings.bm25_weight  # less when the collection lacks the question's words (bm25_coverage_full)
+    if mode == "hybrid" and settings.bm25_coverage_full > 0:
+        from rag.lexical import lexical_coverage
 
         t = time.perf_counter()
-        lexical = lexical_search(kb, settings.data_dir, question, depth, sources=sources)
-        if mode == "hybrid" and settings.bm25_coverage_full > 0:
-            bm25_weight *= min(1.0, lexical_coverage(kb, settings.data_dir, question) / settings.bm25_coverage_full)
-        timings["bm25"] = _ms(t)
+        bm25_weight *= min(1.0, lexical_coverage(kb, settings.data_dir, question) / settings.bm25_coverage_full)
+        timings["bm25"] += _ms(t)
 
     by_id = {c.chunk_id: c for c in [*lexical, *dense]}
     dense_at = {c.chunk_id: (rank, c.score) for rank, c in enumerate(dense, 1)}
@@ -153,12 +168,29 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
     else:
         order = [(c.chunk_id, c.score) for c in (dense if mode == "dense" else lexical)]
     near = set(sources) if sources is not None else {by_id[chunk_id].source for chunk_id, _ in order[:1]}
-    leading, taken = set(), Counter()
-    for chunk_id, _ in order if lead else ():
-        group = lead(by_id[chunk_id]) if by_id[chunk_id].source in near else None
-        if group is not None and (lead_each is None or taken[group] < lead_each):
-            leading.add(chunk_id)
-            taken[group] += 1
+
+    def leads_among(found: list[tuple[str, float]]) -> set[str]:
+        leading, taken = set(), Counter()
+        for chunk_id, _ in found:
+            group = lead(by_id[chunk_id]) if by_id[chunk_id].source in near else None
+            if group is not None and (lead_each is None or taken[group] < lead_each):
+                leading.add(chunk_id)
+                taken[group] += 1
+        return leading
+
+    leading = leads_among(order) if lead else set()
+    if lead and not leading:  # none among what the fusion read: sought deeper, below the fused (score 0), by the
+        deep_dense, deep_lexical = search(depth * LEAD_REACH)  # better rank either side gave them
+        for side, found in ((dense_at, deep_dense), (bm25_at, deep_lexical)):
+            for rank, chunk in enumerate(found, 1):
+                if chunk.chunk_id not in by_id:
+                    by_id[chunk.chunk_id] = chunk
+                    side[chunk.chunk_id] = (rank, chunk.score)
+        fused_ids = {chunk_id for chunk_id, _ in order}
+        deeper = sorted((chunk_id for chunk_id in by_id if chunk_id not in fused_ids), key=lambda chunk_id: min(
+            dense_at.get(chunk_id, (depth * LEAD_REACH,))[0], bm25_at.get(chunk_id, (depth * LEAD_REACH,))[0]))
+        order += [(chunk_id, 0.0) for chunk_id in deeper]
+        leading = leads_among(order)
     order = sorted(order, key=lambda item: item[0] not in leading)[:top_k]  # stable: each part in its order
 
     candidates = []

@@ -138,6 +138,13 @@ _LINE_ITEMS = [
 ]
 
 
+def line_items(text: str) -> frozenset[str]:
+    """The line items ``text`` names, lower-cased and singular ("Total operating expenses 28,000" -> {"operating
+    expense"}): a statement's row that holds one a question asks for is the row to quote."""
+    found = (" ".join(item.lower().split()) for _, pattern in _LINE_ITEMS for item in pattern.findall(text))
+    return frozenset(re.sub(r"ies$", "y", item).removesuffix("s") for item in found)
+
+
 def line_item_statements(question: str) -> frozenset[str]:
     """The kinds of statement that print a line item ``question`` asks for ("total assets": "balance sheet",
     "capital expenditures": "cash flows", "净利润": "income"); empty when it asks for none. Read where the question

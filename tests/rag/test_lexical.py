@@ -102,6 +102,29 @@ def test_search_ranks_by_bm25_and_drops_chunks_without_a_query_term() -> None:
     assert index.manifest["tokenizer_version"] == lexical.TOKENIZER_VERSION
 
 
+def test_a_search_kept_to_some_documents_finds_their_best_however_far_down(tmp_path: Path) -> None:
+    """The index knows each chunk's document, so a search kept to one finds its chunks among all the collection's,
+    not among the best few of the whole: 60 chunks of one manual say "battery" more than the other's one does."""
+    ids, texts, identities = [], [], []
+    for n in range(60):
+        ids.append(f"loud{n}")
+        texts.append("Battery, battery, battery: the battery again.")
+        identities.append(("loud.txt", "Loud manual", texts[-1]))
+    ids.append("quiet0")
+    texts.append("The remote takes one battery and a charger.")
+    identities.append(("quiet.txt", "Quiet manual", texts[-1]))
+    index = LexicalIndex.build(ids, texts, identities=identities)
+    assert index.filters and "quiet0" not in dict(index.search("battery", 20))
+    assert index.search("battery", 20, sources={"quiet.txt"})[0][0] == "quiet0"
+    assert index.search("battery", 20, sources={"quiet.txt"})[1:] == []
+    assert index.search("battery", 5, sources={"nowhere.txt"}) == []
+    index.save(tmp_path / "idx")
+    loaded = LexicalIndex.load(tmp_path / "idx")
+    assert loaded.filters and loaded.search("battery", 3, sources={"quiet.txt"}) == index.search(
+        "battery", 3, sources={"quiet.txt"})
+    assert not _index().filters  # built without identities: the search over-reads and drops (lexical_search)
+
+
 def test_names_held_are_the_question_names_the_whole_collections_words_hold() -> None:
     index = _index()
     assert index.names_held(["battery", "microsoft"]) == (0.5, ["microsoft"])  # no passage prints it

@@ -159,6 +159,29 @@ def test_a_question_asking_for_a_line_item_reads_its_statements_best_chunk_first
     assert off.chunks[0].page == 2 and off.statements_read_first() is None
 
 
+@pytest.mark.parametrize("asked", ["total assets", "inventories"])
+def test_the_answer_quotes_the_row_of_the_line_item_asked_for(asked: str) -> None:
+    """The chunk read first for the line item quotes its row; not so a chunk that merely leads retrieval, where the
+    discussion's sentence outscores the bare row."""
+    from rag.extract import extract_answer
+    from rag.rerank import load_reranker
+    from rag.types import ChunkHit
+
+    rows = ("Cash and cash equivalents 2,110 1,980\nInventories 1,377 1,204\nTotal current assets 5,010 4,800\n"
+            "Total assets 12,004 11,620")
+    talk = ("Total assets grew to $12.0 billion at the end of the quarter, as we opened new distribution centers. "
+            "Inventories rose with them.")
+    question = f"What were Zenith's {asked} at the end of the quarter?"
+    row = next(line for line in rows.splitlines() if line.lower().startswith(asked))
+    reranker = load_reranker("rerank-minilm-l6")
+    for read_first in (True, False):
+        chunks = [ChunkHit(chunk_id=f"c{n}", doc_id="d", source="zenith-q1.pdf", text=text, retrieval_rank=n,
+                           retrieval_score=1 / n, in_line_item_statement=read_first and n == 1)
+                  for n, text in ((1, rows), (2, talk))]
+        answer = extract_answer(question, chunks, reranker=reranker).answer
+        assert answer.startswith(row + " [1]") is read_first, answer
+
+
 def test_where_no_document_is_named_only_the_first_hits_statement_leads(tmp_path) -> None:
     """Two companies' filings alike, the naming of documents off: the statement of the company the first stage
     ranks first leads, and the other company's statement stays where retrieval put it."""

@@ -179,8 +179,11 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
         return leading
 
     leading = leads_among(order) if lead else set()
-    if lead and not leading:  # none among what the fusion read: sought deeper, below the fused (score 0), by the
-        deep_dense, deep_lexical = search(depth * LEAD_REACH)  # better rank either side gave them
+    if lead and not leading:
+        # None among what the fusion read: sought LEAD_REACH times deeper. Those that lead join below the fused
+        # (score 0: the fusion never read them), by the better rank either side gave them; the others do not.
+        reach = depth * LEAD_REACH
+        deep_dense, deep_lexical = search(reach)
         for side, found in ((dense_at, deep_dense), (bm25_at, deep_lexical)):
             for rank, chunk in enumerate(found, 1):
                 if chunk.chunk_id not in by_id:
@@ -188,9 +191,9 @@ def retrieve(question: str, kb: KnowledgeBase, embedder: Embedder, settings: Set
                     side[chunk.chunk_id] = (rank, chunk.score)
         fused_ids = {chunk_id for chunk_id, _ in order}
         deeper = sorted((chunk_id for chunk_id in by_id if chunk_id not in fused_ids), key=lambda chunk_id: min(
-            dense_at.get(chunk_id, (depth * LEAD_REACH,))[0], bm25_at.get(chunk_id, (depth * LEAD_REACH,))[0]))
-        order += [(chunk_id, 0.0) for chunk_id in deeper]
-        leading = leads_among(order)
+            dense_at.get(chunk_id, (reach,))[0], bm25_at.get(chunk_id, (reach,))[0]))
+        leading = leads_among([(chunk_id, 0.0) for chunk_id in deeper])
+        order += [(chunk_id, 0.0) for chunk_id in deeper if chunk_id in leading]
     order = sorted(order, key=lambda item: item[0] not in leading)[:top_k]  # stable: each part in its order
 
     candidates = []

@@ -159,6 +159,20 @@ def test_a_question_asking_for_a_line_item_reads_its_statements_best_chunk_first
     assert off.chunks[0].page == 2 and off.statements_read_first() is None
 
 
+def test_a_statement_not_among_the_hits_the_fusion_reads_is_sought_deeper(store, monkeypatch) -> None:
+    """Each side reads one hit (the discussion's); the statement's row is found among four times as many and
+    leads, below the fused in retrieval order (score 0), first after the rerank's leads."""
+    import rag.retrieve
+
+    asked = "How much did Zenith's purchases of property and equipment come to in the quarter?"
+    shallow = store.model_copy(update={"first_stage_k": 1})
+    result = RagPipeline(shallow).ask(asked, top_k=1, top_n=1, generate=False)
+    first = result.candidates[0]
+    assert (first.page, first.in_line_item_statement, first.retrieval_score) == (4, True, 0.0)
+    monkeypatch.setattr(rag.retrieve, "LEAD_REACH", 1)
+    assert RagPipeline(shallow).ask(asked, top_k=1, top_n=1, generate=False).candidates[0].page == 2
+
+
 @pytest.mark.parametrize("asked", ["total assets", "inventories"])
 def test_the_answer_quotes_the_row_of_the_line_item_asked_for(asked: str) -> None:
     """The chunk read first for the line item quotes its row; not so a chunk that merely leads retrieval, where the

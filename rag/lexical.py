@@ -113,6 +113,8 @@ class LexicalIndex:
     def search(self, query: str, k: int, sources: Collection[str] | None = None) -> list[tuple[str, float]]:
         """The ``k`` best (chunk id, BM25 score), best first; [] when no query term is in the index. ``sources``:
         of those documents only (:attr:`filters`)."""
+        if sources is not None and not self.filters:
+            raise ValueError("this index does not know its chunks' documents (built without identities)")
         if k < 1 or self.retriever is None:
             return []
         token_ids = self.retriever.get_tokens_ids(tokenize(query))

@@ -122,7 +122,9 @@ def test_a_search_kept_to_some_documents_finds_their_best_however_far_down(tmp_p
     loaded = LexicalIndex.load(tmp_path / "idx")
     assert loaded.filters and loaded.search("battery", 3, sources={"quiet.txt"}) == index.search(
         "battery", 3, sources={"quiet.txt"})
-    assert not _index().filters  # built without identities: the search over-reads and drops (lexical_search)
+    assert not _index().filters  # built without identities: lexical_search over-reads and drops instead
+    with pytest.raises(ValueError, match="documents"):
+        _index().search("battery", 3, sources={"quiet.txt"})
 
 
 def test_names_held_are_the_question_names_the_whole_collections_words_hold() -> None:

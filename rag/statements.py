@@ -116,10 +116,11 @@ def named_statements(question: str) -> frozenset[str]:
 
 # The line items each statement prints, as the accounting standards name them (US GAAP, IFRS, 企业会计准则): a
 # question that asks for one ("What were Apple's total assets?") asks for a figure its statement holds, though it
-# names no statement. Only items one statement owns: bare "sales" or "income taxes" are as often the notes' words.
+# names no statement. Only items one statement owns: bare "sales" or "income taxes" are as often the notes' words,
+# and "turnover" (IFRS's revenue) is as often a staff's or an inventory's.
 _LINE_ITEMS = [
     ("income", re.compile(
-        r"\b(?:revenues?|net\s+sales|turnover|cost\s+of\s+(?:sales|revenues?|goods\s+sold)|gross\s+(?:margin|profit)|"
+        r"\b(?:revenues?|net\s+sales|cost\s+of\s+(?:sales|revenues?|goods\s+sold)|gross\s+(?:margin|profit)|"
         r"operating\s+(?:income|expenses?|profit|loss|costs?)|research\s+and\s+development|r\s*&\s*d|"
         r"selling,?\s+general|sg\s*&\s*a|net\s+(?:income|earnings|loss)|earnings\s+per\s+share|eps|"
         r"interest\s+expenses?|ebitda?)\b|营业(?:总)?收入|营业成本|毛利|净利润|每股收益|研发费用|销售费用|管理费用",

@@ -119,8 +119,8 @@ class Settings(BaseSettings):
         "chunks under that statement's title first (rag.statements), since its rows name no statement themselves.")
     line_item_leads: int = Field(
         1, ge=0, le=20, description="With route_statements, a question that names no statement but asks for a line "
-        "item one prints (\"total assets\": the balance sheet) reads this many of that statement's best chunks first; "
-        "0: none. One, not all: the notes and the discussion explain what the row only counts (BENCHMARKS.md).")
+        "item one prints (\"total assets\": the balance sheet) reads this many of that statement's best chunks first "
+        "(0: none), few, so that the notes and the discussion that explain the row keep the places after them.")
     dense_exact_max_chunks: int = Field(
         500_000, ge=0, le=10_000_000,
         description="Dense search is exact (one matrix product over the collection's vectors, kept beside the store "

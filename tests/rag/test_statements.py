@@ -161,8 +161,8 @@ def test_a_question_asking_for_a_line_item_reads_its_statements_best_chunk_first
 
 
 def test_a_statement_not_among_the_hits_the_fusion_reads_is_sought_deeper(store, monkeypatch) -> None:
-    """Each side reads one hit (the discussion's); the statement's row is found among four times as many and
-    leads, below the fused in retrieval order (score 0), first after the rerank's leads."""
+    """Each side reads one hit (the discussion's); the statement's row is found among four times as many and leads
+    the candidates, with a retrieval score of 0 (the fusion never read it). Searched no deeper, the discussion leads."""
     import rag.retrieve
 
     asked = "How much did Zenith's purchases of property and equipment come to in the quarter?"
